@@ -1,0 +1,269 @@
+//! [`ConcurrentFuture`]: a result a plain thread can block on and a task
+//! can await (Python's `concurrent.futures.Future`). Returned by
+//! [`run_coroutine_threadsafe`](crate::run_coroutine_threadsafe) and by the
+//! executors' `submit`.
+
+use crate::error::TaskError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+type Hook = Box<dyn FnOnce() + Send + 'static>;
+type DoneCallback<T> = Box<dyn FnOnce(&ConcurrentFuture<T>) + Send + 'static>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Running,
+    Done,
+}
+
+struct State<T> {
+    status: Status,
+    outcome: Option<Result<T, TaskError>>,
+    cancelled: bool,
+    taken: bool,
+    wakers: Vec<Waker>,
+    on_cancel: Option<Hook>,
+    callbacks: Vec<DoneCallback<T>>,
+}
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
+    done: Condvar,
+}
+
+/// The eventual result of work running elsewhere: on a loop
+/// (`run_coroutine_threadsafe`) or in a thread pool (`Executor::submit`).
+///
+/// Clones are the same future. [`ConcurrentFuture::result`] and `.await`
+/// take the result; after that, others see an `InvalidState` error.
+pub struct ConcurrentFuture<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for ConcurrentFuture<T> {
+    fn clone(&self) -> Self {
+        ConcurrentFuture {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Default for ConcurrentFuture<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ConcurrentFuture<T> {
+    /// A pending future, to be completed with [`ConcurrentFuture::set_result`]
+    /// (for code that builds its own executors).
+    pub fn new() -> ConcurrentFuture<T> {
+        ConcurrentFuture {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    status: Status::Pending,
+                    outcome: None,
+                    cancelled: false,
+                    taken: false,
+                    wakers: Vec::new(),
+                    on_cancel: None,
+                    callbacks: Vec::new(),
+                }),
+                done: Condvar::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        crate::util::lock(&self.inner.state)
+    }
+
+    /// Runs `hook` if the future is cancelled while pending (how
+    /// cancellation reaches the loop task or the queued job behind it).
+    pub(crate) fn set_cancel_hook(&self, hook: impl FnOnce() + Send + 'static) {
+        let mut st = self.lock();
+        if st.cancelled {
+            drop(st);
+            hook();
+        } else if st.status != Status::Done {
+            st.on_cancel = Some(Box::new(hook));
+        }
+    }
+
+    /// Marks the work as started, unless the future was cancelled: returns
+    /// `false` then, and the work must not run (Python's
+    /// `set_running_or_notify_cancel`).
+    pub fn set_running_or_notify_cancel(&self) -> bool {
+        let mut st = self.lock();
+        if st.cancelled {
+            return false;
+        }
+        if st.status == Status::Pending {
+            st.status = Status::Running;
+            st.on_cancel = None;
+        }
+        true
+    }
+
+    /// Completes the future with `value`; returns `false` if it was already
+    /// done (cancelled, say).
+    pub fn set_result(&self, value: T) -> bool {
+        self.complete(Ok(value))
+    }
+
+    /// Completes the future with any outcome; `false` if already done.
+    pub fn complete(&self, outcome: Result<T, TaskError>) -> bool {
+        let (wakers, callbacks) = {
+            let mut st = self.lock();
+            if st.status == Status::Done {
+                return false;
+            }
+            st.cancelled = matches!(outcome, Err(TaskError::Cancelled));
+            st.status = Status::Done;
+            st.outcome = Some(outcome);
+            st.on_cancel = None;
+            (
+                std::mem::take(&mut st.wakers),
+                std::mem::take(&mut st.callbacks),
+            )
+        };
+        self.inner.done.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+        self.run_callbacks(callbacks);
+        true
+    }
+
+    fn run_callbacks(&self, callbacks: Vec<DoneCallback<T>>) {
+        for cb in callbacks {
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(self)))
+            {
+                tracing::error!(
+                    target: "evloop",
+                    "exception calling callback for a concurrent future: {}",
+                    crate::error::panic_message(&payload)
+                );
+            }
+        }
+    }
+
+    /// Cancels the future if it has not started (or, for a loop task, has
+    /// not finished): returns `false` if it is running or done.
+    pub fn cancel(&self) -> bool {
+        let hook = {
+            let mut st = self.lock();
+            match st.status {
+                Status::Done => return st.cancelled,
+                Status::Running => return false,
+                Status::Pending => {}
+            }
+            st.on_cancel.take()
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.complete(Err(TaskError::Cancelled));
+        true
+    }
+
+    /// Whether the future completed by cancellation.
+    pub fn cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Whether the work is running (started, not done).
+    pub fn running(&self) -> bool {
+        self.lock().status == Status::Running
+    }
+
+    /// Whether the future is done.
+    pub fn done(&self) -> bool {
+        self.lock().status == Status::Done
+    }
+
+    /// Blocks the calling thread until the result is ready and takes it
+    /// (Python: `Future.result(timeout)`). `None` waits forever.
+    /// [`TaskError::Timeout`] if the timeout passes first (the work goes
+    /// on; call again to keep waiting).
+    ///
+    /// Never call this on a loop's thread for work that needs that loop:
+    /// it would wait for itself.
+    pub fn result(&self, timeout: Option<Duration>) -> Result<T, TaskError> {
+        let deadline = timeout.map(|t| Instant::now().checked_add(t));
+        let mut st = self.lock();
+        while st.status != Status::Done {
+            st = match deadline {
+                None | Some(None) => self.inner.done.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(Some(deadline)) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(TaskError::Timeout);
+                    }
+                    self.inner
+                        .done
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        take(&mut st)
+    }
+
+    /// Runs `callback` (on the completing thread, or now if done) when the
+    /// future completes (Python: `add_done_callback`).
+    pub fn add_done_callback(&self, callback: impl FnOnce(&ConcurrentFuture<T>) + Send + 'static) {
+        let mut st = self.lock();
+        if st.status != Status::Done {
+            st.callbacks.push(Box::new(callback));
+            return;
+        }
+        drop(st);
+        self.run_callbacks(vec![Box::new(callback)]);
+    }
+}
+
+fn take<T>(st: &mut State<T>) -> Result<T, TaskError> {
+    match st.outcome.take() {
+        Some(outcome) => {
+            st.taken = true;
+            outcome
+        }
+        None => Err(TaskError::Exception(Arc::new(crate::Error::InvalidState(
+            "the result was already taken",
+        )))),
+    }
+}
+
+impl<T> Future for ConcurrentFuture<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.lock();
+        if st.status == Status::Done {
+            return Poll::Ready(take(&mut st));
+        }
+        if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            st.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for ConcurrentFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("ConcurrentFuture")
+            .field("status", &st.status)
+            .field("cancelled", &st.cancelled)
+            .field("taken", &st.taken)
+            .finish()
+    }
+}

@@ -1,0 +1,169 @@
+//! Typed errors. Messages use asyncio's wording wherever asyncio has one, so
+//! that a log line reads the same whichever side of a port it came from.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+/// The payload of a caught panic, as `std::panic::catch_unwind` returns it.
+pub type PanicPayload = Box<dyn Any + Send + 'static>;
+
+/// An error as a future may carry it (`LoopFuture::set_exception`): shared,
+/// because every awaiter of a future observes the same exception.
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Misuse of the loop API, or a failure of the operating system underneath.
+///
+/// Every fallible call in evloop returns this type; none of them panics on bad
+/// input.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The loop was closed (asyncio: `RuntimeError('Event loop is closed')`).
+    Closed,
+    /// `run_forever` / `run_until_complete` on a loop that is already running
+    /// on some thread.
+    AlreadyRunning,
+    /// Running a loop on a thread where a different loop is already running.
+    AnotherLoopRunning,
+    /// `close()` called on a running loop.
+    CloseRunning,
+    /// `run_until_complete` returned because the loop was stopped before its
+    /// future finished.
+    StoppedBeforeComplete,
+    /// `get_running_loop()` (or something that needs the running loop) was
+    /// called on a thread where no loop runs.
+    NoRunningLoop,
+    /// The policy has no loop for this thread; evloop never creates one
+    /// implicitly (as in Python 3.14).
+    NoCurrentLoop {
+        /// The name of the thread that asked.
+        thread: String,
+    },
+    /// An operation that the object's state does not allow (asyncio's
+    /// `InvalidStateError`), e.g. `set_result` on a finished future.
+    InvalidState(&'static str),
+    /// A negative file descriptor.
+    InvalidFd(RawFd),
+    /// The operating system refused an operation (bad descriptor, a regular
+    /// file given to the reactor, poller creation failure, ...).
+    Io(io::Error),
+    /// Submission to an executor that was shut down.
+    ExecutorShutdown,
+    /// A timeout expired (asyncio's `TimeoutError`).
+    Timeout,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Closed => f.write_str("Event loop is closed"),
+            Error::AlreadyRunning => f.write_str("This event loop is already running"),
+            Error::AnotherLoopRunning => {
+                f.write_str("Cannot run the event loop while another loop is running")
+            }
+            Error::CloseRunning => f.write_str("Cannot close a running event loop"),
+            Error::StoppedBeforeComplete => {
+                f.write_str("Event loop stopped before Future completed.")
+            }
+            Error::NoRunningLoop => f.write_str("no running event loop"),
+            Error::NoCurrentLoop { thread } => {
+                write!(f, "There is no current event loop in thread '{thread}'.")
+            }
+            Error::InvalidState(what) => f.write_str(what),
+            Error::InvalidFd(fd) => write!(f, "Invalid file descriptor: {fd}"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::ExecutorShutdown => f.write_str("cannot schedule new futures after shutdown"),
+            Error::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// How a task, a loop future or a concurrent future ended when it did not
+/// produce a value.
+#[non_exhaustive]
+pub enum TaskError {
+    /// It was cancelled (asyncio's `CancelledError`).
+    Cancelled,
+    /// Its code panicked; the payload is what the panic carried.
+    Panicked(PanicPayload),
+    /// `set_exception` completed it with this error.
+    Exception(SharedError),
+    /// A blocking wait (`ConcurrentFuture::result`) gave up before the result
+    /// was ready; the computation itself goes on.
+    Timeout,
+}
+
+impl TaskError {
+    /// Whether this is [`TaskError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled)
+    }
+
+    /// Whether this is [`TaskError::Panicked`].
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+
+    /// The panic payload, if this is [`TaskError::Panicked`], so that a caller
+    /// can `std::panic::resume_unwind` it.
+    pub fn into_panic(self) -> Option<PanicPayload> {
+        match self {
+            TaskError::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::Panicked(p) => write!(f, "Panicked({:?})", panic_message(p)),
+            TaskError::Exception(e) => write!(f, "Exception({e:?})"),
+            TaskError::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled => f.write_str("cancelled"),
+            TaskError::Panicked(p) => write!(f, "panicked: {}", panic_message(p)),
+            TaskError::Exception(e) => write!(f, "{e}"),
+            TaskError::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// The text of a panic payload when it is a string (as `panic!("...")`
+/// makes it), or a placeholder.
+pub fn panic_message(payload: &PanicPayload) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "Box<dyn Any>"
+    }
+}

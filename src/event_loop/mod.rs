@@ -1,0 +1,651 @@
+//! [`EventLoop`]: running and stopping, callbacks and timers, futures and
+//! tasks, fd watching, error handling and debug mode.
+
+pub(crate) mod context;
+pub(crate) mod core;
+pub(crate) mod shared;
+
+use self::core::Core;
+use self::shared::Shared;
+use crate::error::Error;
+use crate::exception::{ExceptionContext, ExceptionHandler};
+use crate::future::LoopFuture;
+use crate::handle::{Handle, TimerHandle};
+use crate::reactor::{Interest, Reactor, WAKER_TOKEN};
+use crate::task::{self, Task, TaskFactory};
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::os::fd::RawFd;
+use std::panic::Location;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// The environment variable that switches debug mode on for new loops
+/// (`EVLOOP_DEBUG=1`), as `PYTHONASYNCIODEBUG` does for asyncio.
+pub const DEBUG_ENV: &str = "EVLOOP_DEBUG";
+
+/// How long an idle loop watches its inbox before sleeping in the poller,
+/// by default. See [`EventLoop::set_spin_before_park`].
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// An event loop: a handle to it, cheap to clone and to send.
+///
+/// Clones are the same loop (`==` compares identity). The loop runs on at
+/// most one thread at a time, the one inside [`EventLoop::run_forever`] or
+/// [`EventLoop::run_until_complete`]; every method can be called from any
+/// thread. Dropping the last handle closes the loop.
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::sync::{Arc, Mutex};
+///
+/// let lp = EventLoop::new()?;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// for i in 0..3 {
+///     let seen = seen.clone();
+///     lp.call_soon(move || seen.lock().unwrap().push(i))?;
+/// }
+/// let stopper = lp.clone();
+/// lp.call_soon(move || stopper.stop())?;
+/// lp.run_forever()?;
+/// assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2]);
+/// lp.close()?;
+/// # Ok::<(), evloop::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct EventLoop {
+    pub(crate) inner: Arc<LoopInner>,
+}
+
+pub(crate) enum Slot {
+    /// Not running: the core waits here for the next run.
+    Idle(Box<Core>),
+    /// A thread has the core.
+    Running,
+    Closed,
+}
+
+pub(crate) struct LoopInner {
+    pub(crate) shared: Arc<Shared>,
+    slot: Mutex<Slot>,
+    pub(crate) reactor: Reactor,
+    pub(crate) executor: crate::executor::DefaultExecutorSlot,
+}
+
+impl Drop for LoopInner {
+    fn drop(&mut self) {
+        let slot = self.slot.get_mut().unwrap_or_else(|p| p.into_inner());
+        let core = match std::mem::replace(slot, Slot::Closed) {
+            Slot::Idle(core) => Some(core),
+            _ => None,
+        };
+        shutdown(&self.shared, &self.reactor, &self.executor, core);
+    }
+}
+
+/// Everything `close()` does once it owns the core.
+fn shutdown(
+    shared: &Shared,
+    reactor: &Reactor,
+    executor: &crate::executor::DefaultExecutorSlot,
+    core: Option<Box<Core>>,
+) {
+    shared.close_inbox();
+    reactor.close();
+    if let Some(core) = core {
+        core.shutdown();
+    }
+    executor.shutdown_nowait();
+}
+
+/// Counts and gauges of a loop, from [`EventLoop::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Callbacks (and woken tasks) waiting in the ready queue.
+    pub ready: usize,
+    /// Timers in the timer queue, cancelled ones not yet purged included.
+    pub timers: usize,
+    /// Timers cancelled on the loop's thread and not yet purged (the number
+    /// the purge rule uses).
+    pub cancelled_timers: usize,
+    /// Live tasks that have started running.
+    pub tasks: usize,
+    /// File descriptors being watched.
+    pub watched_fds: usize,
+    /// Times another thread wrote the loop's eventfd to wake it.
+    pub eventfd_writes: u64,
+    /// Iterations run so far.
+    pub iterations: u64,
+}
+
+static ROOT_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl EventLoop {
+    /// Creates a loop (asyncio: `new_event_loop()` under the default
+    /// policy). Debug mode starts on if `EVLOOP_DEBUG` is set to a
+    /// non-empty value other than `0`.
+    pub fn new() -> Result<EventLoop, Error> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let registry = poll.registry().try_clone()?;
+        let debug = std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+        let inner = Arc::new_cyclic(|weak| {
+            let shared = Arc::new(Shared::new(waker, weak.clone(), debug));
+            let core = Core::new(poll, shared.epoch);
+            LoopInner {
+                shared,
+                slot: Mutex::new(Slot::Idle(Box::new(core))),
+                reactor: Reactor::new(registry),
+                executor: Default::default(),
+            }
+        });
+        Ok(EventLoop { inner })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    // ----- running and stopping -------------------------------------------------
+
+    /// Takes the core for a run, with asyncio's checks in asyncio's order.
+    fn begin_run(&self) -> Result<Box<Core>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        if context::runs_here(self.shared().id()) {
+            return Err(Error::AlreadyRunning);
+        }
+        let mut slot = crate::util::lock(&self.inner.slot);
+        match std::mem::replace(&mut *slot, Slot::Running) {
+            Slot::Idle(core) => {
+                if context::any_running() {
+                    *slot = Slot::Idle(core);
+                    return Err(Error::AnotherLoopRunning);
+                }
+                self.shared().running.store(true, Ordering::Release);
+                Ok(core)
+            }
+            Slot::Running => Err(Error::AlreadyRunning),
+            Slot::Closed => {
+                *slot = Slot::Closed;
+                Err(Error::Closed)
+            }
+        }
+    }
+
+    /// Runs iterations until `stop()`; returns the panic of the root future
+    /// of `run_until_complete`, if it panicked.
+    fn run_core(
+        &self,
+        core: Box<Core>,
+        root: Option<(u64, *mut context::RootPoll<'static>)>,
+    ) -> Option<crate::error::PanicPayload> {
+        struct Restore<'a> {
+            event_loop: &'a EventLoop,
+            core: Option<Box<Core>>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let shared = self.event_loop.shared();
+                shared.stopping.store(false, Ordering::Relaxed);
+                shared.running.store(false, Ordering::Release);
+                let core = self.core.take().expect("core present until restore");
+                *crate::util::lock(&self.event_loop.inner.slot) = Slot::Idle(core);
+            }
+        }
+
+        let restore = Restore {
+            event_loop: self,
+            core: Some(core),
+        };
+        let core: &Core = restore.core.as_deref().expect("core present");
+        let ctx = context::RunContext {
+            shared: self.shared(),
+            core,
+            event_loop: self.clone(),
+            root: std::cell::Cell::new(root),
+            root_panic: std::cell::Cell::new(None),
+        };
+        // Safety: `ctx` and the core outlive `_entered` (declared after them,
+        // dropped before them).
+        let _entered = unsafe { context::enter(&ctx) };
+        loop {
+            core.run_once(&self.inner);
+            if self.shared().stopping.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        ctx.root_panic.take()
+    }
+
+    /// Runs the loop until [`EventLoop::stop`] is called (asyncio:
+    /// `loop.run_forever()`).
+    ///
+    /// `stop()` called before this makes the run do exactly one iteration.
+    /// Errors: [`Error::Closed`], [`Error::AlreadyRunning`] (this loop runs
+    /// on some thread), [`Error::AnotherLoopRunning`] (another loop runs on
+    /// this thread).
+    pub fn run_forever(&self) -> Result<(), Error> {
+        let core = self.begin_run()?;
+        if let Some(panic) = self.run_core(core, None) {
+            std::panic::resume_unwind(panic);
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until `fut` completes and returns its output (asyncio:
+    /// `loop.run_until_complete(fut)`).
+    ///
+    /// `fut` is polled on the calling thread, as a task of this loop, so it
+    /// need not be `Send`. If the loop is stopped first the result is
+    /// [`Error::StoppedBeforeComplete`]. A panic in `fut` propagates to the
+    /// caller once the loop has been put back in order.
+    pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
+        let core = self.begin_run()?;
+        let root_id = ROOT_IDS.fetch_add(1, Ordering::Relaxed);
+        // Queued through the inbox (the loop is not entered yet), so it runs
+        // after whatever was scheduled before this call.
+        let root_task = match task::spawn_root(self, root_id) {
+            Ok(t) => t,
+            Err(e) => {
+                *crate::util::lock(&self.inner.slot) = Slot::Idle(core);
+                self.shared().running.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        let mut fut = pin!(fut);
+        let mut output = None;
+        let panic = {
+            let mut poll_fn = |cx: &mut std::task::Context<'_>| match fut.as_mut().poll(cx) {
+                Poll::Ready(v) => {
+                    output = Some(v);
+                    Poll::Ready(())
+                }
+                Poll::Pending => Poll::Pending,
+            };
+            let ptr: *mut context::RootPoll<'_> = &mut poll_fn;
+            // Safety: the pointer is only used while `run_core` runs, during
+            // which `poll_fn` is alive; the context forgets it on return.
+            let ptr: *mut context::RootPoll<'static> = unsafe { std::mem::transmute(ptr) };
+            self.run_core(core, Some((root_id, ptr)))
+        };
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
+        match output {
+            Some(v) => Ok(v),
+            None => {
+                root_task.cancel();
+                Err(Error::StoppedBeforeComplete)
+            }
+        }
+    }
+
+    /// Stops the loop (asyncio: `loop.stop()`); callable from any thread.
+    ///
+    /// From a callback, the rest of the current iteration still runs, then
+    /// `run_forever` returns. Called while the loop is not running, it makes
+    /// the next run do one iteration.
+    pub fn stop(&self) {
+        self.shared().request_stop();
+    }
+
+    /// Stops the loop at the end of the next iteration (how
+    /// `run_until_complete` ends, as asyncio's done callback does).
+    pub(crate) fn stop_soon(&self) {
+        let shared = self.inner.shared.clone();
+        let _ = self.call_soon_threadsafe(move || shared.request_stop());
+    }
+
+    /// Whether the loop is running on some thread.
+    pub fn is_running(&self) -> bool {
+        self.shared().running.load(Ordering::Acquire)
+    }
+
+    /// Whether [`EventLoop::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared().closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the loop (asyncio: `loop.close()`): drops every pending
+    /// callback, timer and task (running their destructors), deregisters
+    /// every watched fd, releases the poller, and shuts the default executor
+    /// down without waiting. Idempotent. Error: [`Error::CloseRunning`].
+    pub fn close(&self) -> Result<(), Error> {
+        let core = {
+            let mut slot = crate::util::lock(&self.inner.slot);
+            match std::mem::replace(&mut *slot, Slot::Closed) {
+                Slot::Idle(core) => core,
+                Slot::Running => {
+                    *slot = Slot::Running;
+                    return Err(Error::CloseRunning);
+                }
+                Slot::Closed => return Ok(()),
+            }
+        };
+        shutdown(
+            self.shared(),
+            &self.inner.reactor,
+            &self.inner.executor,
+            Some(core),
+        );
+        Ok(())
+    }
+
+    // ----- callbacks and timers ---------------------------------------------------
+
+    /// Schedules `f` to run on the next iteration (asyncio:
+    /// `loop.call_soon`). Callbacks run in the order they were scheduled.
+    ///
+    /// From the loop's own thread this is a push onto its ready queue; from
+    /// any other thread it is [`EventLoop::call_soon_threadsafe`], reported
+    /// through `tracing` in debug mode (asyncio raises there; evloop is
+    /// merely slower, never unsafe). Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn call_soon<F>(&self, f: F) -> Result<Handle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let location = Location::caller();
+        let shared = self.shared();
+        if shared.debug.load(Ordering::Relaxed)
+            && self.is_running()
+            && !context::runs_here(shared.id())
+        {
+            tracing::warn!(
+                target: "evloop",
+                "call_soon() called from thread '{}', not the thread running the loop, at {location}; \
+                 it took the thread-safe path (use call_soon_threadsafe)",
+                crate::util::thread_name()
+            );
+        }
+        shared.call_soon(None, location, f)
+    }
+
+    /// Schedules `f` from any thread and wakes the loop if it sleeps
+    /// (asyncio: `loop.call_soon_threadsafe`). Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn call_soon_threadsafe<F>(&self, f: F) -> Result<Handle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared().call_soon(None, Location::caller(), f)
+    }
+
+    /// The loop's clock (asyncio: `loop.time()`), the monotonic clock that
+    /// `call_at` deadlines are measured on.
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Schedules `f` to run after `delay` (asyncio: `loop.call_later`).
+    /// Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn call_later<F>(&self, delay: Duration, f: F) -> Result<TimerHandle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let now = Instant::now();
+        let when = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        self.call_at(when, f)
+    }
+
+    /// Schedules `f` to run at `when` on the loop's clock (asyncio:
+    /// `loop.call_at`). Timers run in deadline order, equal deadlines in
+    /// the order they were scheduled. Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn call_at<F>(&self, when: Instant, f: F) -> Result<TimerHandle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared()
+            .call_soon(Some(when), Location::caller(), f)
+            .map(TimerHandle::new)
+    }
+
+    /// Runs `f` on the core while the loop is idle (not running, not
+    /// closed).
+    pub(crate) fn with_idle_core<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
+        match &*crate::util::lock(&self.inner.slot) {
+            Slot::Idle(core) => Some(f(core)),
+            _ => None,
+        }
+    }
+
+    // ----- diagnostics ------------------------------------------------------------
+
+    /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
+    /// watched fds, eventfd writes, iterations. Exact on the loop's thread
+    /// or while the loop is idle; from another thread while it runs, as of
+    /// the end of its last iteration.
+    pub fn stats(&self) -> Stats {
+        let shared = self.shared();
+        let c = &shared.counters;
+        let mut stats = Stats {
+            eventfd_writes: c.eventfd_writes.load(Ordering::Relaxed),
+            watched_fds: self.inner.reactor.len(),
+            ..Stats::default()
+        };
+        let live = context::with_core(shared, |core| core.stats()).or_else(|| {
+            match &*crate::util::lock(&self.inner.slot) {
+                Slot::Idle(core) => Some(core.stats()),
+                // Closed: nothing is pending any more.
+                Slot::Closed => Some(self::core::CoreStats::default()),
+                Slot::Running => None,
+            }
+        });
+        match live {
+            Some(s) => {
+                stats.ready = s.ready;
+                stats.timers = s.timers;
+                stats.cancelled_timers = s.cancelled_timers;
+                stats.tasks = s.tasks;
+                stats.iterations = s.iterations;
+            }
+            None => {
+                stats.ready = c.ready.load(Ordering::Relaxed);
+                stats.timers = c.timers.load(Ordering::Relaxed);
+                stats.cancelled_timers = c.cancelled_timers.load(Ordering::Relaxed);
+                stats.tasks = c.tasks.load(Ordering::Relaxed);
+                stats.iterations = c.iterations.load(Ordering::Relaxed);
+            }
+        }
+        stats
+    }
+}
+
+// ----- error handling and debug mode -----------------------------------------------
+
+impl EventLoop {
+    /// Sets the handler that receives errors nobody else will see
+    /// (asyncio: `loop.set_exception_handler`); `None` restores the default
+    /// handler, which logs through `tracing::error!`.
+    pub fn set_exception_handler(&self, handler: Option<ExceptionHandler>) {
+        self.shared().set_exception_handler(handler);
+    }
+
+    /// The handler set with [`EventLoop::set_exception_handler`], if any.
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.shared().exception_handler()
+    }
+
+    /// Passes `context` to the exception handler (asyncio:
+    /// `loop.call_exception_handler`). A panicking handler is reported
+    /// through the default handler; it never unwinds into the caller.
+    pub fn call_exception_handler(&self, context: ExceptionContext) {
+        self.shared().call_exception_handler(context);
+    }
+
+    /// The default handler's behaviour, for custom handlers that want to
+    /// fall back to it (asyncio: `loop.default_exception_handler`).
+    pub fn default_exception_handler(&self, context: &ExceptionContext) {
+        crate::exception::default_exception_handler(context);
+    }
+
+    /// Switches debug mode (asyncio: `loop.set_debug`): slow callbacks are
+    /// logged with the place they were scheduled from, and `call_soon` from
+    /// a foreign thread is reported.
+    pub fn set_debug(&self, enabled: bool) {
+        self.shared().debug.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Whether debug mode is on (asyncio: `loop.get_debug`).
+    pub fn get_debug(&self) -> bool {
+        self.shared().debug.load(Ordering::Relaxed)
+    }
+
+    /// In debug mode, callbacks that run at least this long are logged
+    /// (asyncio: `loop.slow_callback_duration`, default 100 ms).
+    pub fn slow_callback_duration(&self) -> Duration {
+        self.shared().slow_callback_duration()
+    }
+
+    /// Sets [`EventLoop::slow_callback_duration`].
+    pub fn set_slow_callback_duration(&self, duration: Duration) {
+        self.shared().set_slow_callback_duration(duration);
+    }
+
+    /// How long the loop, with nothing to do, keeps checking its inbox
+    /// before it sleeps in the poller (default [`DEFAULT_SPIN`]; zero turns
+    /// spinning off). A post that lands within the spin is picked up
+    /// without an eventfd write or a wake-up, which is what makes
+    /// cross-thread request/response between loops fast; the cost is that
+    /// much CPU each time the loop goes idle.
+    pub fn set_spin_before_park(&self, spin: Duration) {
+        self.shared().set_spin(spin);
+    }
+
+    /// The spin set by [`EventLoop::set_spin_before_park`].
+    pub fn spin_before_park(&self) -> Duration {
+        self.shared().spin()
+    }
+
+    // ----- futures and tasks -------------------------------------------------------
+
+    /// Creates a future attached to this loop (asyncio:
+    /// `loop.create_future()`).
+    pub fn create_future<T: Send + 'static>(&self) -> LoopFuture<T> {
+        LoopFuture::new(self.inner.shared.clone())
+    }
+
+    /// Wraps `fut` in a task and schedules its first step for the next
+    /// iteration (asyncio: `loop.create_task`). With a task factory set, the
+    /// factory builds the task. Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        task::create(self, fut, None, Location::caller())
+    }
+
+    /// [`EventLoop::create_task`] with a name (asyncio's `name=` argument).
+    #[track_caller]
+    pub fn create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<F::Output>, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        task::create(self, fut, Some(name.into()), Location::caller())
+    }
+
+    /// Sets the factory `create_task` uses (asyncio:
+    /// `loop.set_task_factory`); `None` restores the default.
+    pub fn set_task_factory(&self, factory: Option<TaskFactory>) {
+        *crate::util::write(&self.shared().task_factory) = factory;
+    }
+
+    /// The factory set with [`EventLoop::set_task_factory`], if any.
+    pub fn get_task_factory(&self) -> Option<TaskFactory> {
+        crate::util::read(&self.shared().task_factory).clone()
+    }
+
+    // ----- watching file descriptors -----------------------------------------------
+
+    /// Calls `callback` on the loop whenever `fd` is readable (asyncio:
+    /// `loop.add_reader`), level-triggered: as long as data remains, the
+    /// callback is called again on each iteration. Replaces the reader
+    /// already registered for `fd`, if any.
+    ///
+    /// The caller keeps ownership of `fd` and must remove the reader before
+    /// closing it. Errors: [`Error::Closed`], [`Error::InvalidFd`] for a
+    /// negative fd, [`Error::Io`] for a descriptor the poller refuses
+    /// (`EBADF` for a closed one, `EPERM` for a regular file).
+    pub fn add_reader<F>(&self, fd: RawFd, callback: F) -> Result<(), Error>
+    where
+        F: FnMut() + Send + 'static,
+    {
+        self.add_watcher(fd, Interest::Read, Box::new(callback))
+    }
+
+    /// Stops watching `fd` for reading (asyncio: `loop.remove_reader`);
+    /// returns whether a reader was registered. A reader already queued for
+    /// this iteration does not run.
+    pub fn remove_reader(&self, fd: RawFd) -> bool {
+        self.inner.reactor.remove(fd, Interest::Read)
+    }
+
+    /// Calls `callback` on the loop whenever `fd` is writable (asyncio:
+    /// `loop.add_writer`); see [`EventLoop::add_reader`].
+    pub fn add_writer<F>(&self, fd: RawFd, callback: F) -> Result<(), Error>
+    where
+        F: FnMut() + Send + 'static,
+    {
+        self.add_watcher(fd, Interest::Write, Box::new(callback))
+    }
+
+    /// Stops watching `fd` for writing (asyncio: `loop.remove_writer`);
+    /// returns whether a writer was registered.
+    pub fn remove_writer(&self, fd: RawFd) -> bool {
+        self.inner.reactor.remove(fd, Interest::Write)
+    }
+
+    fn add_watcher(
+        &self,
+        fd: RawFd,
+        interest: Interest,
+        callback: Box<dyn FnMut() + Send>,
+    ) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.inner.reactor.add(fd, interest, callback)
+    }
+}
+
+impl PartialEq for EventLoop {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for EventLoop {}
+
+impl Hash for EventLoop {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.inner) as usize).hash(state);
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.is_running())
+            .field("closed", &self.is_closed())
+            .field("debug", &self.get_debug())
+            .finish()
+    }
+}

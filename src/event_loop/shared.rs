@@ -1,0 +1,244 @@
+//! The part of a loop that callbacks, tasks and futures keep a reference to:
+//! the remote inbox, the flags other threads may set, the handler
+//! configuration and the counters. It deliberately does not own the loop's
+//! core (ready queue, timers, poller, task registry), so a task holding
+//! `Arc<Shared>` never keeps its own loop's core alive: dropping the last
+//! `EventLoop` closes the loop even while tasks and handles are still
+//! referenced elsewhere.
+
+use super::{EventLoop, LoopInner, context};
+use crate::error::{Error, PanicPayload};
+use crate::exception::{ExceptionContext, ExceptionHandler, default_exception_handler};
+use crate::handle::{self, Handle};
+use crate::remote::{Pop, Remote};
+use crate::runnable::Runnable;
+use crate::task::TaskFactory;
+use std::panic::{AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// Counters other threads can read while the loop runs; the loop refreshes
+/// the gauges once per iteration.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) eventfd_writes: AtomicU64,
+    pub(crate) iterations: AtomicU64,
+    pub(crate) ready: AtomicUsize,
+    pub(crate) timers: AtomicUsize,
+    pub(crate) cancelled_timers: AtomicUsize,
+    pub(crate) tasks: AtomicUsize,
+}
+
+pub(crate) struct Shared {
+    pub(crate) remote: Remote,
+    waker: mio::Waker,
+    pub(crate) closed: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) running: AtomicBool,
+    pub(crate) debug: AtomicBool,
+    slow_callback_ns: AtomicU64,
+    spin_ns: AtomicU64,
+    /// Serialises the consumers of `remote` once the loop is closed.
+    drain_lock: Mutex<()>,
+    exception_handler: RwLock<Option<ExceptionHandler>>,
+    pub(crate) task_factory: RwLock<Option<TaskFactory>>,
+    pub(crate) inner: Weak<LoopInner>,
+    pub(crate) epoch: Instant,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn new(waker: mio::Waker, inner: Weak<LoopInner>, debug: bool) -> Shared {
+        Shared {
+            remote: Remote::new(),
+            waker,
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            debug: AtomicBool::new(debug),
+            slow_callback_ns: AtomicU64::new(100_000_000),
+            spin_ns: AtomicU64::new(super::DEFAULT_SPIN.as_nanos() as u64),
+            drain_lock: Mutex::new(()),
+            exception_handler: RwLock::new(None),
+            task_factory: RwLock::new(None),
+            inner,
+            epoch: Instant::now(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The identity that handles and the thread-local context compare.
+    #[inline]
+    pub(crate) fn id(&self) -> *const () {
+        self as *const Shared as *const ()
+    }
+
+    /// The user-facing handle, while one exists.
+    pub(crate) fn event_loop(&self) -> Option<EventLoop> {
+        self.inner.upgrade().map(|inner| EventLoop { inner })
+    }
+
+    /// Schedules `r` to run on this loop: onto the ready queue when called
+    /// on the loop's own thread, through the inbox otherwise. Gives `r` back
+    /// if the loop is closed.
+    #[inline]
+    pub(crate) fn schedule(&self, r: Runnable) -> Result<(), Runnable> {
+        if context::runs_here(self.id()) {
+            context::push_ready(r);
+            Ok(())
+        } else {
+            self.post(r)
+        }
+    }
+
+    /// The remote path: push to the inbox, wake the loop if it sleeps.
+    pub(crate) fn post(&self, r: Runnable) -> Result<(), Runnable> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(r);
+        }
+        let wake = self.remote.push(r);
+        if self.closed.load(Ordering::Acquire) {
+            // `close()` may have finished draining before our push landed;
+            // whoever sees the flag after pushing drains (see `close`).
+            self.drain_closed();
+        } else if wake {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Sets `stopping` so that a sleeping loop sees it.
+    pub(crate) fn request_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        if !context::runs_here(self.id()) && self.remote.signal() {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        self.counters.eventfd_writes.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(target: "evloop", "failed to wake the event loop: {e}");
+        }
+    }
+
+    /// Marks the loop closed and drops everything still in the inbox.
+    pub(crate) fn close_inbox(&self) {
+        self.closed.store(true, Ordering::Release);
+        // A push that follows this RMW in the inbox head's order sees
+        // `closed`; one that precedes it is drained below.
+        self.remote.signal();
+        self.drain_closed();
+    }
+
+    /// Drops every queued object; only once the loop is closed.
+    pub(crate) fn drain_closed(&self) {
+        let mut dropped = Vec::new();
+        {
+            let _consumer = crate::util::lock(&self.drain_lock);
+            loop {
+                // Safety: the loop is closed, so it no longer consumes; the
+                // drain lock makes us the only consumer.
+                match unsafe { self.remote.pop() } {
+                    Pop::Item(r) => dropped.push(r),
+                    Pop::Empty => break,
+                    // A producer is between its swap and its link; it has
+                    // already decided to push, so wait for it.
+                    Pop::Busy => std::thread::yield_now(),
+                }
+            }
+        }
+        // Dropping runs user destructors, which may post again: not under
+        // the lock.
+        drop(dropped);
+    }
+
+    /// Schedules a callback (a timer if `when` is set): on the loop's own
+    /// thread straight into its queues, from anywhere else through the
+    /// inbox. The one path behind `call_soon`, `call_soon_threadsafe`,
+    /// `call_later`, `call_at` and done callbacks of futures.
+    #[inline]
+    pub(crate) fn call_soon<F>(
+        &self,
+        when: Option<Instant>,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> Result<Handle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        if context::runs_here(self.id()) {
+            let (r, h) = handle::new_callback(self.id(), when, location, f);
+            context::with_core(self, |core| match when {
+                Some(when) => core.insert_timer(r, when),
+                None => core.push(r),
+            });
+            return Ok(h);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let (r, h) = handle::new_callback(self.id(), when, location, f);
+        match self.post(r) {
+            Ok(()) => Ok(h),
+            Err(r) => {
+                drop(r);
+                Err(Error::Closed)
+            }
+        }
+    }
+
+    pub(crate) fn slow_callback_duration(&self) -> Duration {
+        Duration::from_nanos(self.slow_callback_ns.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_slow_callback_duration(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.slow_callback_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn spin(&self) -> Duration {
+        Duration::from_nanos(self.spin_ns.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_spin(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.spin_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn exception_handler(&self) -> Option<ExceptionHandler> {
+        crate::util::read(&self.exception_handler).clone()
+    }
+
+    pub(crate) fn set_exception_handler(&self, handler: Option<ExceptionHandler>) {
+        *crate::util::write(&self.exception_handler) = handler;
+    }
+
+    /// Hands `ctx` to the exception handler (the default one when none is
+    /// set or the loop is gone). A panicking handler is itself reported
+    /// through the default handler, as asyncio does.
+    pub(crate) fn call_exception_handler(&self, ctx: ExceptionContext) {
+        let handler = self.exception_handler();
+        let event_loop = self.event_loop();
+        match (handler, event_loop) {
+            (Some(handler), Some(event_loop)) => {
+                let outcome =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| handler(&event_loop, &ctx)));
+                if let Err(payload) = outcome {
+                    default_exception_handler(
+                        &ExceptionContext::new("Unhandled error in exception handler")
+                            .with_panic(payload),
+                    );
+                    default_exception_handler(&ctx);
+                }
+            }
+            _ => default_exception_handler(&ctx),
+        }
+    }
+
+    /// Reports a panic whose payload nobody will read.
+    pub(crate) fn report_panic(&self, ctx: ExceptionContext, payload: PanicPayload) {
+        self.call_exception_handler(ctx.with_panic(payload));
+    }
+}

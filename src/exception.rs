@@ -1,0 +1,135 @@
+//! What goes to a loop's exception handler when a callback or task fails
+//! with nobody to report to (asyncio's `call_exception_handler` context).
+
+use crate::error::{PanicPayload, SharedError, panic_message};
+use crate::event_loop::EventLoop;
+use crate::handle::HandleInfo;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+/// A loop's exception handler (asyncio: `loop.set_exception_handler`). It
+/// runs on the thread that found the problem — the loop's thread for a
+/// panicking callback or task, any thread for a task result dropped unread.
+pub type ExceptionHandler = Arc<dyn Fn(&EventLoop, &ExceptionContext) + Send + Sync>;
+
+/// Which task an [`ExceptionContext`] is about.
+#[derive(Clone, Debug)]
+pub struct TaskInfo {
+    /// The task's id (unique in this process).
+    pub id: u64,
+    /// The task's name at the time of the report.
+    pub name: String,
+    /// Where the task was created.
+    pub created_at: &'static Location<'static>,
+}
+
+impl fmt::Display for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<Task name='{}' created at {}>",
+            self.name, self.created_at
+        )
+    }
+}
+
+/// The details of an error reported to the exception handler.
+///
+/// asyncio passes a dict with `message`, `exception`, `handle`, `task`,
+/// `future`; these are its typed fields.
+#[non_exhaustive]
+pub struct ExceptionContext {
+    /// What happened, in asyncio's words where asyncio has them
+    /// ("Exception in callback ...", "Task exception was never retrieved").
+    pub message: String,
+    /// The payload of the panic that caused the report, if any.
+    pub panic: Option<PanicPayload>,
+    /// The error that caused the report, if it was an error value.
+    pub error: Option<SharedError>,
+    /// The callback involved.
+    pub handle: Option<HandleInfo>,
+    /// The task involved.
+    pub task: Option<TaskInfo>,
+}
+
+impl ExceptionContext {
+    /// A context with only a message, for `call_exception_handler`.
+    pub fn new(message: impl Into<String>) -> ExceptionContext {
+        ExceptionContext {
+            message: message.into(),
+            panic: None,
+            error: None,
+            handle: None,
+            task: None,
+        }
+    }
+
+    /// Attaches an error value.
+    pub fn with_error(mut self, error: SharedError) -> ExceptionContext {
+        self.error = Some(error);
+        self
+    }
+
+    /// Attaches a panic payload.
+    pub fn with_panic(mut self, panic: PanicPayload) -> ExceptionContext {
+        self.panic = Some(panic);
+        self
+    }
+
+    /// Attaches the callback involved.
+    pub fn with_handle(mut self, handle: HandleInfo) -> ExceptionContext {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Attaches the task involved.
+    pub fn with_task(mut self, task: TaskInfo) -> ExceptionContext {
+        self.task = Some(task);
+        self
+    }
+
+    /// The panic message, if the report carries a panic whose payload is a
+    /// string.
+    pub fn panic_message(&self) -> Option<&str> {
+        self.panic.as_ref().map(panic_message)
+    }
+}
+
+impl fmt::Display for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.handle {
+            write!(f, "\nhandle: {h}")?;
+        }
+        if let Some(t) = &self.task {
+            write!(f, "\ntask: {t}")?;
+        }
+        if let Some(p) = &self.panic {
+            write!(f, "\npanic: {}", panic_message(p))?;
+        }
+        if let Some(e) = &self.error {
+            write!(f, "\nexception: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExceptionContext")
+            .field("message", &self.message)
+            .field("panic", &self.panic_message())
+            .field("error", &self.error)
+            .field("handle", &self.handle)
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+/// The handler every loop starts with: logs the context with
+/// `tracing::error!` (asyncio's `default_exception_handler` logs with
+/// `logger.error`).
+pub fn default_exception_handler(context: &ExceptionContext) {
+    tracing::error!(target: "evloop", "{context}");
+}

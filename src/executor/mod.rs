@@ -1,0 +1,195 @@
+//! Executing code in thread pools (asyncio's "Executing code in thread or
+//! process pools"): the [`Executor`] trait, the work-stealing
+//! [`ThreadPoolExecutor`], and the loop's `run_in_executor`.
+
+mod pool;
+pub(crate) mod sleepers;
+
+pub use pool::{ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
+
+use crate::concurrent::ConcurrentFuture;
+use crate::error::{Error, TaskError};
+use crate::event_loop::EventLoop;
+use crate::future::LoopFuture;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A unit of work for an [`Executor`].
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Something that runs jobs on other threads (Python's
+/// `concurrent.futures.Executor`). Implement it to plug a pool of your own
+/// into [`EventLoop::run_in_executor`] or
+/// [`EventLoop::set_default_executor`].
+pub trait Executor: Send + Sync {
+    /// Queues `job` to run once. Error: [`Error::ExecutorShutdown`] after
+    /// [`Executor::shutdown`].
+    fn execute(&self, job: Job) -> Result<(), Error>;
+
+    /// Stops accepting jobs; with `wait`, blocks until every accepted job
+    /// has run and the executor's threads have exited.
+    fn shutdown(&self, wait: bool);
+}
+
+impl dyn Executor {
+    /// Runs `f` on the executor; see [`ThreadPoolExecutor::submit`].
+    pub fn submit<F, T>(&self, f: F) -> Result<ConcurrentFuture<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        submit_to(self, f)
+    }
+}
+
+pub(crate) fn submit_to<E, F, T>(executor: &E, f: F) -> Result<ConcurrentFuture<T>, Error>
+where
+    E: Executor + ?Sized,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let fut = ConcurrentFuture::new();
+    let job_fut = fut.clone();
+    executor.execute(Box::new(move || pool::run_submitted(&job_fut, f)))?;
+    Ok(fut)
+}
+
+/// The loop's default executor, created on first use.
+#[derive(Default)]
+pub(crate) struct DefaultExecutorSlot {
+    inner: Mutex<DefaultExecutor>,
+}
+
+#[derive(Default)]
+struct DefaultExecutor {
+    executor: Option<Arc<dyn Executor>>,
+    /// `shutdown_default_executor` (or `close`) was called.
+    shut_down: bool,
+}
+
+impl DefaultExecutorSlot {
+    fn get_or_create(&self) -> Result<Arc<dyn Executor>, Error> {
+        let mut slot = crate::util::lock(&self.inner);
+        if slot.shut_down {
+            return Err(Error::ExecutorShutdown);
+        }
+        Ok(slot
+            .executor
+            .get_or_insert_with(|| Arc::new(ThreadPoolExecutor::new()))
+            .clone())
+    }
+
+    fn set(&self, executor: Arc<dyn Executor>) {
+        let previous = crate::util::lock(&self.inner).executor.replace(executor);
+        drop(previous);
+    }
+
+    fn take_for_shutdown(&self) -> Option<Arc<dyn Executor>> {
+        let mut slot = crate::util::lock(&self.inner);
+        slot.shut_down = true;
+        slot.executor.take()
+    }
+
+    /// `close()`: shut down without waiting.
+    pub(crate) fn shutdown_nowait(&self) {
+        if let Some(executor) = self.take_for_shutdown() {
+            executor.shutdown(false);
+        }
+    }
+}
+
+impl EventLoop {
+    /// Runs `f` in `executor` (the loop's default executor if `None`) and
+    /// returns a future of this loop for its result (asyncio:
+    /// `loop.run_in_executor`). The result comes back through the loop's
+    /// cross-thread path; a panic in `f` becomes [`TaskError::Panicked`].
+    /// Cancelling the future before a worker picks the job up means `f`
+    /// never runs.
+    ///
+    /// The default executor is a [`ThreadPoolExecutor`] of asyncio's size,
+    /// `min(32, cpus + 4)`, created on first use. Errors: [`Error::Closed`];
+    /// [`Error::ExecutorShutdown`] after `shutdown_default_executor` or
+    /// after the given executor was shut down.
+    pub fn run_in_executor<F, T>(
+        &self,
+        executor: Option<&dyn Executor>,
+        f: F,
+    ) -> Result<LoopFuture<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let fut = self.create_future::<T>();
+        let job_fut = fut.clone();
+        let job: Job = Box::new(move || {
+            if job_fut.done() {
+                return; // cancelled before it started
+            }
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(f));
+            // Fails only if the future was cancelled meanwhile, or its
+            // loop closed; the result then has nobody to go to.
+            let _ = job_fut.complete(outcome.map_err(TaskError::Panicked));
+        });
+        match executor {
+            Some(executor) => executor.execute(job)?,
+            None => self.inner.executor.get_or_create()?.execute(job)?,
+        }
+        Ok(fut)
+    }
+
+    /// Replaces the default executor used by `run_in_executor(None, ..)`
+    /// (asyncio: `loop.set_default_executor`).
+    pub fn set_default_executor(&self, executor: Arc<dyn Executor>) {
+        self.inner.executor.set(executor);
+    }
+
+    /// Shuts the default executor down and waits for its jobs and threads
+    /// (asyncio: `loop.shutdown_default_executor(timeout)`); await it on
+    /// the loop. Afterwards `run_in_executor(None, ..)` fails. If `timeout`
+    /// passes first, a warning is logged through `tracing` and the result
+    /// is [`Error::Timeout`] (the executor finishes in the background).
+    pub fn shutdown_default_executor(
+        &self,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let executor = self.inner.executor.take_for_shutdown();
+        let event_loop = self.clone();
+        async move {
+            let Some(executor) = executor else {
+                return Ok(());
+            };
+            let joined = event_loop.create_future::<()>();
+            let done = joined.clone();
+            let spawned = std::thread::Builder::new()
+                .name("evloop-executor-shutdown".into())
+                .spawn(move || {
+                    executor.shutdown(true);
+                    let _ = done.set_result(());
+                });
+            if let Err(e) = spawned {
+                return Err(Error::Io(e));
+            }
+            let waited = match timeout {
+                Some(t) => crate::runners::wait_for(t, joined).await,
+                None => Ok(joined.await),
+            };
+            match waited {
+                Ok(_) => Ok(()),
+                Err(Error::Timeout) => {
+                    tracing::warn!(
+                        target: "evloop",
+                        "The executor did not finish joining its threads within {:?}.",
+                        timeout.unwrap_or_default()
+                    );
+                    Err(Error::Timeout)
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}

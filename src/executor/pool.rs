@@ -1,0 +1,416 @@
+//! [`ThreadPoolExecutor`]: a work-stealing thread pool on crossbeam-deque.
+//!
+//! Submissions from outside the pool go to a global `Injector`; a job that
+//! submits more jobs pushes them onto its worker's own deque, and idle
+//! workers steal from the injector and from each other. Workers start on
+//! demand up to `max_workers`, park when idle (see `sleepers`), and exit
+//! after `keep_alive` without work.
+
+use super::sleepers::{Notify, Park, Sleepers};
+use super::{Executor, Job};
+use crate::concurrent::ConcurrentFuture;
+use crate::error::{Error, TaskError};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use std::cell::Cell;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Set while submissions are refused.
+const SHUTDOWN: usize = 1;
+/// One submission in progress (counted above the flag).
+const SUBMITTING: usize = 2;
+
+struct Pool {
+    injector: Injector<Job>,
+    /// One deque per worker slot, created up front so that stealing needs
+    /// no lock; a starting worker takes a free slot's deque.
+    deques: Vec<Mutex<Option<Worker<Job>>>>,
+    stealers: Vec<Stealer<Job>>,
+    sleepers: Sleepers,
+    /// `SHUTDOWN` flag plus submissions in flight, so that shutdown waits
+    /// for a submission that has passed the check to finish its push.
+    accepting: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `ThreadPoolExecutor` handles alive; the last one shuts the pool down.
+    handles: AtomicUsize,
+    max_workers: usize,
+    name_prefix: String,
+    stack_size: Option<usize>,
+    keep_alive: Duration,
+    next_thread: AtomicUsize,
+}
+
+thread_local! {
+    /// The pool and deque of the worker running on this thread.
+    static CURRENT: Cell<(*const Pool, *const Worker<Job>)> =
+        const { Cell::new((std::ptr::null(), std::ptr::null())) };
+}
+
+/// Builds a [`ThreadPoolExecutor`].
+#[derive(Clone, Debug)]
+pub struct ThreadPoolBuilder {
+    max_workers: usize,
+    name_prefix: String,
+    stack_size: Option<usize>,
+    keep_alive: Duration,
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        ThreadPoolBuilder {
+            max_workers: default_max_workers(),
+            name_prefix: "evloop-executor".to_string(),
+            stack_size: None,
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+}
+
+/// asyncio's default pool size: `min(32, cpu_count + 4)`.
+pub fn default_max_workers() -> usize {
+    (num_cpus::get() + 4).min(32)
+}
+
+impl ThreadPoolBuilder {
+    /// The most worker threads the pool runs at once (at least 1; default
+    /// `min(32, cpus + 4)`).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = n.max(1);
+        self
+    }
+
+    /// Worker threads are named `<prefix>-<n>` (default `evloop-executor`).
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Stack size of worker threads (default: the platform's).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// How long an idle worker waits for work before it exits (default
+    /// 10 s).
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Creates the pool. No thread starts until the first submission.
+    pub fn build(self) -> ThreadPoolExecutor {
+        let n = self.max_workers;
+        let deques: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_fifo()).collect();
+        let stealers = deques.iter().map(Worker::stealer).collect();
+        ThreadPoolExecutor {
+            pool: Arc::new(Pool {
+                injector: Injector::new(),
+                deques: deques.into_iter().map(|d| Mutex::new(Some(d))).collect(),
+                stealers,
+                sleepers: Sleepers::new(),
+                accepting: AtomicUsize::new(0),
+                threads: Mutex::new(Vec::new()),
+                handles: AtomicUsize::new(1),
+                max_workers: n,
+                name_prefix: self.name_prefix,
+                stack_size: self.stack_size,
+                keep_alive: self.keep_alive,
+                next_thread: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+/// A pool of worker threads for blocking and CPU-bound work (Python's
+/// `concurrent.futures.ThreadPoolExecutor`), usable with or without a loop.
+///
+/// ```
+/// use evloop::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(2).build();
+/// let fut = pool.submit(|| (1..=10u64).product::<u64>())?;
+/// assert_eq!(fut.result(None).unwrap(), 3_628_800);
+/// pool.shutdown(true);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub struct ThreadPoolExecutor {
+    pool: Arc<Pool>,
+}
+
+impl Clone for ThreadPoolExecutor {
+    fn clone(&self) -> Self {
+        self.pool.handles.fetch_add(1, Ordering::Relaxed);
+        ThreadPoolExecutor {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        if self.pool.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Like Python's executor when it is garbage-collected: queued
+            // jobs still run, then the workers exit; nobody waits.
+            self.pool.shutdown(false, None);
+        }
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.pool.max_workers)
+            .field("workers", &self.pool.sleepers.live())
+            .field("idle", &self.pool.sleepers.idle())
+            .finish()
+    }
+}
+
+impl ThreadPoolExecutor {
+    /// A pool with the default settings (see [`ThreadPoolBuilder`]).
+    pub fn new() -> ThreadPoolExecutor {
+        ThreadPoolBuilder::default().build()
+    }
+
+    /// Configures a pool.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
+    }
+
+    /// Runs `f` on a worker and returns its eventual result, which a thread
+    /// can block on and a task can await. A panic in `f` is returned as
+    /// [`TaskError::Panicked`]; the worker survives. If the returned future
+    /// is cancelled before a worker picks the job up, `f` never runs.
+    /// Error: [`Error::ExecutorShutdown`].
+    pub fn submit<F, T>(&self, f: F) -> Result<ConcurrentFuture<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        super::submit_to(self, f)
+    }
+
+    /// Stops accepting jobs (asyncio wording for the refusal: "cannot
+    /// schedule new futures after shutdown"). Jobs already accepted still
+    /// run. With `wait`, blocks until they have all run and every worker
+    /// has exited and been joined. Idempotent.
+    pub fn shutdown(&self, wait: bool) {
+        self.pool.shutdown(wait, None);
+    }
+
+    /// [`ThreadPoolExecutor::shutdown`] with `wait`, giving up after
+    /// `timeout` with [`Error::Timeout`] (the workers go on and exit once
+    /// the queue is empty).
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        if self.pool.shutdown(true, Some(timeout)) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// The pool's size limit.
+    pub fn max_workers(&self) -> usize {
+        self.pool.max_workers
+    }
+
+    /// Worker threads currently alive.
+    pub fn workers(&self) -> usize {
+        self.pool.sleepers.live()
+    }
+
+    /// Workers currently parked (or about to park) waiting for work.
+    pub fn idle_workers(&self) -> usize {
+        self.pool.sleepers.idle()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn execute(&self, job: Job) -> Result<(), Error> {
+        self.pool.execute(job)
+    }
+
+    fn shutdown(&self, wait: bool) {
+        ThreadPoolExecutor::shutdown(self, wait)
+    }
+}
+
+impl Pool {
+    fn execute(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+        let prev = self.accepting.fetch_add(SUBMITTING, Ordering::AcqRel);
+        if prev & SHUTDOWN != 0 {
+            self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
+            return Err(Error::ExecutorShutdown);
+        }
+        let me = Arc::as_ptr(self);
+        let (pool, local) = CURRENT.with(|c| c.get());
+        if pool == me {
+            // Safety: the deque belongs to the worker running this thread,
+            // which outlives the job that is submitting.
+            unsafe { (*local).push(job) };
+        } else {
+            self.injector.push(job);
+        }
+        let spawn = self.sleepers.notify(self.max_workers) == Notify::Spawn;
+        self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
+        if spawn {
+            self.spawn_worker();
+        }
+        Ok(())
+    }
+
+    fn spawn_worker(self: &Arc<Self>) {
+        let n = self.next_thread.fetch_add(1, Ordering::Relaxed);
+        let mut builder = std::thread::Builder::new().name(format!("{}-{n}", self.name_prefix));
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let pool = self.clone();
+        match builder.spawn(move || pool.work()) {
+            Ok(handle) => {
+                let mut threads = crate::util::lock(&self.threads);
+                threads.retain(|t| !t.is_finished());
+                threads.push(handle);
+            }
+            Err(e) => {
+                tracing::error!(target: "evloop", "could not start an executor thread: {e}");
+                self.sleepers.spawn_failed();
+            }
+        }
+    }
+
+    /// Takes a free deque slot (one exists: live workers never exceed the
+    /// number of slots).
+    fn take_deque(&self) -> (usize, Worker<Job>) {
+        loop {
+            for (i, slot) in self.deques.iter().enumerate() {
+                if let Some(d) = crate::util::lock(slot).take() {
+                    return (i, d);
+                }
+            }
+            // A retiring worker is returning its slot.
+            std::thread::yield_now();
+        }
+    }
+
+    fn find_job(&self, local: &Worker<Job>, me: usize) -> Option<Job> {
+        if let Some(job) = local.pop() {
+            return Some(job);
+        }
+        loop {
+            let mut retry = false;
+            match self.injector.steal_batch_and_pop(local) {
+                Steal::Success(job) => return Some(job),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let n = self.stealers.len();
+            for k in 1..n {
+                match self.stealers[(me + k) % n].steal_batch_and_pop(local) {
+                    Steal::Success(job) => return Some(job),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    fn work(self: Arc<Self>) {
+        let (slot, local) = self.take_deque();
+        CURRENT.with(|c| c.set((Arc::as_ptr(&self), &local)));
+        let exit = loop {
+            while let Some(job) = self.find_job(&local, slot) {
+                run_job(job);
+            }
+            match self.sleepers.park(|| self.has_work(), self.keep_alive) {
+                Park::Work => continue,
+                Park::Shutdown => {
+                    while let Some(job) = self.find_job(&local, slot) {
+                        run_job(job);
+                    }
+                    break true;
+                }
+                Park::Retire => break false,
+            }
+        };
+        CURRENT.with(|c| c.set((std::ptr::null(), std::ptr::null())));
+        debug_assert!(local.is_empty());
+        *crate::util::lock(&self.deques[slot]) = Some(local);
+        if exit {
+            self.sleepers.exit();
+        }
+    }
+
+    /// Returns whether every worker exited in time.
+    fn shutdown(&self, wait: bool, timeout: Option<Duration>) -> bool {
+        self.accepting.fetch_or(SHUTDOWN, Ordering::AcqRel);
+        // Let submissions that passed the check land in a queue first.
+        while self.accepting.load(Ordering::Acquire) >= SUBMITTING {
+            std::thread::yield_now();
+        }
+        self.sleepers.shutdown();
+        if !wait {
+            return true;
+        }
+        let on_worker = std::ptr::eq(CURRENT.with(|c| c.get().0), self);
+        let remaining = usize::from(on_worker);
+        if !self.sleepers.wait_live_at_most(remaining, timeout) {
+            tracing::warn!(
+                target: "evloop",
+                "the executor did not finish joining its threads within {:?}",
+                timeout.unwrap_or_default()
+            );
+            return false;
+        }
+        let me = std::thread::current().id();
+        let threads: Vec<_> = std::mem::take(&mut *crate::util::lock(&self.threads));
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        true
+    }
+}
+
+fn run_job(job: Job) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
+        // `submit` catches panics itself; this is a raw `execute` job.
+        tracing::error!(
+            target: "evloop",
+            "an executor job panicked: {}",
+            crate::error::panic_message(&payload)
+        );
+    }
+}
+
+/// Completes `fut` with the outcome of `f`, unless it was cancelled before
+/// the job started.
+pub(crate) fn run_submitted<F, T>(fut: &ConcurrentFuture<T>, f: F)
+where
+    F: FnOnce() -> T,
+{
+    if !fut.set_running_or_notify_cancel() {
+        return;
+    }
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(TaskError::Panicked);
+    fut.complete(outcome);
+}

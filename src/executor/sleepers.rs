@@ -1,0 +1,195 @@
+//! How idle pool workers sleep and how a submission wakes exactly one.
+//!
+//! `idle` counts workers that are parked or about to park. A submitter makes
+//! its job visible, issues a `SeqCst` fence and reads `idle`; a worker about
+//! to park increments `idle`, issues a `SeqCst` fence and looks at the
+//! queues once more. One of the two always sees the other (the two fences
+//! are ordered), so either the worker finds the job or the submitter sees
+//! the worker idle and hands it a wake-up token. Tokens are counted under a
+//! mutex and never exceed `idle`, and each is delivered with
+//! `notify_one`: one submission wakes at most one worker, never all of them.
+//! When no worker is idle and the pool is below its size, the submitter is
+//! told to start one (counted here, under the same mutex, so a worker that
+//! retires after its keep-alive can never leave a job behind: either it
+//! sees the token, or the submitter sees it gone and starts a new worker).
+//! `loom-tests/executor.rs` checks that every job runs exactly once and
+//! that shutdown lets every worker exit.
+
+use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
+use std::time::Duration;
+
+#[cfg(loom)]
+use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+use std::sync::atomic::fence;
+
+struct State {
+    /// Wake-ups granted and not yet taken by a worker.
+    tokens: usize,
+    /// Workers started and not exited.
+    live: usize,
+    shutdown: bool,
+}
+
+/// What a submitter must do after [`Sleepers::notify`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Notify {
+    /// Nothing: an idle worker was woken, or every worker is busy and one
+    /// will find the job before it parks.
+    Done,
+    /// Start a worker (already counted as live).
+    Spawn,
+}
+
+/// Why [`Sleepers::park`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Park {
+    /// Look for work again.
+    Work,
+    /// The pool is shutting down: drain what is left, then call
+    /// [`Sleepers::exit`].
+    Shutdown,
+    /// The keep-alive expired with nothing to do; the worker is no longer
+    /// counted and must exit.
+    Retire,
+}
+
+pub(crate) struct Sleepers {
+    idle: AtomicUsize,
+    /// Mirror of `State::live` for the submitters' lock-free check.
+    live: AtomicUsize,
+    state: Mutex<State>,
+    wakeup: Condvar,
+    exited: Condvar,
+}
+
+impl Sleepers {
+    pub(crate) fn new() -> Sleepers {
+        Sleepers {
+            idle: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                tokens: 0,
+                live: 0,
+                shutdown: false,
+            }),
+            wakeup: Condvar::new(),
+            exited: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> crate::sync::MutexGuard<'_, State> {
+        crate::sync::lock(&self.state)
+    }
+
+    /// Called after a job was made visible in a queue.
+    pub(crate) fn notify(&self, max_workers: usize) -> Notify {
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) == 0 && self.live.load(Ordering::SeqCst) >= max_workers
+        {
+            return Notify::Done;
+        }
+        let mut st = self.lock();
+        let idle = self.idle.load(Ordering::SeqCst);
+        if st.tokens < idle {
+            st.tokens += 1;
+            drop(st);
+            self.wakeup.notify_one();
+            Notify::Done
+        } else if st.live < max_workers {
+            st.live += 1;
+            self.live.store(st.live, Ordering::SeqCst);
+            Notify::Spawn
+        } else {
+            Notify::Done
+        }
+    }
+
+    /// A worker found nothing to do. `has_work` looks at every queue.
+    pub(crate) fn park(&self, has_work: impl Fn() -> bool, keep_alive: Duration) -> Park {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if has_work() {
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            return Park::Work;
+        }
+        let mut st = self.lock();
+        loop {
+            if st.tokens > 0 {
+                st.tokens -= 1;
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                return Park::Work;
+            }
+            if st.shutdown {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                return Park::Shutdown;
+            }
+            let (guard, timeout) = self
+                .wakeup
+                .wait_timeout(st, keep_alive)
+                .unwrap_or_else(|p| p.into_inner());
+            st = guard;
+            if timeout.timed_out() && st.tokens == 0 && !st.shutdown {
+                // Under the lock: a submitter that saw us idle has not
+                // granted a token yet, and will now see us gone.
+                st.live -= 1;
+                self.live.store(st.live, Ordering::SeqCst);
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                drop(st);
+                self.exited.notify_all();
+                return Park::Retire;
+            }
+        }
+    }
+
+    /// A worker exits after shutdown.
+    pub(crate) fn exit(&self) {
+        let mut st = self.lock();
+        st.live -= 1;
+        self.live.store(st.live, Ordering::SeqCst);
+        drop(st);
+        self.exited.notify_all();
+    }
+
+    /// A worker could not be started after `notify` counted it.
+    pub(crate) fn spawn_failed(&self) {
+        self.exit();
+    }
+
+    /// Tells every worker to finish up.
+    pub(crate) fn shutdown(&self) {
+        self.lock().shutdown = true;
+        self.wakeup.notify_all();
+    }
+
+    /// Blocks until at most `remaining` workers are live, or `timeout`
+    /// passes (`None`: no limit). Returns whether the count was reached.
+    pub(crate) fn wait_live_at_most(&self, remaining: usize, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut st = self.lock();
+        while st.live > remaining {
+            st = match deadline {
+                None => self.exited.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.exited
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
+    }
+}

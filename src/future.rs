@@ -1,0 +1,278 @@
+//! [`LoopFuture`]: asyncio's `Future`, a result that some code sets and
+//! other code awaits, attached to a loop whose queue runs its callbacks.
+
+use crate::error::{Error, SharedError, TaskError};
+use crate::event_loop::EventLoop;
+use crate::event_loop::shared::Shared;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// Identifies a done callback for [`LoopFuture::remove_done_callback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+type DoneCallback<T> = Box<dyn FnOnce(LoopFuture<T>) + Send + 'static>;
+
+enum Outcome<T> {
+    Pending,
+    Done(Result<T, TaskError>),
+    /// Done, and an awaiter took the result.
+    Taken,
+}
+
+struct State<T> {
+    outcome: Outcome<T>,
+    cancelled: bool,
+    callbacks: Vec<(CallbackId, DoneCallback<T>, &'static Location<'static>)>,
+    next_id: u64,
+    wakers: Vec<Waker>,
+}
+
+struct Inner<T> {
+    shared: Arc<Shared>,
+    state: Mutex<State<T>>,
+}
+
+/// A future attached to a loop (asyncio: `loop.create_future()`).
+///
+/// Any thread may complete it with [`LoopFuture::set_result`],
+/// [`LoopFuture::set_exception`] or [`LoopFuture::cancel`]; every task
+/// awaiting it is woken, and its done callbacks are scheduled on its loop
+/// with `call_soon`, in registration order, never run inline.
+///
+/// Clones are the same future. Awaiting yields the result *by value*: the
+/// first awaiter to see it takes it; a later awaiter of a clone gets an
+/// `InvalidState` error. Use [`LoopFuture::result`] (for `T: Clone`) to
+/// read it without taking it. Done callbacks are queued before awaiters
+/// are woken, so a callback on the loop always sees the result before an
+/// awaiting task takes it (asyncio runs both in registration order; it
+/// never has to move a value out).
+///
+/// ```
+/// use evloop::EventLoop;
+///
+/// let lp = EventLoop::new()?;
+/// let fut = lp.create_future::<u32>();
+/// let setter = fut.clone();
+/// std::thread::spawn(move || setter.set_result(7).unwrap());
+/// assert_eq!(lp.run_until_complete(fut)?.unwrap(), 7);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub struct LoopFuture<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for LoopFuture<T> {
+    fn clone(&self) -> Self {
+        LoopFuture {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> LoopFuture<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> LoopFuture<T> {
+        LoopFuture {
+            inner: Arc::new(Inner {
+                shared,
+                state: Mutex::new(State {
+                    outcome: Outcome::Pending,
+                    cancelled: false,
+                    callbacks: Vec::new(),
+                    next_id: 0,
+                    wakers: Vec::new(),
+                }),
+            }),
+        }
+    }
+
+    /// Completes the future with `value` (asyncio: `set_result`).
+    /// Errors: [`Error::InvalidState`] if it is already done;
+    /// [`Error::Closed`] if it was completed but its loop is closed, so its
+    /// done callbacks could not be scheduled.
+    pub fn set_result(&self, value: T) -> Result<(), Error> {
+        self.complete(Ok(value))
+    }
+
+    /// Completes the future with an error (asyncio: `set_exception`);
+    /// awaiters get [`TaskError::Exception`]. Errors as for `set_result`.
+    pub fn set_exception<E>(&self, error: E) -> Result<(), Error>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.complete(Err(TaskError::Exception(Arc::new(error))))
+    }
+
+    /// Completes the future with a shared error value.
+    pub fn set_shared_exception(&self, error: SharedError) -> Result<(), Error> {
+        self.complete(Err(TaskError::Exception(error)))
+    }
+
+    /// Cancels the future (asyncio: `cancel`); returns `false` if it was
+    /// already done.
+    pub fn cancel(&self) -> bool {
+        // `Closed` means it was cancelled but its callbacks were dropped.
+        !matches!(
+            self.complete(Err(TaskError::Cancelled)),
+            Err(Error::InvalidState(_))
+        )
+    }
+
+    /// Completes with any outcome (used by the executor for panics).
+    pub(crate) fn complete(&self, outcome: Result<T, TaskError>) -> Result<(), Error> {
+        let (callbacks, wakers) = {
+            let mut st = crate::util::lock(&self.inner.state);
+            if !matches!(st.outcome, Outcome::Pending) {
+                return Err(Error::InvalidState("invalid state"));
+            }
+            st.cancelled = matches!(outcome, Err(TaskError::Cancelled));
+            st.outcome = Outcome::Done(outcome);
+            (
+                std::mem::take(&mut st.callbacks),
+                std::mem::take(&mut st.wakers),
+            )
+        };
+        // Callbacks are queued before awaiters are woken, so that on the
+        // loop every done callback runs (and can read the result) before an
+        // awaiting task resumes and takes the value.
+        let mut result = Ok(());
+        for (_, callback, location) in callbacks {
+            if let Err(e) = self.schedule_callback(callback, location) {
+                result = Err(e);
+            }
+        }
+        for w in wakers {
+            w.wake();
+        }
+        result
+    }
+
+    fn schedule_callback(
+        &self,
+        callback: DoneCallback<T>,
+        location: &'static Location<'static>,
+    ) -> Result<(), Error> {
+        let fut = self.clone();
+        self.inner
+            .shared
+            .call_soon(None, location, move || callback(fut))
+            .map(drop)
+    }
+
+    /// Whether the future is done (asyncio: `done`).
+    pub fn done(&self) -> bool {
+        !matches!(
+            crate::util::lock(&self.inner.state).outcome,
+            Outcome::Pending
+        )
+    }
+
+    /// Whether the future was cancelled (asyncio: `cancelled`).
+    pub fn cancelled(&self) -> bool {
+        crate::util::lock(&self.inner.state).cancelled
+    }
+
+    /// Adds a callback to run (on the loop, via `call_soon`) when the
+    /// future is done; if it is done already, schedules it now (asyncio:
+    /// `add_done_callback`). Callbacks run in the order they were added.
+    /// Error: [`Error::Closed`] if the callback had to be scheduled now and
+    /// the loop is closed.
+    #[track_caller]
+    pub fn add_done_callback<F>(&self, callback: F) -> Result<CallbackId, Error>
+    where
+        F: FnOnce(LoopFuture<T>) + Send + 'static,
+    {
+        let location = Location::caller();
+        let mut st = crate::util::lock(&self.inner.state);
+        let id = CallbackId(st.next_id);
+        st.next_id += 1;
+        if matches!(st.outcome, Outcome::Pending) {
+            st.callbacks.push((id, Box::new(callback), location));
+            return Ok(id);
+        }
+        drop(st);
+        self.schedule_callback(Box::new(callback), location)?;
+        Ok(id)
+    }
+
+    /// Removes a callback added with `add_done_callback` that has not been
+    /// scheduled yet; returns how many were removed (0 or 1, as asyncio's
+    /// count).
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        let mut st = crate::util::lock(&self.inner.state);
+        let before = st.callbacks.len();
+        st.callbacks.retain(|(cid, _, _)| *cid != id);
+        before - st.callbacks.len()
+    }
+
+    /// The result without taking it (asyncio: `result()`): the value, or
+    /// the error the future completed with; an `InvalidState` exception if
+    /// it is not done ("Result is not set.") or the value was taken.
+    pub fn result(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        let st = crate::util::lock(&self.inner.state);
+        match &st.outcome {
+            Outcome::Pending => Err(invalid("Result is not set.")),
+            Outcome::Taken => Err(invalid("the result was already taken")),
+            Outcome::Done(Ok(v)) => Ok(v.clone()),
+            Outcome::Done(Err(e)) => Err(clone_error(e)),
+        }
+    }
+
+    /// The loop the future belongs to, while that loop exists.
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.inner.shared.event_loop()
+    }
+}
+
+fn invalid(what: &'static str) -> TaskError {
+    TaskError::Exception(Arc::new(Error::InvalidState(what)))
+}
+
+/// Errors other than panics can be observed by every clone.
+fn clone_error(e: &TaskError) -> TaskError {
+    match e {
+        TaskError::Cancelled => TaskError::Cancelled,
+        TaskError::Exception(e) => TaskError::Exception(e.clone()),
+        TaskError::Timeout => TaskError::Timeout,
+        // The payload cannot be cloned; awaiting the future yields it.
+        TaskError::Panicked(_) => invalid("the future's code panicked"),
+    }
+}
+
+impl<T: Send + 'static> Future for LoopFuture<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = crate::util::lock(&self.inner.state);
+        match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+            Outcome::Pending => {
+                st.outcome = Outcome::Pending;
+                if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Outcome::Done(r) => Poll::Ready(r),
+            Outcome::Taken => Poll::Ready(Err(invalid("the result was already taken"))),
+        }
+    }
+}
+
+impl<T> fmt::Debug for LoopFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = crate::util::lock(&self.inner.state);
+        let state = match st.outcome {
+            Outcome::Pending => "pending",
+            _ if st.cancelled => "cancelled",
+            _ => "finished",
+        };
+        f.debug_struct("LoopFuture").field("state", &state).finish()
+    }
+}

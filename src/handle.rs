@@ -1,0 +1,400 @@
+//! Callbacks scheduled with `call_soon`, `call_later` and friends, and the
+//! [`Handle`] / [`TimerHandle`] that cancel them.
+//!
+//! A callback is one allocation: a [`CallbackHeader`] followed by the
+//! closure. Two parties own it: the loop (from the moment it is scheduled
+//! until it has run or been discarded) and the user's handle. Their shares
+//! are two bits of `state` rather than a counter, and a party that releases
+//! its share on the thread that runs the loop does so with a plain load and
+//! store: on that thread the other party cannot be acting concurrently,
+//! because the loop's share is only ever used by the thread running the
+//! loop. So `loop.call_soon(f)` on the loop's own thread, with the handle
+//! dropped at once, costs one allocation and no atomic read-modify-write.
+//! From any other thread the same bits are updated with `fetch_and` /
+//! `fetch_or`; `loom-tests/handle.rs` checks that exactly one party frees
+//! the allocation.
+
+use crate::event_loop::context;
+use crate::runnable::{Header, Kind, Runnable, Vtable};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, Location};
+use std::ptr::NonNull;
+use std::time::Instant;
+
+/// The loop still holds the callback (scheduled, not yet run or discarded).
+const QUEUED: usize = 1 << 0;
+/// A `Handle` / `TimerHandle` for it is alive.
+const HANDLE: usize = 1 << 1;
+/// `cancel()` was called; the loop skips the callback.
+const CANCELLED: usize = 1 << 2;
+
+/// Operations on a callback that do not depend on its closure's type.
+#[repr(C)]
+pub(crate) struct CallbackVtable {
+    base: Vtable,
+    /// Drops the closure if it is still there (loop thread only).
+    drop_func: unsafe fn(NonNull<CallbackHeader>),
+    /// Frees the allocation (both shares released).
+    dealloc: unsafe fn(NonNull<CallbackHeader>),
+}
+
+/// The closure-independent prefix of every callback allocation.
+#[repr(C)]
+pub(crate) struct CallbackHeader {
+    header: Header,
+    state: AtomicUsize,
+    /// Identity of the owning loop (its `Shared`), never dereferenced here.
+    owner: *const (),
+    /// The deadline of a timer; `None` for `call_soon` callbacks.
+    when: Option<Instant>,
+    /// Where the callback was scheduled from, for debug-mode reports.
+    location: &'static Location<'static>,
+}
+
+#[repr(C)]
+struct CallbackCell<F> {
+    head: CallbackHeader,
+    func: UnsafeCell<Option<F>>,
+}
+
+impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
+    const VTABLE: CallbackVtable = CallbackVtable {
+        base: Vtable {
+            kind: Kind::Callback,
+            run: Self::run,
+            discard: Self::discard,
+        },
+        drop_func: Self::drop_func,
+        dealloc: Self::dealloc,
+    };
+
+    unsafe fn run(ptr: NonNull<Header>) {
+        let cell = ptr.cast::<CallbackCell<F>>();
+        // Safety: the queue reference keeps the cell alive; the closure is
+        // only touched by the thread running the loop, which is us.
+        unsafe {
+            let head = &cell.as_ref().head;
+            if head.state.load(Ordering::Acquire) & CANCELLED == 0 {
+                if let Some(f) = cell.as_ref().func.with_mut(|p| (*p).take()) {
+                    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+                        context::report_callback_panic(HandleInfo::of(head), payload);
+                    }
+                }
+            }
+            release_queue(ptr.cast());
+        }
+    }
+
+    unsafe fn discard(ptr: NonNull<Header>) {
+        // Safety: we own the queue share; dropping the closure here is what
+        // "close() drops every pending callback" means.
+        unsafe {
+            Self::drop_func(ptr.cast());
+            release_queue(ptr.cast());
+        }
+    }
+
+    unsafe fn drop_func(ptr: NonNull<CallbackHeader>) {
+        // Safety: caller is the loop side (see `CallbackVtable::drop_func`).
+        let f = unsafe {
+            ptr.cast::<CallbackCell<F>>()
+                .as_ref()
+                .func
+                .with_mut(|p| (*p).take())
+        };
+        // A panicking destructor must not unwind into the loop's machinery.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| drop(f))).is_err() {
+            tracing::error!("a callback's captured value panicked while being dropped");
+        }
+    }
+
+    unsafe fn dealloc(ptr: NonNull<CallbackHeader>) {
+        // Safety: both shares are released; nobody else can reach the cell.
+        let cell = unsafe { Box::from_raw(ptr.cast::<CallbackCell<F>>().as_ptr()) };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| drop(cell))).is_err() {
+            tracing::error!("a callback's captured value panicked while being dropped");
+        }
+    }
+}
+
+fn vtable_of(head: &CallbackHeader) -> &'static CallbackVtable {
+    // Safety: every callback header's vtable is the `base` field (first,
+    // `repr(C)`) of a `CallbackVtable`.
+    unsafe { &*(head.header.vtable as *const Vtable as *const CallbackVtable) }
+}
+
+/// Releases the loop's share (loop side only).
+unsafe fn release_queue(ptr: NonNull<CallbackHeader>) {
+    // Safety: the caller owns the loop share, so the cell is alive.
+    let head = unsafe { ptr.as_ref() };
+    let dealloc = vtable_of(head).dealloc;
+    if head.state.load(Ordering::Acquire) & HANDLE == 0 {
+        // The handle is gone and will not come back: we are the last owner.
+        unsafe { dealloc(ptr) };
+        return;
+    }
+    let prev = head.state.fetch_and(!QUEUED, Ordering::AcqRel);
+    if prev & HANDLE == 0 {
+        unsafe { dealloc(ptr) };
+    }
+}
+
+/// Allocates a callback owned by the loop `owner` and returns the loop's
+/// share as a [`Runnable`] and the user's share as a [`Handle`].
+pub(crate) fn new_callback<F>(
+    owner: *const (),
+    when: Option<Instant>,
+    location: &'static Location<'static>,
+    f: F,
+) -> (Runnable, Handle)
+where
+    F: FnOnce() + Send + 'static,
+{
+    let cell = Box::new(CallbackCell {
+        head: CallbackHeader {
+            header: Header::new(&CallbackCell::<F>::VTABLE.base),
+            state: AtomicUsize::new(QUEUED | HANDLE),
+            owner,
+            when,
+            location,
+        },
+        func: UnsafeCell::new(Some(f)),
+    });
+    let ptr = NonNull::from(Box::leak(cell)).cast::<CallbackHeader>();
+    // Safety: the cell starts with both shares; each goes to one owner.
+    let runnable = unsafe { Runnable::from_raw(ptr.cast()) };
+    (runnable, Handle { ptr })
+}
+
+/// The deadline of a queued callback, if it is a timer.
+pub(crate) fn timer_deadline(r: &Runnable) -> Option<Instant> {
+    if r.kind() != Kind::Callback {
+        return None;
+    }
+    // Safety: a callback runnable points at a live `CallbackHeader`.
+    unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref().when }
+}
+
+/// Whether a queued callback was cancelled (the timer queue purges these).
+pub(crate) fn is_cancelled(r: &Runnable) -> bool {
+    r.kind() == Kind::Callback
+        // Safety: as above.
+        && unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref() }
+            .state
+            .load(Ordering::Acquire)
+            & CANCELLED
+            != 0
+}
+
+/// Where a queued callback was scheduled from.
+pub(crate) fn location_of(r: &Runnable) -> Option<&'static Location<'static>> {
+    if r.kind() != Kind::Callback {
+        return None;
+    }
+    // Safety: as above.
+    Some(unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref() }.location)
+}
+
+/// A scheduled callback, returned by `call_soon` and `call_soon_threadsafe`.
+///
+/// Dropping a handle does not cancel the callback (as in asyncio, where the
+/// handle is just a reference to it). Handles are `Send + Sync`: a callback
+/// may be cancelled from any thread, but only a cancellation made before
+/// the loop starts running the callback takes effect.
+pub struct Handle {
+    ptr: NonNull<CallbackHeader>,
+}
+
+// Safety: the handle only touches `state` (atomic) and immutable fields; the
+// closure is reached only through the loop thread (see `cancel`).
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    fn head(&self) -> &CallbackHeader {
+        // Safety: the handle's share keeps the cell alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Cancels the callback: if it has not started running, it never will.
+    /// Cancelling twice, or after it ran, does nothing.
+    ///
+    /// On the loop's own thread the captured values are dropped at once;
+    /// from another thread they are dropped by the loop when it reaches the
+    /// callback (asyncio drops them at once; doing so from another thread
+    /// would race with the loop).
+    pub fn cancel(&self) {
+        let head = self.head();
+        if context::runs_here(head.owner) {
+            let s = head.state.load(Ordering::Relaxed);
+            if s & CANCELLED != 0 {
+                return;
+            }
+            head.state.store(s | CANCELLED, Ordering::Relaxed);
+            if s & QUEUED != 0 {
+                if head.when.is_some() {
+                    context::note_timer_cancelled();
+                }
+                // Safety: we are on the loop thread, and the closure is not
+                // running (a running callback has already taken it out).
+                unsafe { (vtable_of(head).drop_func)(self.ptr) };
+            }
+        } else {
+            head.state.fetch_or(CANCELLED, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether [`Handle::cancel`] was called.
+    pub fn cancelled(&self) -> bool {
+        self.head().state.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    /// Where the callback was scheduled from (`#[track_caller]` location of
+    /// the `call_*` call).
+    pub fn scheduled_at(&self) -> &'static Location<'static> {
+        self.head().location
+    }
+
+    pub(crate) fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let head = self.head();
+        let dealloc = vtable_of(head).dealloc;
+        if context::runs_here(head.owner) {
+            let s = head.state.load(Ordering::Relaxed);
+            if s & QUEUED == 0 {
+                // Safety: the loop's share is gone; we are the last owner.
+                unsafe { dealloc(self.ptr) };
+            } else {
+                head.state.store(s & !HANDLE, Ordering::Relaxed);
+            }
+        } else {
+            let prev = head.state.fetch_and(!HANDLE, Ordering::AcqRel);
+            if prev & QUEUED == 0 {
+                // Safety: as above.
+                unsafe { dealloc(self.ptr) };
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("cancelled", &self.cancelled())
+            .field("scheduled_at", &self.scheduled_at())
+            .finish()
+    }
+}
+
+/// A scheduled timer, returned by `call_later` and `call_at`.
+///
+/// Everything a [`Handle`] does, plus [`TimerHandle::when`].
+pub struct TimerHandle {
+    handle: Handle,
+}
+
+impl TimerHandle {
+    pub(crate) fn new(handle: Handle) -> TimerHandle {
+        TimerHandle { handle }
+    }
+
+    /// The loop time at which the callback is due (asyncio:
+    /// `TimerHandle.when()`).
+    pub fn when(&self) -> Instant {
+        self.handle
+            .head()
+            .when
+            .expect("a timer handle always carries a deadline")
+    }
+
+    /// Cancels the timer; see [`Handle::cancel`]. The loop keeps a count of
+    /// cancelled timers and purges them from its queue when they dominate it.
+    pub fn cancel(&self) {
+        self.handle.cancel()
+    }
+
+    /// Whether [`TimerHandle::cancel`] was called.
+    pub fn cancelled(&self) -> bool {
+        self.handle.cancelled()
+    }
+
+    /// Where the timer was scheduled from.
+    pub fn scheduled_at(&self) -> &'static Location<'static> {
+        self.handle.scheduled_at()
+    }
+
+    /// The timer as a plain [`Handle`].
+    pub fn as_handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerHandle")
+            .field("when", &self.when())
+            .field("cancelled", &self.cancelled())
+            .field("scheduled_at", &self.scheduled_at())
+            .finish()
+    }
+}
+
+/// What an [`ExceptionContext`](crate::ExceptionContext) says about the
+/// callback that failed.
+#[derive(Clone, Debug)]
+pub struct HandleInfo {
+    addr: usize,
+    /// The timer's deadline, for a timer callback.
+    pub when: Option<Instant>,
+    /// Where the callback was scheduled from.
+    pub scheduled_at: &'static Location<'static>,
+}
+
+impl HandleInfo {
+    fn of(head: &CallbackHeader) -> HandleInfo {
+        HandleInfo {
+            addr: head as *const CallbackHeader as usize,
+            when: head.when,
+            scheduled_at: head.location,
+        }
+    }
+
+    /// Whether this describes the callback behind `handle`.
+    pub fn is(&self, handle: &Handle) -> bool {
+        self.addr == handle.addr()
+    }
+}
+
+impl fmt::Display for HandleInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.when {
+            Some(_) => write!(f, "<TimerHandle scheduled at {}>", self.scheduled_at),
+            None => write!(f, "<Handle scheduled at {}>", self.scheduled_at),
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) mod loom_api {
+    //! Entry points for `loom-tests/handle.rs`: the two shares of a callback
+    //! released from two threads.
+    use super::*;
+
+    /// A callback owned by a loop that never runs on the model's threads, so
+    /// every release takes the atomic path.
+    pub fn new_test_callback<F: FnOnce() + Send + 'static>(f: F) -> (Runnable, Handle) {
+        let location = Location::caller();
+        new_callback(
+            std::ptr::null::<u8>().wrapping_add(1).cast(),
+            None,
+            location,
+            f,
+        )
+    }
+}

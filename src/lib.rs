@@ -1,0 +1,64 @@
+//! # evloop
+//!
+//! Python asyncio's event-loop model for multi-threaded Rust services: a
+//! loop per thread chosen through a policy object, `call_soon` /
+//! `call_later` / `call_at` / `call_soon_threadsafe` with cancellable
+//! handles, futures and tasks, fd watching on mio, and `run_in_executor`
+//! on a work-stealing thread pool.
+//!
+//! ```
+//! use evloop::EventLoop;
+//! use std::time::Duration;
+//!
+//! let lp = EventLoop::new()?;
+//! let task = lp.create_task(async {
+//!     evloop::sleep(Duration::from_millis(5)).await?;
+//!     Ok::<_, evloop::Error>("done")
+//! })?;
+//! assert_eq!(lp.run_until_complete(task)?.unwrap()?, "done");
+//! lp.close()?;
+//! # Ok::<(), evloop::Error>(())
+//! ```
+//!
+//! The architecture is described in `DESIGN.md`; the asyncio-to-evloop map
+//! is in the README.
+
+#![warn(missing_docs)]
+
+mod atomic_waker;
+mod concurrent;
+mod error;
+mod event_loop;
+mod exception;
+mod executor;
+mod future;
+mod handle;
+mod policy;
+mod reactor;
+mod remote;
+mod runnable;
+mod runners;
+mod sync;
+mod task;
+mod timers;
+mod util;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api;
+
+pub use concurrent::ConcurrentFuture;
+pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
+pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, Stats};
+pub use exception::{ExceptionContext, ExceptionHandler, TaskInfo, default_exception_handler};
+pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
+pub use future::{CallbackId, LoopFuture};
+pub use handle::{Handle, HandleInfo, TimerHandle};
+pub use policy::{
+    DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
+    get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,
+};
+pub use runners::{
+    Gather, Sleep, WaitFor, gather, run, run_coroutine_threadsafe, sleep, spawn, wait_for,
+};
+pub use task::{BoxFuture, Task, TaskFactory, TaskSpec};

@@ -1,0 +1,140 @@
+//! Which loop a thread uses: the policy object and the free functions over
+//! it (asyncio's `get_event_loop`, `set_event_loop`, `new_event_loop`,
+//! `get_running_loop`, `get/set_event_loop_policy`).
+
+use crate::error::Error;
+use crate::event_loop::{EventLoop, context};
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::ThreadId;
+use thread_local::ThreadLocal;
+
+/// Maps threads to loops (asyncio: `AbstractEventLoopPolicy`).
+///
+/// Install one with [`set_event_loop_policy`]; the free functions
+/// [`get_event_loop`], [`set_event_loop`] and [`new_event_loop`] then go
+/// through it.
+pub trait EventLoopPolicy: Send + Sync {
+    /// The loop set for the calling thread. The default policy never
+    /// creates one implicitly (as in Python 3.14): it returns
+    /// [`Error::NoCurrentLoop`].
+    fn get_event_loop(&self) -> Result<EventLoop, Error>;
+
+    /// Sets (or with `None` clears) the calling thread's loop.
+    fn set_event_loop(&self, event_loop: Option<EventLoop>);
+
+    /// Creates a loop, as this policy's loops are made.
+    fn new_event_loop(&self) -> Result<EventLoop, Error>;
+}
+
+/// The policy evloop starts with: each thread's loop in a
+/// `thread_local::ThreadLocal` owned by the policy object, so two policies
+/// never see each other's loops and a loop set on one thread is invisible
+/// on every other.
+#[derive(Default)]
+pub struct DefaultEventLoopPolicy {
+    /// The thread id is kept with the loop because `ThreadLocal` reuses a
+    /// finished thread's slot for a new thread.
+    loops: ThreadLocal<RefCell<Option<(ThreadId, EventLoop)>>>,
+}
+
+impl DefaultEventLoopPolicy {
+    /// A policy with no loops set.
+    pub fn new() -> DefaultEventLoopPolicy {
+        DefaultEventLoopPolicy::default()
+    }
+}
+
+impl std::fmt::Debug for DefaultEventLoopPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultEventLoopPolicy")
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLoopPolicy for DefaultEventLoopPolicy {
+    fn get_event_loop(&self) -> Result<EventLoop, Error> {
+        let me = std::thread::current().id();
+        let slot = self.loops.get_or_default();
+        let mut slot = slot.borrow_mut();
+        match &*slot {
+            Some((owner, event_loop)) if *owner == me => Ok(event_loop.clone()),
+            Some(_) => {
+                // Left behind by a finished thread that had this slot.
+                *slot = None;
+                Err(no_current_loop())
+            }
+            None => Err(no_current_loop()),
+        }
+    }
+
+    fn set_event_loop(&self, event_loop: Option<EventLoop>) {
+        let me = std::thread::current().id();
+        let previous = self
+            .loops
+            .get_or_default()
+            .replace(event_loop.map(|l| (me, l)));
+        // Dropping the previous loop may close it: outside the borrow.
+        drop(previous);
+    }
+
+    fn new_event_loop(&self) -> Result<EventLoop, Error> {
+        EventLoop::new()
+    }
+}
+
+fn no_current_loop() -> Error {
+    Error::NoCurrentLoop {
+        thread: crate::util::thread_name(),
+    }
+}
+
+fn default_policy() -> Arc<dyn EventLoopPolicy> {
+    static DEFAULT: OnceLock<Arc<DefaultEventLoopPolicy>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(DefaultEventLoopPolicy::new()))
+        .clone()
+}
+
+static POLICY: RwLock<Option<Arc<dyn EventLoopPolicy>>> = RwLock::new(None);
+
+/// The installed policy (the default one unless
+/// [`set_event_loop_policy`] installed another).
+pub fn get_event_loop_policy() -> Arc<dyn EventLoopPolicy> {
+    crate::util::read(&POLICY)
+        .clone()
+        .unwrap_or_else(default_policy)
+}
+
+/// Installs `policy` for the whole process; `None` restores the default.
+pub fn set_event_loop_policy(policy: Option<Arc<dyn EventLoopPolicy>>) {
+    let previous = std::mem::replace(&mut *crate::util::write(&POLICY), policy);
+    drop(previous);
+}
+
+/// The loop running on this thread, else the policy's loop for this thread
+/// (asyncio: `get_event_loop()`); [`Error::NoCurrentLoop`] names the thread
+/// when there is neither.
+pub fn get_event_loop() -> Result<EventLoop, Error> {
+    match context::running_loop() {
+        Some(event_loop) => Ok(event_loop),
+        None => get_event_loop_policy().get_event_loop(),
+    }
+}
+
+/// Sets this thread's loop through the policy (asyncio:
+/// `set_event_loop`).
+pub fn set_event_loop(event_loop: Option<EventLoop>) {
+    get_event_loop_policy().set_event_loop(event_loop);
+}
+
+/// Creates a loop through the policy (asyncio: `new_event_loop()`).
+pub fn new_event_loop() -> Result<EventLoop, Error> {
+    get_event_loop_policy().new_event_loop()
+}
+
+/// The loop running on this thread (asyncio: `get_running_loop()`);
+/// [`Error::NoRunningLoop`] when none runs here.
+pub fn get_running_loop() -> Result<EventLoop, Error> {
+    context::running_loop().ok_or(Error::NoRunningLoop)
+}

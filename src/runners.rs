@@ -1,0 +1,397 @@
+//! The helpers asyncio users reach for first: `run`, `spawn`, `sleep`,
+//! `wait_for`, `gather`, and `run_coroutine_threadsafe`.
+
+use crate::atomic_waker::AtomicWaker;
+use crate::concurrent::ConcurrentFuture;
+use crate::error::{Error, TaskError};
+use crate::event_loop::{EventLoop, context};
+use crate::handle::TimerHandle;
+use crate::policy::{get_running_loop, new_event_loop, set_event_loop};
+use crate::task::Task;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+/// Runs `fut` to completion on a new loop, then shuts everything down
+/// (asyncio: `asyncio.run`): the loop is created through the policy and set
+/// as this thread's loop for the duration; afterwards the tasks still
+/// pending are cancelled, the default executor is shut down (waiting for
+/// its jobs), the thread's loop is unset and the loop is closed.
+///
+/// Error: [`Error::AnotherLoopRunning`] if a loop already runs on this
+/// thread.
+///
+/// ```
+/// let answer = evloop::run(async {
+///     evloop::sleep(std::time::Duration::from_millis(1)).await?;
+///     Ok::<_, evloop::Error>(42)
+/// })??;
+/// assert_eq!(answer, 42);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub fn run<F: Future>(fut: F) -> Result<F::Output, Error> {
+    if context::any_running() {
+        return Err(Error::AnotherLoopRunning);
+    }
+    let event_loop = new_event_loop()?;
+    set_event_loop(Some(event_loop.clone()));
+
+    struct Cleanup(EventLoop);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let lp = &self.0;
+            if !lp.is_running() {
+                cancel_remaining_tasks(lp);
+                let shutdown = lp.shutdown_default_executor(None);
+                let _ = lp.run_until_complete(shutdown);
+            }
+            set_event_loop(None);
+            let _ = lp.close();
+        }
+    }
+    let cleanup = Cleanup(event_loop);
+    let out = cleanup.0.run_until_complete(fut);
+    drop(cleanup);
+    out
+}
+
+/// Cancels every task of `lp` and runs the loop until they have finished
+/// (asyncio.run's `_cancel_all_tasks`). Cancellation drops a task's future
+/// at its next step, so a few iterations suffice; the bound guards against
+/// tasks that keep creating tasks.
+fn cancel_remaining_tasks(lp: &EventLoop) {
+    for _ in 0..8 {
+        if crate::task::cancel_all(lp) == 0 {
+            return;
+        }
+        lp.stop();
+        if lp.run_forever().is_err() {
+            return;
+        }
+    }
+}
+
+/// Creates a task on the loop running on this thread (asyncio:
+/// `asyncio.create_task`). Error: [`Error::NoRunningLoop`].
+#[track_caller]
+pub fn spawn<F>(fut: F) -> Result<Task<F::Output>, Error>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    let lp = get_running_loop()?;
+    crate::task::create(&lp, fut, None, location)
+}
+
+struct SleepState {
+    fired: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// The future returned by [`sleep`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    delay: Duration,
+    yielded: bool,
+    timer: Option<(TimerHandle, Arc<SleepState>)>,
+}
+
+/// Completes after `delay` (asyncio: `asyncio.sleep`), measured from the
+/// first poll, on the loop running the awaiting task. `sleep(ZERO)` yields
+/// once, letting the loop run one iteration. Error:
+/// [`Error::NoRunningLoop`] when polled outside a running loop.
+pub fn sleep(delay: Duration) -> Sleep {
+    Sleep {
+        delay,
+        yielded: false,
+        timer: None,
+    }
+}
+
+impl Future for Sleep {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.delay.is_zero() {
+            if self.yielded {
+                return Poll::Ready(Ok(()));
+            }
+            if !context::any_running() {
+                return Poll::Ready(Err(Error::NoRunningLoop));
+            }
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match &self.timer {
+            Some((_, state)) => {
+                if state.fired.load(Ordering::Acquire) {
+                    return Poll::Ready(Ok(()));
+                }
+                state.waker.register(cx.waker());
+                if state.fired.load(Ordering::Acquire) {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            None => {
+                let lp = match get_running_loop() {
+                    Ok(lp) => lp,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                let state = Arc::new(SleepState {
+                    fired: AtomicBool::new(false),
+                    waker: AtomicWaker::new(),
+                });
+                state.waker.register(cx.waker());
+                let fire = state.clone();
+                let timer = lp.call_later(self.delay, move || {
+                    fire.fired.store(true, Ordering::Release);
+                    fire.waker.wake();
+                });
+                match timer {
+                    Ok(timer) => {
+                        self.timer = Some((timer, state));
+                        Poll::Pending
+                    }
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((timer, state)) = &self.timer {
+            if !state.fired.load(Ordering::Acquire) {
+                timer.cancel();
+            }
+        }
+    }
+}
+
+/// The future returned by [`wait_for`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitFor<F> {
+    fut: F,
+    sleep: Sleep,
+}
+
+/// Awaits `fut` for at most `timeout` (asyncio: `asyncio.wait_for`). On
+/// timeout `fut` is dropped (cancelled) and the result is
+/// [`Error::Timeout`]; a zero timeout still gives `fut` one poll.
+pub fn wait_for<F: Future>(timeout: Duration, fut: F) -> WaitFor<F> {
+    WaitFor {
+        fut,
+        sleep: sleep(timeout),
+    }
+}
+
+impl<F: Future> Future for WaitFor<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Safety: `fut` is structurally pinned (never moved out); `sleep` is
+        // `Unpin` and not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        if let Poll::Ready(v) = fut.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if this.sleep.delay.is_zero() {
+            return Poll::Ready(Err(Error::Timeout));
+        }
+        match Pin::new(&mut this.sleep).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Err(Error::Timeout)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Which children of a [`Gather`] were woken.
+struct GatherWake {
+    woken: Mutex<Vec<usize>>,
+    flags: Vec<AtomicBool>,
+    parent: AtomicWaker,
+}
+
+struct ChildWaker {
+    index: usize,
+    shared: Arc<GatherWake>,
+}
+
+impl Wake for ChildWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.shared.flags[self.index].swap(true, Ordering::AcqRel) {
+            crate::util::lock(&self.shared.woken).push(self.index);
+            self.shared.parent.wake();
+        }
+    }
+}
+
+/// The future returned by [`gather`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Gather<F: Future> {
+    children: Vec<Option<Pin<Box<F>>>>,
+    outputs: Vec<Option<F::Output>>,
+    wakers: Vec<Waker>,
+    shared: Arc<GatherWake>,
+    remaining: usize,
+}
+
+impl<F: Future> Unpin for Gather<F> {}
+
+/// Runs `futs` concurrently and returns their outputs in input order
+/// (asyncio: `asyncio.gather`). Only the children that were woken are
+/// polled again. For fallible children, gather `Result`s and inspect them.
+pub fn gather<I>(futs: I) -> Gather<I::Item>
+where
+    I: IntoIterator,
+    I::Item: Future,
+{
+    let children: Vec<_> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let n = children.len();
+    let shared = Arc::new(GatherWake {
+        woken: Mutex::new((0..n).collect()),
+        flags: (0..n).map(|_| AtomicBool::new(true)).collect(),
+        parent: AtomicWaker::new(),
+    });
+    let wakers = (0..n)
+        .map(|index| {
+            Waker::from(Arc::new(ChildWaker {
+                index,
+                shared: shared.clone(),
+            }))
+        })
+        .collect();
+    Gather {
+        outputs: (0..n).map(|_| None).collect(),
+        children,
+        wakers,
+        shared,
+        remaining: n,
+    }
+}
+
+impl<F: Future> Future for Gather<F> {
+    type Output = Vec<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.shared.parent.register(cx.waker());
+        loop {
+            let woken = std::mem::take(&mut *crate::util::lock(&this.shared.woken));
+            if woken.is_empty() {
+                break;
+            }
+            for i in woken {
+                this.shared.flags[i].store(false, Ordering::Release);
+                let Some(child) = this.children[i].as_mut() else {
+                    continue;
+                };
+                let mut child_cx = Context::from_waker(&this.wakers[i]);
+                if let Poll::Ready(v) = child.as_mut().poll(&mut child_cx) {
+                    this.outputs[i] = Some(v);
+                    this.children[i] = None;
+                    this.remaining -= 1;
+                }
+            }
+        }
+        if this.remaining == 0 {
+            let outputs = std::mem::take(&mut this.outputs);
+            return Poll::Ready(
+                outputs
+                    .into_iter()
+                    .map(|o| o.expect("every child finished"))
+                    .collect(),
+            );
+        }
+        Poll::Pending
+    }
+}
+
+/// Drives `fut` inside a task and completes a [`ConcurrentFuture`] with
+/// its outcome; dropping it unfinished (cancellation) cancels the
+/// concurrent future.
+struct Forward<F: Future> {
+    fut: Pin<Box<F>>,
+    result: Option<ConcurrentFuture<F::Output>>,
+}
+
+impl<F: Future> Future for Forward<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.fut.as_mut().poll(cx)));
+        let outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => Err(TaskError::Panicked(payload)),
+        };
+        if let Some(result) = self.result.take() {
+            result.complete(outcome);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<F: Future> Drop for Forward<F> {
+    fn drop(&mut self) {
+        if let Some(result) = self.result.take() {
+            result.complete(Err(TaskError::Cancelled));
+        }
+    }
+}
+
+/// Submits `fut` to `event_loop` from any thread and returns a future a
+/// plain thread can block on (asyncio: `asyncio.run_coroutine_threadsafe`).
+/// Cancelling the returned future cancels the task on the loop. Error:
+/// [`Error::Closed`].
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::new()?;
+/// let runner = lp.clone();
+/// let thread = std::thread::spawn(move || runner.run_forever());
+/// let answer = evloop::run_coroutine_threadsafe(async { 21 * 2 }, &lp)?;
+/// assert_eq!(answer.result(Some(Duration::from_secs(5))).unwrap(), 42);
+/// lp.call_soon_threadsafe({ let lp = lp.clone(); move || lp.stop() })?;
+/// thread.join().unwrap()?;
+/// lp.close()?;
+/// # Ok::<(), evloop::Error>(())
+/// ```
+#[track_caller]
+pub fn run_coroutine_threadsafe<F>(
+    fut: F,
+    event_loop: &EventLoop,
+) -> Result<ConcurrentFuture<F::Output>, Error>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    let result = ConcurrentFuture::new();
+    let forward = Forward {
+        fut: Box::pin(fut),
+        result: Some(result.clone()),
+    };
+    let task = crate::task::create(event_loop, forward, None, location)?;
+    result.set_cancel_hook(move || {
+        task.cancel();
+    });
+    Ok(result)
+}

@@ -1,0 +1,317 @@
+//! Tasks: futures the loop drives (asyncio's `Task`), their handles, and
+//! the task factory hook.
+
+mod raw;
+pub(crate) mod registry;
+pub(crate) mod state;
+
+use crate::error::{Error, TaskError};
+use crate::event_loop::{EventLoop, context};
+use raw::TaskHeader;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+pub(crate) use raw::describe;
+
+/// A future being driven by a loop (asyncio: `Task`), returned by
+/// [`EventLoop::create_task`].
+///
+/// Awaiting it gives the future's output, or [`TaskError::Cancelled`] /
+/// [`TaskError::Panicked`]. Dropping the handle detaches the task: it keeps
+/// running. If a detached task panics, the panic goes to the loop's
+/// exception handler ("Task exception was never retrieved").
+///
+/// ```
+/// use evloop::EventLoop;
+///
+/// let lp = EventLoop::new()?;
+/// let task = lp.create_task(async { 6 * 7 })?;
+/// assert_eq!(lp.run_until_complete(task)?.unwrap(), 42);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub struct Task<T> {
+    ptr: NonNull<TaskHeader>,
+    _output: PhantomData<T>,
+}
+
+// Safety: the handle only reads the output (`T: Send`) once the task is
+// complete; everything else it touches is thread-safe.
+unsafe impl<T: Send> Send for Task<T> {}
+unsafe impl<T: Send> Sync for Task<T> {}
+impl<T> Unpin for Task<T> {}
+
+impl<T> Task<T> {
+    fn head(&self) -> &TaskHeader {
+        // Safety: the HANDLE flag keeps the task alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Requests cancellation (asyncio: `Task.cancel()`): at its next
+    /// scheduling point the task's future is dropped and the task completes
+    /// as cancelled. Returns `false` if the task is already done. A task
+    /// cancelled before its first step never runs.
+    pub fn cancel(&self) -> bool {
+        if self.head().state.request_cancel() {
+            raw::wake_by_ref(self.ptr);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the task completed by cancellation.
+    pub fn cancelled(&self) -> bool {
+        self.head().state.load() & state::CANCELLED != 0
+    }
+
+    /// Whether the task is complete (value, panic or cancellation).
+    pub fn done(&self) -> bool {
+        self.head().state.load() & state::COMPLETE != 0
+    }
+
+    /// The task's name; `Task-<id>` unless set (asyncio: `get_name`).
+    pub fn get_name(&self) -> String {
+        self.head().name()
+    }
+
+    /// Renames the task (asyncio: `set_name`).
+    pub fn set_name(&self, name: impl Into<String>) {
+        *crate::util::lock(&self.head().name) = Some(name.into());
+    }
+
+    /// A process-unique id.
+    pub fn id(&self) -> u64 {
+        self.head().id
+    }
+
+    /// The loop the task belongs to, while that loop exists.
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.head().shared.event_loop()
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let head = self.head();
+        if head.state.load() & state::COMPLETE == 0 {
+            head.awaiter.register(cx.waker());
+            if head.state.load() & state::COMPLETE == 0 {
+                return Poll::Pending;
+            }
+        }
+        // Safety: complete with the handle alive: the output is ours, of
+        // type `T`.
+        match unsafe { raw::read_output::<T>(self.ptr) } {
+            Some(result) => Poll::Ready(result),
+            None => Poll::Ready(Err(TaskError::Exception(Arc::new(Error::InvalidState(
+                "the task's result was already taken",
+            ))))),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        match self.head().state.drop_handle_if_incomplete() {
+            Ok(free) => {
+                if free {
+                    // Safety: no reference and no handle remain.
+                    unsafe { raw::dealloc(self.ptr) };
+                }
+            }
+            Err(()) => {
+                // Complete: the output is ours to drop.
+                // Safety: as in `poll`.
+                if let Some(payload) = unsafe { raw::drop_output(self.ptr) } {
+                    raw::report_unretrieved(self.head(), payload);
+                }
+                if self.head().state.drop_handle() {
+                    // Safety: as above.
+                    unsafe { raw::dealloc(self.ptr) };
+                }
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id())
+            .field("name", &self.get_name())
+            .field("done", &self.done())
+            .field("cancelled", &self.cancelled())
+            .finish()
+    }
+}
+
+/// A boxed, type-erased future as a task factory sees it.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a [`TaskFactory`] receives and returns: the future a task will run
+/// and the name it was asked to have. The factory may wrap the future (to
+/// instrument it, say) and rename the task; the future it returns must
+/// drive the one it was given to completion.
+pub struct TaskSpec {
+    /// The task's future. Its output is delivered to the task's handle
+    /// when it completes.
+    pub future: BoxFuture,
+    /// The name passed to `create_task_named`, if any.
+    pub name: Option<String>,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A loop's task factory (asyncio: `loop.set_task_factory`): called by
+/// `create_task` with the loop and the task to build.
+pub type TaskFactory = Arc<dyn Fn(&EventLoop, TaskSpec) -> TaskSpec + Send + Sync>;
+
+/// The future a task runs when a factory built it: the factory's future,
+/// with the user future's output passed through a side slot.
+struct Factored<T> {
+    inner: BoxFuture,
+    output: Arc<Mutex<Option<T>>>,
+}
+
+impl<T> Future for Factored<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.inner.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => match crate::util::lock(&self.output).take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    panic!("the task factory's future completed without running the task's future")
+                }
+            },
+        }
+    }
+}
+
+/// `create_task`: allocate, then queue the first step.
+pub(crate) fn create<F>(
+    event_loop: &EventLoop,
+    fut: F,
+    name: Option<String>,
+    location: &'static Location<'static>,
+) -> Result<Task<F::Output>, Error>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let factory = crate::util::read(&event_loop.inner.shared.task_factory).clone();
+    create_with(event_loop, fut, name, location, factory)
+}
+
+fn create_with<F>(
+    event_loop: &EventLoop,
+    fut: F,
+    name: Option<String>,
+    location: &'static Location<'static>,
+    factory: Option<TaskFactory>,
+) -> Result<Task<F::Output>, Error>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let shared = &event_loop.inner.shared;
+    if event_loop.is_closed() {
+        return Err(Error::Closed);
+    }
+    let (runnable, ptr) = match factory {
+        None => raw::allocate(shared.clone(), fut, name, location),
+        Some(factory) => {
+            let output = Arc::new(Mutex::new(None));
+            let slot = output.clone();
+            let spec = factory(
+                event_loop,
+                TaskSpec {
+                    future: Box::pin(async move {
+                        let v = fut.await;
+                        *crate::util::lock(&slot) = Some(v);
+                    }),
+                    name,
+                },
+            );
+            let fut = Factored {
+                inner: spec.future,
+                output,
+            };
+            raw::allocate(shared.clone(), fut, spec.name, location)
+        }
+    };
+    let task = Task {
+        ptr,
+        _output: PhantomData,
+    };
+    if context::runs_here(shared.id()) {
+        // Known to the registry from birth, so that `close()` and `run()`'s
+        // shutdown see tasks that have not started yet.
+        raw::register(ptr);
+    }
+    match shared.schedule(runnable) {
+        Ok(()) => Ok(task),
+        Err(runnable) => {
+            drop(runnable);
+            Err(Error::Closed)
+        }
+    }
+}
+
+/// Requests cancellation of every task of an idle loop; returns how many
+/// were not done.
+pub(crate) fn cancel_all(event_loop: &EventLoop) -> usize {
+    event_loop
+        .with_idle_core(|core| core.tasks.borrow().iter().filter(|t| t.cancel()).count())
+        .unwrap_or(0)
+}
+
+/// The task that polls `run_until_complete`'s future (see
+/// `context::poll_root`).
+struct RootPoller {
+    id: u64,
+}
+
+impl Future for RootPoller {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        context::poll_root(self.id, cx)
+    }
+}
+
+impl Drop for RootPoller {
+    fn drop(&mut self) {
+        // Dropped before the root future finished (its task was cancelled
+        // or the loop is closing): end the run rather than wait forever.
+        context::abandon_root(self.id);
+    }
+}
+
+/// The root task is evloop's own driver of a future that is not even
+/// `Send`, so the task factory does not wrap it.
+#[track_caller]
+pub(crate) fn spawn_root(event_loop: &EventLoop, id: u64) -> Result<Task<()>, Error> {
+    create_with(
+        event_loop,
+        RootPoller { id },
+        None,
+        Location::caller(),
+        None,
+    )
+}

@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An ordered log that callbacks on any thread append to.
+#[derive(Clone, Default)]
+pub struct Log<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T: Clone + Send + 'static> Log<T> {
+    pub fn new() -> Self {
+        Log(Arc::new(Mutex::new(Vec::new())))
+    }
+    pub fn push(&self, v: T) {
+        self.0.lock().unwrap().push(v);
+    }
+    pub fn get(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    /// A callback that appends `v`.
+    pub fn cb(&self, v: T) -> impl FnOnce() + Send + 'static {
+        let log = self.clone();
+        move || log.push(v)
+    }
+}
+
+/// Counts how many of its tokens were dropped.
+#[derive(Clone, Default)]
+pub struct DropCounter(Arc<AtomicUsize>);
+
+pub struct Token(Arc<AtomicUsize>);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl DropCounter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn token(&self) -> Token {
+        Token(self.0.clone())
+    }
+    pub fn dropped(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Installs a handler that records every exception context's message and
+/// panic text.
+pub fn record_exceptions(lp: &evloop::EventLoop) -> Log<(String, Option<String>)> {
+    let log = Log::new();
+    let l = log.clone();
+    lp.set_exception_handler(Some(Arc::new(move |_lp, ctx| {
+        l.push((ctx.message.clone(), ctx.panic_message().map(str::to_string)));
+    })));
+    log
+}
+
+/// Captures what `tracing` logs on the current thread while `f` runs.
+pub fn capture_tracing<R>(f: impl FnOnce() -> R) -> (R, String) {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (r, text)
+}
+
+/// Runs `f` on a new thread and fails the test if it takes longer than
+/// `limit` (instead of hanging the suite).
+pub fn within<R: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("did not finish within {limit:?}"),
+    }
+}
+
+/// Runs exactly one iteration of `lp` (asyncio: `stop()` then
+/// `run_forever()`).
+pub fn run_one_iteration(lp: &evloop::EventLoop) {
+    lp.stop();
+    lp.run_forever().unwrap();
+}

@@ -1,0 +1,409 @@
+//! LoopFuture and Task (issue 2, section 6).
+
+mod common;
+
+use common::{DropCounter, Log, record_exceptions, run_one_iteration, within};
+use evloop::{Error, EventLoop, TaskError, TaskSpec};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn future_result_and_state() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<String>();
+    assert!(!fut.done() && !fut.cancelled());
+    assert!(fut.result().is_err());
+    fut.set_result("x".into()).unwrap();
+    assert!(fut.done() && !fut.cancelled());
+    assert_eq!(fut.result().unwrap(), "x");
+    let err = fut.set_result("y".into()).unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)));
+    assert_eq!(err.to_string(), "invalid state");
+    assert!(!fut.cancel());
+    assert_eq!(lp.run_until_complete(fut.clone()).unwrap().unwrap(), "x");
+    // Taken by the awaiter above.
+    assert!(lp.run_until_complete(fut).unwrap().is_err());
+}
+
+#[test]
+fn future_cancel() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<u8>();
+    assert!(fut.cancel());
+    assert!(!fut.cancel());
+    assert!(fut.cancelled() && fut.done());
+    assert!(matches!(
+        lp.run_until_complete(fut).unwrap(),
+        Err(TaskError::Cancelled)
+    ));
+}
+
+#[test]
+fn future_exception() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<u8>();
+    fut.set_exception(std::io::Error::other("disk on fire"))
+        .unwrap();
+    match lp.run_until_complete(fut).unwrap() {
+        Err(TaskError::Exception(e)) => assert_eq!(e.to_string(), "disk on fire"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn done_callbacks_are_scheduled_in_order_never_inline() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let fut = lp.create_future::<u32>();
+    for i in 0..3 {
+        let l = log.clone();
+        fut.add_done_callback(move |f| l.push(format!("cb{i}={}", f.result().unwrap())))
+            .unwrap();
+    }
+    let removed = fut.add_done_callback(|_| panic!("removed")).unwrap();
+    assert_eq!(fut.remove_done_callback(removed), 1);
+    assert_eq!(fut.remove_done_callback(removed), 0);
+    fut.set_result(5).unwrap();
+    log.push("after set_result".into());
+    run_one_iteration(&lp);
+    assert_eq!(
+        log.get(),
+        vec!["after set_result", "cb0=5", "cb1=5", "cb2=5"]
+    );
+    // Added after completion: scheduled at once, still not inline.
+    let l = log.clone();
+    fut.add_done_callback(move |_| l.push("late".into()))
+        .unwrap();
+    assert_eq!(log.len(), 4);
+    run_one_iteration(&lp);
+    assert_eq!(log.get().last().unwrap(), "late");
+}
+
+#[test]
+fn completing_a_future_from_another_thread_wakes_its_awaiter() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<u64>();
+    let setter = fut.clone();
+    let waiter = lp.create_task(fut).unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        setter.set_result(99).unwrap();
+    });
+    let got = within(Duration::from_secs(10), move || {
+        lp.run_until_complete(waiter).unwrap()
+    });
+    assert_eq!(got.unwrap().unwrap(), 99);
+}
+
+#[test]
+fn future_done_callback_after_close_is_an_error() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<u8>();
+    fut.add_done_callback(|_| ()).unwrap();
+    lp.close().unwrap();
+    // The result is set; the callback cannot be scheduled.
+    assert!(matches!(fut.set_result(1), Err(Error::Closed)));
+    assert!(fut.done());
+    assert!(matches!(fut.add_done_callback(|_| ()), Err(Error::Closed)));
+}
+
+#[test]
+fn task_first_step_runs_on_the_next_iteration() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let (lp2, l) = (lp.clone(), log.clone());
+    lp.run_until_complete(async move {
+        let l2 = l.clone();
+        let task = lp2.create_task(async move { l2.push("task") }).unwrap();
+        lp2.call_soon(l.cb("cb")).unwrap();
+        l.push("creator");
+        task.await.unwrap();
+    })
+    .unwrap();
+    assert_eq!(log.get(), vec!["creator", "task", "cb"]);
+}
+
+#[test]
+fn task_result_name_and_state() {
+    let lp = EventLoop::new().unwrap();
+    let task = lp.create_task(async { 41 + 1 }).unwrap();
+    assert!(task.get_name().starts_with("Task-"));
+    task.set_name("answer");
+    assert_eq!(task.get_name(), "answer");
+    assert!(!task.done());
+    assert_eq!(task.get_loop().unwrap(), lp);
+    let named = lp.create_task_named(async {}, "named").unwrap();
+    assert_eq!(named.get_name(), "named");
+    let out = lp
+        .run_until_complete(async { (&mut { task }).await })
+        .unwrap();
+    assert_eq!(out.unwrap(), 42);
+}
+
+#[test]
+fn cancelled_task_drops_its_future_at_the_next_step() {
+    let lp = EventLoop::new().unwrap();
+    let drops = DropCounter::new();
+    let log = Log::new();
+    let token = drops.token();
+    let l = log.clone();
+    let task = lp
+        .create_task(async move {
+            let _token = token;
+            l.push("started");
+            evloop::sleep(Duration::from_secs(3600)).await.unwrap();
+            l.push("never");
+        })
+        .unwrap();
+    let (lp2, d) = (lp.clone(), drops.clone());
+    let outcome = lp
+        .run_until_complete(async move {
+            evloop::sleep(Duration::ZERO).await.unwrap();
+            assert_eq!(d.dropped(), 0);
+            assert!(task.cancel());
+            assert!(
+                task.cancel(),
+                "a second request while pending is still true"
+            );
+            let r = (&mut { task }).await;
+            let _ = lp2;
+            r
+        })
+        .unwrap();
+    assert!(matches!(outcome, Err(TaskError::Cancelled)));
+    assert_eq!(drops.dropped(), 1);
+    assert_eq!(log.get(), vec!["started"]);
+}
+
+#[test]
+fn task_cancelled_before_its_first_step_never_runs() {
+    let lp = EventLoop::new().unwrap();
+    let inner_log = Log::new();
+    let il = inner_log.clone();
+    let victim = lp.create_task(async move { il.push(1) }).unwrap();
+    assert!(victim.cancel());
+    let r = lp.run_until_complete(victim).unwrap();
+    assert!(matches!(r, Err(TaskError::Cancelled)));
+    assert!(inner_log.get().is_empty());
+}
+
+#[test]
+fn cancel_a_done_task_returns_false() {
+    let lp = EventLoop::new().unwrap();
+    let task = lp.create_task(async { 1 }).unwrap();
+    let lp2 = lp.clone();
+    lp.run_until_complete(async move {
+        while !task.done() {
+            evloop::sleep(Duration::ZERO).await.unwrap();
+        }
+        assert!(!task.cancel());
+        assert!(!task.cancelled());
+        let _ = lp2;
+    })
+    .unwrap();
+}
+
+#[test]
+fn panicking_task_result_is_panicked() {
+    let lp = EventLoop::new().unwrap();
+    let errors = record_exceptions(&lp);
+    let task = lp.create_task(async { panic!("task broke") }).unwrap();
+    match lp.run_until_complete(task).unwrap() {
+        Err(TaskError::Panicked(p)) => assert_eq!(evloop::panic_message(&p), "task broke"),
+        other => panic!("{other:?}"),
+    }
+    // Retrieved through the handle: nothing reported.
+    assert!(errors.get().is_empty());
+}
+
+#[test]
+fn unretrieved_task_panic_reaches_the_exception_handler() {
+    let lp = EventLoop::new().unwrap();
+    let errors = record_exceptions(&lp);
+    // Handle dropped before the task runs.
+    drop(lp.create_task(async { panic!("nobody listens") }).unwrap());
+    // Handle dropped after the task finished.
+    let finished = lp.create_task(async { panic!("too late") }).unwrap();
+    lp.run_until_complete(evloop::sleep(Duration::from_millis(5)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(finished.done());
+    drop(finished);
+    let e = errors.get();
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0].0, "Task exception was never retrieved");
+    assert_eq!(e[0].1.as_deref(), Some("nobody listens"));
+    assert_eq!(e[1].1.as_deref(), Some("too late"));
+}
+
+#[test]
+fn waking_from_the_loop_thread_and_from_other_threads() {
+    let lp = EventLoop::new().unwrap();
+    // A channel from another thread (remote wake) and a local future (local wake).
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    let local = lp.create_future::<u32>();
+    let local2 = local.clone();
+    let lp2 = lp.clone();
+    let task = lp
+        .create_task(async move {
+            lp2.call_soon(move || local2.set_result(1).unwrap())
+                .unwrap();
+            let a = local.await.unwrap();
+            let b = rx.await.unwrap();
+            a + b
+        })
+        .unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(10));
+        tx.send(2).unwrap();
+    });
+    let out = within(Duration::from_secs(10), move || {
+        lp.run_until_complete(task).unwrap()
+    });
+    assert_eq!(out.unwrap(), 3);
+}
+
+#[test]
+fn tasks_created_from_another_thread_run_on_the_loop() {
+    let lp = EventLoop::new().unwrap();
+    let loop_thread = std::thread::current().id();
+    let lp2 = lp.clone();
+    let task = std::thread::spawn(move || {
+        lp2.create_task(async { std::thread::current().id() })
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lp.run_until_complete(task).unwrap().unwrap(), loop_thread);
+}
+
+#[test]
+fn many_tasks_each_one_allocation_all_complete() {
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let sum = lp
+        .run_until_complete(async move {
+            let tasks: Vec<_> = (0..10_000u64)
+                .map(|i| {
+                    lp2.create_task(async move {
+                        evloop::sleep(Duration::ZERO).await.unwrap();
+                        i
+                    })
+                    .unwrap()
+                })
+                .collect();
+            let mut sum = 0;
+            for t in tasks {
+                sum += t.await.unwrap();
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, (0..10_000u64).sum());
+    assert_eq!(lp.stats().tasks, 0, "finished tasks leave the registry");
+}
+
+#[test]
+fn task_factory_wraps_every_task() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let l = log.clone();
+    let factory: evloop::TaskFactory = Arc::new(move |_lp, spec: TaskSpec| {
+        let l = l.clone();
+        let name = spec.name.clone().unwrap_or_else(|| "anon".into());
+        let inner = spec.future;
+        TaskSpec {
+            name: Some(format!("factory-{name}")),
+            future: Box::pin(async move {
+                l.push(format!("start {name}"));
+                inner.await;
+                l.push(format!("end {name}"));
+            }),
+        }
+    });
+    lp.set_task_factory(Some(factory));
+    assert!(lp.get_task_factory().is_some());
+    let task = lp.create_task_named(async { 5 }, "t").unwrap();
+    assert_eq!(task.get_name(), "factory-t");
+    assert_eq!(lp.run_until_complete(task).unwrap().unwrap(), 5);
+    assert!(log.get().contains(&"start t".to_string()));
+    assert!(log.get().contains(&"end t".to_string()));
+    lp.set_task_factory(None);
+    assert!(lp.get_task_factory().is_none());
+    let plain = lp.create_task_named(async { 6 }, "p").unwrap();
+    assert_eq!(plain.get_name(), "p");
+    assert_eq!(lp.run_until_complete(plain).unwrap().unwrap(), 6);
+}
+
+#[test]
+fn task_factory_that_drops_the_future_yields_a_clear_panic() {
+    let lp = EventLoop::new().unwrap();
+    lp.set_task_factory(Some(Arc::new(|_lp, spec: TaskSpec| TaskSpec {
+        future: Box::pin(async {}),
+        name: spec.name,
+    })));
+    let task = lp.create_task(async { 1 }).unwrap();
+    match lp.run_until_complete(task).unwrap() {
+        Err(TaskError::Panicked(p)) => {
+            assert!(evloop::panic_message(&p).contains("task factory"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn awaiting_a_task_from_another_loop() {
+    let a = EventLoop::new().unwrap();
+    let b = EventLoop::new().unwrap();
+    let runner = a.clone();
+    let thread = std::thread::spawn(move || runner.run_forever().unwrap());
+    let task = a
+        .create_task(async {
+            std::thread::sleep(Duration::from_millis(10));
+            "from a"
+        })
+        .unwrap();
+    let out = b.run_until_complete(task).unwrap().unwrap();
+    assert_eq!(out, "from a");
+    a.stop();
+    thread.join().unwrap();
+}
+
+#[test]
+fn cancelling_the_main_task_ends_run_until_complete() {
+    // The loop's own root task is an ordinary task of the loop: if
+    // something cancels every task, run_until_complete must still return.
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        lp2.stop();
+    });
+    let r = within(Duration::from_secs(10), move || {
+        lp.run_until_complete(evloop::sleep(Duration::from_secs(3600)))
+    });
+    assert!(matches!(r, Err(Error::StoppedBeforeComplete)));
+    handle.join().unwrap();
+}
+
+#[test]
+fn done_callbacks_see_the_result_before_an_awaiter_takes_it() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let fut = lp.create_future::<String>();
+    let (f, l) = (fut.clone(), log.clone());
+    let awaiter = lp
+        .create_task(async move {
+            let v = f.await.unwrap();
+            l.push(format!("awaited {v}"));
+        })
+        .unwrap();
+    run_one_iteration(&lp);
+    let l = log.clone();
+    fut.add_done_callback(move |f| l.push(format!("callback {}", f.result().unwrap())))
+        .unwrap();
+    fut.set_result("v".into()).unwrap();
+    lp.run_until_complete(awaiter).unwrap().unwrap();
+    assert_eq!(log.get(), vec!["callback v", "awaited v"]);
+}

@@ -1,0 +1,277 @@
+//! run, spawn, sleep, wait_for, gather, run_coroutine_threadsafe, and
+//! ecosystem futures on the loop (issue 2, section 6).
+
+mod common;
+
+use common::{DropCounter, Log, within};
+use evloop::{Error, EventLoop, TaskError};
+use futures::{FutureExt, SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+
+#[test]
+fn run_returns_the_output_and_closes_the_loop() {
+    let (out, lp) = evloop::run(async {
+        let lp = evloop::get_running_loop().unwrap();
+        // The loop is this thread's current loop while it runs.
+        assert_eq!(evloop::get_event_loop().unwrap(), lp);
+        (5, lp)
+    })
+    .unwrap();
+    assert_eq!(out, 5);
+    assert!(lp.is_closed());
+    assert!(matches!(
+        evloop::get_event_loop(),
+        Err(Error::NoCurrentLoop { .. })
+    ));
+}
+
+#[test]
+fn run_cancels_leftover_tasks_before_closing_like_asyncio_run() {
+    let drops = DropCounter::new();
+    let log = Log::new();
+    let (d, l) = (drops.clone(), log.clone());
+    evloop::run(async move {
+        let token = d.token();
+        let l2 = l.clone();
+        evloop::spawn(async move {
+            let _t = token;
+            evloop::sleep(Duration::from_secs(3600)).await.unwrap();
+            l2.push("never");
+        })
+        .unwrap();
+        // Created but not started when main returns.
+        let token = d.token();
+        evloop::spawn(async move {
+            let _t = token;
+            l.push("unstarted ran");
+        })
+        .unwrap();
+    })
+    .unwrap();
+    assert_eq!(drops.dropped(), 2);
+    // As asyncio.run: main's completion stops the loop one iteration later,
+    // and the task created just before runs its first step in it.
+    assert_eq!(log.get(), vec!["unstarted ran"]);
+}
+
+#[test]
+fn run_inside_a_running_loop_is_an_error() {
+    let r = evloop::run(async { evloop::run(async {}) }).unwrap();
+    assert!(matches!(r, Err(Error::AnotherLoopRunning)));
+}
+
+#[test]
+fn spawn_and_sleep_outside_a_loop_are_errors() {
+    assert!(matches!(evloop::spawn(async {}), Err(Error::NoRunningLoop)));
+    let r = futures::executor::block_on(evloop::sleep(Duration::from_millis(1)));
+    assert!(matches!(r, Err(Error::NoRunningLoop)));
+    let r = futures::executor::block_on(evloop::sleep(Duration::ZERO));
+    assert!(matches!(r, Err(Error::NoRunningLoop)));
+    assert_eq!(
+        evloop::get_running_loop().unwrap_err().to_string(),
+        "no running event loop"
+    );
+}
+
+#[test]
+fn sleep_waits_and_sleep_zero_yields_one_iteration() {
+    let log = Log::new();
+    let l = log.clone();
+    evloop::run(async move {
+        let start = Instant::now();
+        evloop::sleep(Duration::from_millis(30)).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        let lp = evloop::get_running_loop().unwrap();
+        lp.call_soon(l.cb("callback")).unwrap();
+        l.push("before");
+        evloop::sleep(Duration::ZERO).await.unwrap();
+        l.push("after");
+    })
+    .unwrap();
+    assert_eq!(log.get(), vec!["before", "callback", "after"]);
+}
+
+#[test]
+fn dropping_a_sleep_cancels_its_timer() {
+    evloop::run(async {
+        let lp = evloop::get_running_loop().unwrap();
+        let mut s = Box::pin(evloop::sleep(Duration::from_secs(3600)));
+        assert!(futures::poll!(&mut s).is_pending());
+        assert_eq!(lp.stats().timers, 1);
+        drop(s);
+        evloop::sleep(Duration::ZERO).await.unwrap();
+        assert_eq!(
+            lp.stats().cancelled_timers,
+            0,
+            "purged when it reached the top"
+        );
+        assert_eq!(lp.stats().timers, 0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn wait_for_times_out_and_drops_the_future() {
+    let drops = DropCounter::new();
+    let d = drops.clone();
+    let r = evloop::run(async move {
+        let token = d.token();
+        let slow = async move {
+            let _t = token;
+            evloop::sleep(Duration::from_secs(3600)).await.unwrap();
+            1
+        };
+        let start = Instant::now();
+        let r = evloop::wait_for(Duration::from_millis(20), slow).await;
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        r
+    })
+    .unwrap();
+    assert!(matches!(r, Err(Error::Timeout)));
+    assert_eq!(drops.dropped(), 1);
+}
+
+#[test]
+fn wait_for_returns_the_value_in_time() {
+    let r = evloop::run(async {
+        evloop::wait_for(Duration::from_secs(5), async {
+            evloop::sleep(Duration::from_millis(1)).await.unwrap();
+            "ok"
+        })
+        .await
+    })
+    .unwrap();
+    assert_eq!(r.unwrap(), "ok");
+    let zero = evloop::run(async {
+        evloop::wait_for(Duration::ZERO, async { 1 }).await.unwrap()
+            + evloop::wait_for(Duration::ZERO, futures::future::pending::<i32>())
+                .await
+                .map_or(10, |_| 0)
+    })
+    .unwrap();
+    assert_eq!(zero, 11);
+}
+
+#[test]
+fn gather_keeps_input_order_and_runs_concurrently() {
+    let out = evloop::run(async {
+        let start = Instant::now();
+        let futs = (0..5u64).map(|i| async move {
+            evloop::sleep(Duration::from_millis(50 - i * 10))
+                .await
+                .unwrap();
+            i
+        });
+        let out = evloop::gather(futs).await;
+        // Concurrent: about the longest sleep, not the sum (150 ms).
+        assert!(start.elapsed() < Duration::from_millis(140));
+        out
+    })
+    .unwrap();
+    assert_eq!(out, vec![0, 1, 2, 3, 4]);
+    let empty: Vec<u8> =
+        evloop::run(evloop::gather(Vec::<futures::future::Ready<u8>>::new())).unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn gather_of_many_only_polls_woken_children() {
+    let out = evloop::run(async {
+        let futs = (0..2000u32).map(|i| async move {
+            for _ in 0..3 {
+                evloop::sleep(Duration::ZERO).await.unwrap();
+            }
+            i
+        });
+        evloop::gather(futs).await
+    })
+    .unwrap();
+    assert_eq!(out, (0..2000).collect::<Vec<_>>());
+}
+
+#[test]
+fn run_coroutine_threadsafe_result_cancel_and_panic() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let runner = lp.clone();
+        let thread = std::thread::spawn(move || runner.run_forever().unwrap());
+        let cf = evloop::run_coroutine_threadsafe(
+            async {
+                evloop::sleep(Duration::from_millis(5)).await.unwrap();
+                std::thread::current().name().map(str::to_string)
+            },
+            &lp,
+        )
+        .unwrap();
+        assert!(cf.result(Some(Duration::from_secs(10))).is_ok());
+
+        let slow = evloop::run_coroutine_threadsafe(evloop::sleep(Duration::from_secs(3600)), &lp)
+            .unwrap();
+        assert!(matches!(
+            slow.result(Some(Duration::from_millis(10))),
+            Err(TaskError::Timeout)
+        ));
+        assert!(slow.cancel());
+        assert!(slow.cancelled());
+        assert!(matches!(slow.result(None), Err(TaskError::Cancelled)));
+
+        let bad = evloop::run_coroutine_threadsafe(async { panic!("remote boom") }, &lp).unwrap();
+        match bad.result(Some(Duration::from_secs(10))) {
+            Err(TaskError::Panicked(p)) => assert_eq!(evloop::panic_message(&p), "remote boom"),
+            other => panic!("{other:?}"),
+        }
+        // Let the cancellation reach the loop, then check no task is left.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(lp.stats().tasks, 0);
+        lp.stop();
+        thread.join().unwrap();
+        lp.close().unwrap();
+        assert!(matches!(
+            evloop::run_coroutine_threadsafe(async {}, &lp),
+            Err(Error::Closed)
+        ));
+    });
+}
+
+#[test]
+fn concurrent_future_is_awaitable_from_a_task() {
+    let lp = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let runner = other.clone();
+    let thread = std::thread::spawn(move || runner.run_forever().unwrap());
+    let cf = evloop::run_coroutine_threadsafe(async { 8 }, &other).unwrap();
+    assert_eq!(lp.run_until_complete(cf).unwrap().unwrap(), 8);
+    other.stop();
+    thread.join().unwrap();
+}
+
+#[test]
+fn ecosystem_futures_run_unchanged() {
+    let out = evloop::run(async {
+        // A futures mpsc channel fed from a plain thread.
+        let (mut tx, mut rx) = futures::channel::mpsc::channel::<u32>(4);
+        std::thread::spawn(move || {
+            futures::executor::block_on(async move {
+                for i in 0..10 {
+                    tx.send(i).await.unwrap();
+                }
+            })
+        });
+        let mut sum = 0;
+        while let Some(v) = rx.next().await {
+            sum += v;
+        }
+        // Combinators.
+        let joined = futures::future::join(
+            async { 1 },
+            evloop::sleep(Duration::from_millis(1)).map(|r| r.map(|()| 2)),
+        );
+        let (a, b) = joined.await;
+        // A tokio sync primitive (runtime-agnostic) between two tasks.
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        evloop::spawn(async move { otx.send(40).unwrap() }).unwrap();
+        sum + a + b.unwrap() + orx.await.unwrap() - 40
+    })
+    .unwrap();
+    assert_eq!(out, 45 + 3);
+}
