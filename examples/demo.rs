@@ -1,0 +1,365 @@
+//! The showcase: every part of evloop that works today, in one run.
+//!
+//! `cargo run --release --example demo`
+
+use evloop::{
+    EventLoop, ExceptionContext, TaskError, ThreadPoolExecutor, get_event_loop, new_event_loop,
+    set_event_loop,
+};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn callbacks_and_timers(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("callbacks and timers");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..3 {
+        let log = log.clone();
+        lp.call_soon(move || log.lock().unwrap().push(format!("call_soon #{i}")))?;
+    }
+    let start = lp.time();
+    for ms in [30u64, 10, 20] {
+        let log = log.clone();
+        lp.call_later(Duration::from_millis(ms), move || {
+            log.lock().unwrap().push(format!("call_later({ms} ms)"))
+        })?;
+    }
+    let cancelled = {
+        let log = log.clone();
+        lp.call_later(Duration::from_millis(15), move || {
+            log.lock().unwrap().push("never".into())
+        })?
+    };
+    cancelled.cancel();
+    let stopper = lp.clone();
+    lp.call_at(start + Duration::from_millis(40), move || stopper.stop())?;
+    lp.run_forever()?;
+    for line in log.lock().unwrap().iter() {
+        println!("  {line}");
+    }
+    println!("  (a cancelled 15 ms timer never ran; timers fire in deadline order)");
+    Ok(())
+}
+
+fn tasks_and_futures(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("tasks, futures, gather, wait_for, cancel");
+    let lp2 = lp.clone();
+    lp.run_until_complete(async move {
+        let squares = evloop::gather((1..=5u64).map(|n| async move {
+            evloop::sleep(Duration::from_millis(10 * (6 - n)))
+                .await
+                .unwrap();
+            n * n
+        }))
+        .await;
+        println!("  gather (results in input order): {squares:?}");
+
+        let fut = lp2.create_future::<&str>();
+        let setter = fut.clone();
+        fut.add_done_callback(|f| println!("  done callback sees {:?}", f.result().unwrap()))
+            .unwrap();
+        std::thread::spawn(move || setter.set_result("set from another thread").unwrap());
+        println!("  awaited LoopFuture: {:?}", fut.await.unwrap());
+
+        let slow = evloop::wait_for(
+            Duration::from_millis(20),
+            evloop::sleep(Duration::from_secs(60)),
+        );
+        println!(
+            "  wait_for(20 ms, sleep(60 s)) -> {:?}",
+            slow.await.unwrap_err()
+        );
+
+        let task = lp2
+            .create_task_named(evloop::sleep(Duration::from_secs(60)), "sleeper")
+            .unwrap();
+        evloop::sleep(Duration::ZERO).await.unwrap();
+        task.cancel();
+        let name = task.get_name();
+        println!(
+            "  task '{name}' after cancel(): {:?}",
+            task.await.unwrap_err()
+        );
+    })?;
+    Ok(())
+}
+
+fn cross_thread(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("cross-thread: call_soon_threadsafe and run_coroutine_threadsafe");
+    let runner = lp.clone();
+    let thread = std::thread::spawn(move || runner.run_forever());
+    while !lp.is_running() {
+        std::thread::yield_now();
+    }
+    let before = lp.stats().eventfd_writes;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let (lp, ran) = (lp.clone(), ran.clone());
+            std::thread::spawn(move || {
+                for _ in 0..250_000 {
+                    let ran = ran.clone();
+                    lp.call_soon_threadsafe(move || {
+                        ran.fetch_add(1, Ordering::Relaxed);
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    producers.into_iter().for_each(|p| p.join().unwrap());
+    let answer = evloop::run_coroutine_threadsafe(
+        async {
+            evloop::sleep(Duration::from_millis(1)).await.unwrap();
+            42
+        },
+        lp,
+    )?;
+    let answer = answer.result(Some(Duration::from_secs(10))).unwrap();
+    let took = start.elapsed();
+    println!(
+        "  1,000,000 posts from 4 threads ran {} callbacks in {took:?}, with {} eventfd writes",
+        ran.load(Ordering::Relaxed),
+        lp.stats().eventfd_writes - before
+    );
+    println!("  a plain thread blocked on run_coroutine_threadsafe(...) and got {answer}");
+    lp.stop();
+    thread.join().unwrap()?;
+    Ok(())
+}
+
+fn ping_pong() -> Result<(), evloop::Error> {
+    section("ping-pong between loops on two threads");
+    let a = EventLoop::new()?;
+    let b = EventLoop::new()?;
+    let threads: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|lp| std::thread::spawn(move || lp.run_forever()))
+        .collect();
+    fn ping(me: EventLoop, peer: EventLoop, left: u32, done: evloop::ConcurrentFuture<Instant>) {
+        if left == 0 {
+            done.set_result(Instant::now());
+            return;
+        }
+        let (me2, peer2) = (me.clone(), peer.clone());
+        peer.call_soon_threadsafe(move || ping(peer2, me2, left - 1, done))
+            .unwrap();
+    }
+    let done = evloop::ConcurrentFuture::new();
+    let (a2, b2, d) = (a.clone(), b.clone(), done.clone());
+    let start = Instant::now();
+    a.call_soon_threadsafe(move || ping(a2, b2, 20_000, d))?;
+    let end = done.result(Some(Duration::from_secs(30))).unwrap();
+    println!(
+        "  10,000 round trips: {:.2} us each (the loops spin {:?} before sleeping)",
+        (end - start).as_secs_f64() * 1e6 / 10_000.0,
+        a.spin_before_park()
+    );
+    a.stop();
+    b.stop();
+    for t in threads {
+        t.join().unwrap()?;
+    }
+    Ok(())
+}
+
+fn watch_fd(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("watching a file descriptor (level-triggered, like asyncio)");
+    let (rsock, mut wsock) = UnixStream::pair()?;
+    rsock.set_nonblocking(true)?;
+    let fd = rsock.as_raw_fd();
+    wsock.write_all(b"evloop")?;
+    let got = Arc::new(Mutex::new(String::new()));
+    let (g, reader_loop) = (got.clone(), lp.clone());
+    let rsock = Mutex::new(rsock);
+    lp.add_reader(fd, move || {
+        // One byte per call: the reader is called again while data remains.
+        let mut byte = [0u8; 1];
+        if rsock.lock().unwrap().read(&mut byte).unwrap_or(0) == 1 {
+            g.lock().unwrap().push(byte[0] as char);
+        }
+        if g.lock().unwrap().len() == 6 {
+            reader_loop.remove_reader(fd);
+            reader_loop.stop();
+        }
+    })?;
+    lp.run_forever()?;
+    println!("  read one byte per callback: {:?}", got.lock().unwrap());
+    Ok(())
+}
+
+fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("run_in_executor: the loop stays on time while the pool works");
+    let worst = Arc::new(Mutex::new(Duration::ZERO));
+    let cpu_pool = ThreadPoolExecutor::builder()
+        .max_workers(num_cpus().saturating_sub(1).max(1))
+        .build();
+    let lp2 = lp.clone();
+    let w = worst.clone();
+    let (sum, slept) = lp.run_until_complete(async move {
+        // A 5 ms ticker measuring its own lateness.
+        let ticker = evloop::spawn(async move {
+            loop {
+                let due = Instant::now() + Duration::from_millis(5);
+                evloop::sleep(Duration::from_millis(5)).await.unwrap();
+                let late = Instant::now().saturating_duration_since(due);
+                let mut worst = w.lock().unwrap();
+                *worst = (*worst).max(late);
+            }
+        })
+        .unwrap();
+        let cpu: Vec<_> = (0..6u64)
+            .map(|i| {
+                lp2.run_in_executor(Some(&cpu_pool), move || {
+                    (0..20_000_000u64).fold(i, |h, x| h.wrapping_mul(31).wrapping_add(x))
+                })
+                .unwrap()
+            })
+            .collect();
+        let sleeps: Vec<_> = (0..8)
+            .map(|_| {
+                lp2.run_in_executor(None, || {
+                    std::thread::sleep(Duration::from_millis(50));
+                })
+                .unwrap()
+            })
+            .collect();
+        let sum = evloop::gather(cpu)
+            .await
+            .into_iter()
+            .fold(0u64, |a, r| a ^ r.unwrap());
+        let slept = evloop::gather(sleeps).await.len();
+        ticker.cancel();
+        cpu_pool.shutdown(true);
+        (sum, slept)
+    })?;
+    println!("  6 CPU jobs -> {sum:016x}; {slept} blocking sleeps done");
+    println!(
+        "  worst lateness of a 5 ms ticker meanwhile: {:?}",
+        *worst.lock().unwrap()
+    );
+    Ok(())
+}
+
+fn errors_and_debug(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("errors go to the exception handler; debug mode reports slow callbacks");
+    // The panics below are caught by the loop; keep Rust's default hook from
+    // printing each one before the handler sees it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    lp.set_exception_handler(Some(Arc::new(|_lp, ctx: &ExceptionContext| {
+        println!(
+            "  handler: {} ({})",
+            ctx.message.lines().next().unwrap_or(""),
+            ctx.panic_message().unwrap_or("-")
+        );
+    })));
+    lp.call_soon(|| panic!("a callback failed"))?;
+    drop(lp.create_task(async { panic!("a detached task failed") })?);
+    let kept = lp.create_task(async { panic!("an awaited task failed") })?;
+    lp.set_debug(true);
+    lp.set_slow_callback_duration(Duration::from_millis(20));
+    lp.call_soon(|| std::thread::sleep(Duration::from_millis(30)))?;
+    let outcome = lp.run_until_complete(kept)?;
+    if let Err(TaskError::Panicked(p)) = outcome {
+        println!(
+            "  the awaited task's panic came back through its handle: {:?}",
+            evloop::panic_message(&p)
+        );
+    }
+    lp.set_debug(false);
+    lp.set_exception_handler(None);
+    std::panic::set_hook(default_hook);
+    Ok(())
+}
+
+fn policy() -> Result<(), evloop::Error> {
+    section("a loop per thread through the policy");
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                set_event_loop(Some(new_event_loop().unwrap()));
+                let lp = get_event_loop().unwrap();
+                let out = lp
+                    .run_until_complete(async move {
+                        evloop::sleep(Duration::from_millis(5)).await.unwrap();
+                        i * 10
+                    })
+                    .unwrap();
+                set_event_loop(None);
+                lp.close().unwrap();
+                out
+            })
+        })
+        .collect();
+    let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    println!("  three threads, three loops: {outs:?}");
+    println!(
+        "  this thread has no loop set: {}",
+        get_event_loop().unwrap_err()
+    );
+    Ok(())
+}
+
+fn throughput(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("raw speed (see `cargo bench` for the comparison with tokio)");
+    let lp2 = lp.clone();
+    let n = 1_000_000;
+    let took = lp.run_until_complete(async move {
+        let count = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        for _ in 0..n {
+            let c = count.clone();
+            drop(lp2.call_soon(move || {
+                c.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        evloop::sleep(Duration::ZERO).await.unwrap();
+        assert_eq!(count.load(Ordering::Relaxed), n);
+        start.elapsed()
+    })?;
+    println!(
+        "  {n} call_soon callbacks scheduled and run: {:.0} ns each",
+        took.as_secs_f64() * 1e9 / n as f64
+    );
+    let s = lp.stats();
+    println!(
+        "  stats: {} iterations, {} ready, {} timers, {} tasks",
+        s.iterations, s.ready, s.timers, s.tasks
+    );
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn main() -> Result<(), evloop::Error> {
+    // Debug-mode reports and the default exception handler log through
+    // `tracing`; print them.
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .init();
+    let lp = EventLoop::new()?;
+    callbacks_and_timers(&lp)?;
+    tasks_and_futures(&lp)?;
+    cross_thread(&lp)?;
+    ping_pong()?;
+    watch_fd(&lp)?;
+    executor(&lp)?;
+    errors_and_debug(&lp)?;
+    policy()?;
+    throughput(&lp)?;
+    let result = evloop::run(async { "evloop::run: new loop, run, cancel leftovers, close" })?;
+    println!("\n{result}");
+    lp.close()
+}
