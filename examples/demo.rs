@@ -69,11 +69,11 @@ fn tasks_and_futures(lp: &EventLoop) -> Result<(), evloop::Error> {
         println!("  awaited LoopFuture: {:?}", fut.await.unwrap());
 
         let slow = evloop::wait_for(
-            Duration::from_millis(20),
             evloop::sleep(Duration::from_secs(60)),
+            Duration::from_millis(20),
         );
         println!(
-            "  wait_for(20 ms, sleep(60 s)) -> {:?}",
+            "  wait_for(sleep(60 s), 20 ms) -> {:?}",
             slow.await.unwrap_err()
         );
 

@@ -27,6 +27,8 @@ enum Outcome<T> {
 struct State<T> {
     outcome: Outcome<T>,
     cancelled: bool,
+    /// `result()` looked at the outcome (asyncio's `__log_traceback` off).
+    retrieved: bool,
     callbacks: Vec<(CallbackId, DoneCallback<T>, &'static Location<'static>)>,
     next_id: u64,
     wakers: Vec<Waker>,
@@ -82,6 +84,7 @@ impl<T: Send + 'static> LoopFuture<T> {
                 state: Mutex::new(State {
                     outcome: Outcome::Pending,
                     cancelled: false,
+                    retrieved: false,
                     callbacks: Vec::new(),
                     next_id: 0,
                     wakers: Vec::new(),
@@ -216,7 +219,10 @@ impl<T: Send + 'static> LoopFuture<T> {
     where
         T: Clone,
     {
-        let st = crate::util::lock(&self.inner.state);
+        let mut st = crate::util::lock(&self.inner.state);
+        if !matches!(st.outcome, Outcome::Pending) {
+            st.retrieved = true;
+        }
         match &st.outcome {
             Outcome::Pending => Err(invalid("Result is not set.")),
             Outcome::Taken => Err(invalid("the result was already taken")),
@@ -261,6 +267,30 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
             }
             Outcome::Done(r) => Poll::Ready(r),
             Outcome::Taken => Poll::Ready(Err(invalid("the result was already taken"))),
+        }
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    /// asyncio logs "Future exception was never retrieved" when a future
+    /// that failed is garbage-collected unread; the same happens here when
+    /// the last clone goes (a panicking `run_in_executor` job whose future
+    /// nobody awaited is reported rather than lost).
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if st.retrieved {
+            return;
+        }
+        let outcome = std::mem::replace(&mut st.outcome, Outcome::Taken);
+        let ctx = crate::exception::ExceptionContext::new("Future exception was never retrieved");
+        match outcome {
+            Outcome::Done(Err(TaskError::Panicked(payload))) => {
+                self.shared.report_panic(ctx, payload);
+            }
+            Outcome::Done(Err(TaskError::Exception(error))) => {
+                self.shared.call_exception_handler(ctx.with_error(error));
+            }
+            _ => {}
         }
     }
 }

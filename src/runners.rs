@@ -184,10 +184,12 @@ pub struct WaitFor<F> {
     sleep: Sleep,
 }
 
-/// Awaits `fut` for at most `timeout` (asyncio: `asyncio.wait_for`). On
-/// timeout `fut` is dropped (cancelled) and the result is
-/// [`Error::Timeout`]; a zero timeout still gives `fut` one poll.
-pub fn wait_for<F: Future>(timeout: Duration, fut: F) -> WaitFor<F> {
+/// Awaits `fut` for at most `timeout` (asyncio: `asyncio.wait_for(aw,
+/// timeout)`, same argument order). On timeout `fut` is dropped (cancelled)
+/// and the result is [`Error::Timeout`]; a zero timeout still gives `fut`
+/// one poll, so a future that is ready at once returns its value (as in
+/// Python 3.12+).
+pub fn wait_for<F: Future>(fut: F, timeout: Duration) -> WaitFor<F> {
     WaitFor {
         fut,
         sleep: sleep(timeout),

@@ -98,24 +98,23 @@ fn shutdown_with_wait_runs_every_accepted_job_and_joins_workers() {
 
 #[test]
 fn shutdown_without_wait_still_runs_queued_jobs() {
-    // The documented choice: nothing accepted is dropped.
-    let pool = ThreadPoolExecutor::builder().max_workers(1).build();
-    let futs: Vec<_> = (0..50)
-        .map(|i| {
-            pool.submit(move || {
-                std::thread::sleep(Duration::from_micros(500));
-                i
-            })
-            .unwrap()
-        })
-        .collect();
-    let start = Instant::now();
-    pool.shutdown(false);
-    assert!(start.elapsed() < Duration::from_millis(20), "did not wait");
-    for (i, f) in futs.iter().enumerate() {
-        assert_eq!(f.result(Some(Duration::from_secs(30))).unwrap(), i);
-    }
-    wait_until(Duration::from_secs(10), || pool.workers() == 0);
+    // The documented choice: nothing accepted is dropped. The first job is
+    // held until shutdown(false) has returned, so a shutdown that waited
+    // would never return (and `within` would fail the test).
+    within(Duration::from_secs(60), || {
+        let pool = ThreadPoolExecutor::builder().max_workers(1).build();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let first = pool.submit(move || gate.recv().unwrap()).unwrap();
+        let queued: Vec<_> = (0..50).map(|i| pool.submit(move || i).unwrap()).collect();
+        pool.shutdown(false);
+        assert!(matches!(pool.submit(|| 0), Err(Error::ExecutorShutdown)));
+        release.send(()).unwrap();
+        first.result(None).unwrap();
+        for (i, f) in queued.iter().enumerate() {
+            assert_eq!(f.result(None).unwrap(), i);
+        }
+        wait_until(Duration::from_secs(10), || pool.workers() == 0);
+    });
 }
 
 #[test]
@@ -435,19 +434,23 @@ fn shutdown_default_executor_times_out_with_a_warning() {
 
 #[test]
 fn close_shuts_the_default_executor_down_without_waiting() {
-    let lp = EventLoop::new().unwrap();
-    let log = Log::new();
-    let l = log.clone();
-    let fut = lp
-        .run_in_executor(None, move || {
-            std::thread::sleep(Duration::from_millis(100));
-            l.push("job finished");
-        })
-        .unwrap();
-    let start = Instant::now();
-    lp.close().unwrap();
-    assert!(start.elapsed() < Duration::from_millis(80));
-    // The job still runs; its result has no loop to go to.
-    wait_until(Duration::from_secs(10), || log.len() == 1);
-    assert!(!fut.cancelled());
+    within(Duration::from_secs(60), || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let l = log.clone();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let fut = lp
+            .run_in_executor(None, move || {
+                gate.recv().unwrap();
+                l.push("job finished");
+            })
+            .unwrap();
+        // Returns while the job is still blocked: close() does not wait.
+        lp.close().unwrap();
+        assert!(matches!(lp.run_in_executor(None, || 1), Err(Error::Closed)));
+        release.send(()).unwrap();
+        // The job still runs; its result has no loop to go to.
+        wait_until(Duration::from_secs(10), || log.len() == 1);
+        assert!(!fut.cancelled());
+    });
 }

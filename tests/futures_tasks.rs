@@ -407,3 +407,45 @@ fn done_callbacks_see_the_result_before_an_awaiter_takes_it() {
     lp.run_until_complete(awaiter).unwrap().unwrap();
     assert_eq!(log.get(), vec!["callback v", "awaited v"]);
 }
+
+#[test]
+fn a_failed_future_dropped_unread_is_reported() {
+    let lp = EventLoop::new().unwrap();
+    let errors = record_exceptions(&lp);
+    let fut = lp.create_future::<u8>();
+    fut.set_exception(std::io::Error::other("lost")).unwrap();
+    drop(fut);
+    // Read through result(): not reported. Awaited: not reported.
+    let read = lp.create_future::<u8>();
+    read.set_exception(std::io::Error::other("read")).unwrap();
+    assert!(read.result().is_err());
+    drop(read);
+    let awaited = lp.create_future::<u8>();
+    awaited
+        .set_exception(std::io::Error::other("awaited"))
+        .unwrap();
+    assert!(lp.run_until_complete(awaited).unwrap().is_err());
+    // Cancelled or successful futures are never reported.
+    lp.create_future::<u8>().cancel();
+    lp.create_future::<u8>().set_result(1).unwrap();
+    // A panicking executor job whose future nobody awaits.
+    let job = lp
+        .run_in_executor(None, || -> u8 { panic!("job nobody awaited") })
+        .unwrap();
+    let lp2 = lp.clone();
+    lp.run_until_complete(async move {
+        while !job.done() {
+            evloop::sleep(Duration::from_millis(1)).await.unwrap();
+        }
+        drop(job);
+        let _ = lp2;
+    })
+    .unwrap();
+    let e = errors.get();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter()
+            .all(|(m, _)| m == "Future exception was never retrieved")
+    );
+    assert_eq!(e[1].1.as_deref(), Some("job nobody awaited"));
+}

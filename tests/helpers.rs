@@ -122,7 +122,7 @@ fn wait_for_times_out_and_drops_the_future() {
             1
         };
         let start = Instant::now();
-        let r = evloop::wait_for(Duration::from_millis(20), slow).await;
+        let r = evloop::wait_for(slow, Duration::from_millis(20)).await;
         assert!(start.elapsed() >= Duration::from_millis(20));
         r
     })
@@ -134,17 +134,20 @@ fn wait_for_times_out_and_drops_the_future() {
 #[test]
 fn wait_for_returns_the_value_in_time() {
     let r = evloop::run(async {
-        evloop::wait_for(Duration::from_secs(5), async {
-            evloop::sleep(Duration::from_millis(1)).await.unwrap();
-            "ok"
-        })
+        evloop::wait_for(
+            async {
+                evloop::sleep(Duration::from_millis(1)).await.unwrap();
+                "ok"
+            },
+            Duration::from_secs(5),
+        )
         .await
     })
     .unwrap();
     assert_eq!(r.unwrap(), "ok");
     let zero = evloop::run(async {
-        evloop::wait_for(Duration::ZERO, async { 1 }).await.unwrap()
-            + evloop::wait_for(Duration::ZERO, futures::future::pending::<i32>())
+        evloop::wait_for(async { 1 }, Duration::ZERO).await.unwrap()
+            + evloop::wait_for(futures::future::pending::<i32>(), Duration::ZERO)
                 .await
                 .map_or(10, |_| 0)
     })
@@ -154,21 +157,25 @@ fn wait_for_returns_the_value_in_time() {
 
 #[test]
 fn gather_keeps_input_order_and_runs_concurrently() {
-    let out = evloop::run(async {
-        let start = Instant::now();
-        let futs = (0..5u64).map(|i| async move {
-            evloop::sleep(Duration::from_millis(50 - i * 10))
-                .await
-                .unwrap();
-            i
+    let finished = Log::new();
+    let f = finished.clone();
+    let out = evloop::run(async move {
+        let futs = (0..5u64).map(|i| {
+            let f = f.clone();
+            async move {
+                evloop::sleep(Duration::from_millis(50 - i * 10))
+                    .await
+                    .unwrap();
+                f.push(i);
+                i
+            }
         });
-        let out = evloop::gather(futs).await;
-        // Concurrent: about the longest sleep, not the sum (150 ms).
-        assert!(start.elapsed() < Duration::from_millis(140));
-        out
+        evloop::gather(futs).await
     })
     .unwrap();
     assert_eq!(out, vec![0, 1, 2, 3, 4]);
+    // Run concurrently: the shortest sleep finished first.
+    assert_eq!(finished.get(), vec![4, 3, 2, 1, 0]);
     let empty: Vec<u8> =
         evloop::run(evloop::gather(Vec::<futures::future::Ready<u8>>::new())).unwrap();
     assert!(empty.is_empty());

@@ -175,7 +175,7 @@ impl EventLoop {
                 return Err(Error::Io(e));
             }
             let waited = match timeout {
-                Some(t) => crate::runners::wait_for(t, joined).await,
+                Some(t) => crate::runners::wait_for(joined, t).await,
                 None => Ok(joined.await),
             };
             match waited {
