@@ -565,12 +565,12 @@ impl EventLoop {
     /// Sets the factory `create_task` uses (asyncio:
     /// `loop.set_task_factory`); `None` restores the default.
     pub fn set_task_factory(&self, factory: Option<TaskFactory>) {
-        *crate::util::write(&self.shared().task_factory) = factory;
+        self.shared().set_task_factory(factory);
     }
 
     /// The factory set with [`EventLoop::set_task_factory`], if any.
     pub fn get_task_factory(&self) -> Option<TaskFactory> {
-        crate::util::read(&self.shared().task_factory).clone()
+        self.shared().task_factory()
     }
 
     // ----- watching file descriptors -----------------------------------------------

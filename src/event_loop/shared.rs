@@ -42,7 +42,10 @@ pub(crate) struct Shared {
     /// Serialises the consumers of `remote` once the loop is closed.
     drain_lock: Mutex<()>,
     exception_handler: RwLock<Option<ExceptionHandler>>,
-    pub(crate) task_factory: RwLock<Option<TaskFactory>>,
+    task_factory: RwLock<Option<TaskFactory>>,
+    /// Whether `task_factory` is set, so that `create_task` without a
+    /// factory takes no lock.
+    has_task_factory: AtomicBool,
     pub(crate) inner: Weak<LoopInner>,
     pub(crate) epoch: Instant,
     pub(crate) counters: Counters,
@@ -62,6 +65,7 @@ impl Shared {
             drain_lock: Mutex::new(()),
             exception_handler: RwLock::new(None),
             task_factory: RwLock::new(None),
+            has_task_factory: AtomicBool::new(false),
             inner,
             epoch: Instant::now(),
             counters: Counters::default(),
@@ -205,6 +209,22 @@ impl Shared {
     pub(crate) fn set_spin(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.spin_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn task_factory(&self) -> Option<TaskFactory> {
+        if !self.has_task_factory.load(Ordering::Acquire) {
+            return None;
+        }
+        crate::util::read(&self.task_factory).clone()
+    }
+
+    pub(crate) fn set_task_factory(&self, factory: Option<TaskFactory>) {
+        let mut slot = crate::util::write(&self.task_factory);
+        self.has_task_factory
+            .store(factory.is_some(), Ordering::Release);
+        let previous = std::mem::replace(&mut *slot, factory);
+        drop(slot);
+        drop(previous);
     }
 
     pub(crate) fn exception_handler(&self) -> Option<ExceptionHandler> {

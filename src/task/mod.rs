@@ -214,7 +214,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let factory = crate::util::read(&event_loop.inner.shared.task_factory).clone();
+    let factory = event_loop.inner.shared.task_factory();
     create_with(event_loop, fut, name, location, factory)
 }
 
