@@ -167,33 +167,26 @@ where
     (runnable, Handle { ptr })
 }
 
+/// The callback header behind a queued object, if it is a callback.
+fn callback_header(r: &Runnable) -> Option<&CallbackHeader> {
+    // Safety: a runnable of kind `Callback` points at a live
+    // `CallbackHeader`, kept alive by the queue reference `r` holds.
+    (r.kind() == Kind::Callback).then(|| unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref() })
+}
+
 /// The deadline of a queued callback, if it is a timer.
 pub(crate) fn timer_deadline(r: &Runnable) -> Option<Instant> {
-    if r.kind() != Kind::Callback {
-        return None;
-    }
-    // Safety: a callback runnable points at a live `CallbackHeader`.
-    unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref().when }
+    callback_header(r)?.when
 }
 
 /// Whether a queued callback was cancelled (the timer queue purges these).
 pub(crate) fn is_cancelled(r: &Runnable) -> bool {
-    r.kind() == Kind::Callback
-        // Safety: as above.
-        && unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref() }
-            .state
-            .load(Ordering::Acquire)
-            & CANCELLED
-            != 0
+    callback_header(r).is_some_and(|h| h.state.load(Ordering::Acquire) & CANCELLED != 0)
 }
 
 /// Where a queued callback was scheduled from.
 pub(crate) fn location_of(r: &Runnable) -> Option<&'static Location<'static>> {
-    if r.kind() != Kind::Callback {
-        return None;
-    }
-    // Safety: as above.
-    Some(unsafe { r.as_ptr().cast::<CallbackHeader>().as_ref() }.location)
+    callback_header(r).map(|h| h.location)
 }
 
 /// A scheduled callback, returned by `call_soon` and `call_soon_threadsafe`.

@@ -70,16 +70,22 @@ pub(crate) fn any_running() -> bool {
     !current().is_null()
 }
 
-/// Runs `f` with the core of `shared` if that loop runs on this thread.
+/// Runs `f` with the core of `shared` and `value` if that loop runs on
+/// this thread; otherwise gives `value` back, so the caller can take the
+/// remote path with it. One thread-local read decides.
 #[inline]
-pub(crate) fn with_core<R>(shared: &Shared, f: impl FnOnce(&Core) -> R) -> Option<R> {
+pub(crate) fn with_core<T, R>(
+    shared: &Shared,
+    value: T,
+    f: impl FnOnce(&Core, T) -> R,
+) -> Result<R, T> {
     let ctx = current();
     // Safety: see `runs_here`; the core lives as long as the context.
     unsafe {
         if !ctx.is_null() && ptr::eq((*ctx).shared, shared) {
-            Some(f(&*(*ctx).core))
+            Ok(f(&*(*ctx).core, value))
         } else {
-            None
+            Err(value)
         }
     }
 }

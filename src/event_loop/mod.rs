@@ -434,14 +434,16 @@ impl EventLoop {
             watched_fds: self.inner.reactor.len(),
             ..Stats::default()
         };
-        let live = context::with_core(shared, |core| core.stats()).or_else(|| {
-            match &*crate::util::lock(&self.inner.slot) {
-                Slot::Idle(core) => Some(core.stats()),
-                // Closed: nothing is pending any more.
-                Slot::Closed => Some(self::core::CoreStats::default()),
-                Slot::Running => None,
-            }
-        });
+        let live = context::with_core(shared, (), |core, ()| core.stats())
+            .ok()
+            .or_else(|| {
+                match &*crate::util::lock(&self.inner.slot) {
+                    Slot::Idle(core) => Some(core.stats()),
+                    // Closed: nothing is pending any more.
+                    Slot::Closed => Some(self::core::CoreStats::default()),
+                    Slot::Running => None,
+                }
+            });
         match live {
             Some(s) => {
                 stats.ready = s.ready;

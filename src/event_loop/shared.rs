@@ -88,11 +88,9 @@ impl Shared {
     /// if the loop is closed.
     #[inline]
     pub(crate) fn schedule(&self, r: Runnable) -> Result<(), Runnable> {
-        if context::runs_here(self.id()) {
-            context::push_ready(r);
-            Ok(())
-        } else {
-            self.post(r)
+        match context::with_core(self, r, |core, r| core.push(r)) {
+            Ok(()) => Ok(()),
+            Err(r) => self.post(r),
         }
     }
 
@@ -172,14 +170,18 @@ impl Shared {
     where
         F: FnOnce() + Send + 'static,
     {
-        if context::runs_here(self.id()) {
+        let local = context::with_core(self, f, |core, f| {
             let (r, h) = handle::new_callback(self.id(), when, location, f);
-            context::with_core(self, |core| match when {
+            match when {
                 Some(when) => core.insert_timer(r, when),
                 None => core.push(r),
-            });
-            return Ok(h);
-        }
+            }
+            h
+        });
+        let f = match local {
+            Ok(h) => return Ok(h),
+            Err(f) => f,
+        };
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
