@@ -25,7 +25,6 @@ struct State<T> {
     status: Status,
     outcome: Option<Result<T, TaskError>>,
     cancelled: bool,
-    taken: bool,
     wakers: Vec<Waker>,
     on_cancel: Option<Hook>,
     callbacks: Vec<DoneCallback<T>>,
@@ -69,7 +68,6 @@ impl<T> ConcurrentFuture<T> {
                     status: Status::Pending,
                     outcome: None,
                     cancelled: false,
-                    taken: false,
                     wakers: Vec::new(),
                     on_cancel: None,
                     callbacks: Vec::new(),
@@ -232,10 +230,7 @@ impl<T> ConcurrentFuture<T> {
 
 fn take<T>(st: &mut State<T>) -> Result<T, TaskError> {
     match st.outcome.take() {
-        Some(outcome) => {
-            st.taken = true;
-            outcome
-        }
+        Some(outcome) => outcome,
         None => Err(TaskError::Exception(Arc::new(crate::Error::InvalidState(
             "the result was already taken",
         )))),
@@ -263,7 +258,10 @@ impl<T> fmt::Debug for ConcurrentFuture<T> {
         f.debug_struct("ConcurrentFuture")
             .field("status", &st.status)
             .field("cancelled", &st.cancelled)
-            .field("taken", &st.taken)
+            .field(
+                "taken",
+                &(st.status == Status::Done && st.outcome.is_none()),
+            )
             .finish()
     }
 }

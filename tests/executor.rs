@@ -207,12 +207,22 @@ fn a_submission_wakes_one_idle_worker_not_all() {
         f.result(None).unwrap();
     }
     wait_until(Duration::from_secs(10), || pool.idle_workers() == 4);
+    // Let them reach their condition-variable wait.
+    std::thread::sleep(Duration::from_millis(20));
+    let wakeups = pool.wakeups();
     let gate = Arc::new(Barrier::new(2));
     let g = gate.clone();
     let job = pool.submit(move || g.wait()).unwrap();
     // While that job holds one worker, the other three stay parked.
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(pool.idle_workers(), 3);
+    // Under a thundering herd all four would have woken (and three gone
+    // back to sleep by now); the wake-up count tells them apart.
+    assert!(
+        pool.wakeups() - wakeups <= 1,
+        "{} wake-ups for one job",
+        pool.wakeups() - wakeups
+    );
     gate.wait();
     job.result(None).unwrap();
     assert_eq!(pool.workers(), 4);

@@ -279,7 +279,7 @@ fn tasks_created_from_another_thread_run_on_the_loop() {
 }
 
 #[test]
-fn many_tasks_each_one_allocation_all_complete() {
+fn many_tasks_all_complete_and_leave_the_registry() {
     let lp = EventLoop::new().unwrap();
     let lp2 = lp.clone();
     let sum = lp

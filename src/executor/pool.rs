@@ -234,6 +234,13 @@ impl ThreadPoolExecutor {
     pub fn idle_workers(&self) -> usize {
         self.pool.sleepers.idle()
     }
+
+    /// How many times a parked worker has woken up (for a job, for
+    /// shutdown, or at the end of its keep-alive). A submission wakes at
+    /// most one parked worker, so this grows by at most one per job.
+    pub fn wakeups(&self) -> usize {
+        self.pool.sleepers.wakeups()
+    }
 }
 
 impl Executor for ThreadPoolExecutor {
@@ -285,7 +292,8 @@ impl Pool {
             }
             Err(e) => {
                 tracing::error!(target: "evloop", "could not start an executor thread: {e}");
-                self.sleepers.spawn_failed();
+                // `notify` counted it as live; it never will be.
+                self.sleepers.exit();
             }
         }
     }

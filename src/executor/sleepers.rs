@@ -56,6 +56,8 @@ pub(crate) enum Park {
 
 pub(crate) struct Sleepers {
     idle: AtomicUsize,
+    /// Times a parked worker returned from its wait (woken, or timed out).
+    wakeups: AtomicUsize,
     /// Mirror of `State::live` for the submitters' lock-free check.
     live: AtomicUsize,
     state: Mutex<State>,
@@ -67,6 +69,7 @@ impl Sleepers {
     pub(crate) fn new() -> Sleepers {
         Sleepers {
             idle: AtomicUsize::new(0),
+            wakeups: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             state: Mutex::new(State {
                 tokens: 0,
@@ -129,6 +132,7 @@ impl Sleepers {
                 .wait_timeout(st, keep_alive)
                 .unwrap_or_else(|p| p.into_inner());
             st = guard;
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
             if timeout.timed_out() && st.tokens == 0 && !st.shutdown {
                 // Under the lock: a submitter that saw us idle has not
                 // granted a token yet, and will now see us gone.
@@ -142,18 +146,14 @@ impl Sleepers {
         }
     }
 
-    /// A worker exits after shutdown.
+    /// A worker exits after shutdown (or could not be started after
+    /// `notify` counted it).
     pub(crate) fn exit(&self) {
         let mut st = self.lock();
         st.live -= 1;
         self.live.store(st.live, Ordering::SeqCst);
         drop(st);
         self.exited.notify_all();
-    }
-
-    /// A worker could not be started after `notify` counted it.
-    pub(crate) fn spawn_failed(&self) {
-        self.exit();
     }
 
     /// Tells every worker to finish up.
@@ -187,6 +187,10 @@ impl Sleepers {
 
     pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn wakeups(&self) -> usize {
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     pub(crate) fn idle(&self) -> usize {
