@@ -80,6 +80,13 @@ fn tasks_and_futures(lp: &EventLoop) -> Result<(), evloop::Error> {
         let task = lp2
             .create_task_named(evloop::sleep(Duration::from_secs(60)), "sleeper")
             .unwrap();
+        task.add_done_callback(|done| {
+            println!(
+                "  task done callback: {} ended {:?}",
+                done.info.name, done.outcome
+            )
+        })
+        .unwrap();
         evloop::sleep(Duration::ZERO).await.unwrap();
         task.cancel();
         let name = task.get_name();

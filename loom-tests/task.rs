@@ -209,3 +209,40 @@ fn closing_a_waiting_task_races_a_remote_wake() {
         assert_eq!(m.frees.load(Ordering::SeqCst), 1);
     });
 }
+
+#[test]
+fn done_callbacks_added_while_the_task_completes_run_exactly_once() {
+    // Two threads add a done callback while the loop completes the task.
+    // Each callback must be scheduled exactly once: by the completer if it
+    // was in the list, otherwise by its adder.
+    loom::model(|| {
+        let state = Arc::new(TaskState::default());
+        let list = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let scheduled = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let adders: Vec<_> = (0..2)
+            .map(|i| {
+                let (state, list, scheduled) = (state.clone(), list.clone(), scheduled.clone());
+                thread::spawn(move || {
+                    let mut l = list.lock().unwrap();
+                    if state.mark_done_callbacks() {
+                        l.push(i);
+                    } else {
+                        drop(l);
+                        scheduled.lock().unwrap().push(i);
+                    }
+                })
+            })
+            .collect();
+        if state.complete_finds_callbacks() {
+            let taken = std::mem::take(&mut *list.lock().unwrap());
+            scheduled.lock().unwrap().extend(taken);
+        }
+        for a in adders {
+            a.join().unwrap();
+        }
+        let mut got = scheduled.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![0, 1], "a done callback was lost or doubled");
+        assert!(list.lock().unwrap().is_empty());
+    });
+}

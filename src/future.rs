@@ -11,9 +11,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-/// Identifies a done callback for [`LoopFuture::remove_done_callback`].
+/// Identifies a done callback for [`LoopFuture::remove_done_callback`] and
+/// [`Task::remove_done_callback`](crate::Task::remove_done_callback).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
+
+impl CallbackId {
+    pub(crate) fn new(n: u64) -> CallbackId {
+        CallbackId(n)
+    }
+}
 
 type DoneCallback<T> = Box<dyn FnOnce(LoopFuture<T>) + Send + 'static>;
 

@@ -61,4 +61,4 @@ pub use policy::{
 pub use runners::{
     Gather, Sleep, WaitFor, gather, run, run_coroutine_threadsafe, sleep, spawn, wait_for,
 };
-pub use task::{BoxFuture, Task, TaskFactory, TaskSpec};
+pub use task::{BoxFuture, Task, TaskDone, TaskFactory, TaskOutcome, TaskSpec};

@@ -159,7 +159,21 @@ impl TaskState {
     }
     /// Returns whether the handle was alive when the task completed.
     pub fn complete(&self, cancelled: bool) -> bool {
-        self.0.complete(cancelled) & state::HANDLE != 0
+        let outcome = if cancelled {
+            crate::task::TaskOutcome::Cancelled
+        } else {
+            crate::task::TaskOutcome::Returned
+        };
+        self.0.complete(outcome) & state::HANDLE != 0
+    }
+    /// Completes the task; returns whether done callbacks were waiting.
+    pub fn complete_finds_callbacks(&self) -> bool {
+        self.0.complete(crate::task::TaskOutcome::Returned) & state::DONE_CALLBACKS != 0
+    }
+    /// A done callback is being added (caller holds the list's lock);
+    /// `true`: store it for the completer.
+    pub fn mark_done_callbacks(&self) -> bool {
+        self.0.mark_done_callbacks().is_ok()
     }
     pub fn try_claim(&self) -> bool {
         self.0.try_claim()

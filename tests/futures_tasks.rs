@@ -449,3 +449,152 @@ fn a_failed_future_dropped_unread_is_reported() {
     );
     assert_eq!(e[1].1.as_deref(), Some("job nobody awaited"));
 }
+
+#[test]
+fn task_done_callbacks_run_in_order_before_the_awaiter_resumes() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let gate = lp.create_future::<u8>();
+    let g = gate.clone();
+    let task = lp
+        .create_task_named(
+            async move {
+                g.await.unwrap();
+                7
+            },
+            "worker",
+        )
+        .unwrap();
+    for i in 0..3 {
+        let l = log.clone();
+        task.add_done_callback(move |done| {
+            assert_eq!(done.info.name, "worker");
+            l.push(format!("cb{i} {:?}", done.outcome));
+        })
+        .unwrap();
+    }
+    let removed = task.add_done_callback(|_| panic!("removed")).unwrap();
+    assert_eq!(task.remove_done_callback(removed), 1);
+    assert_eq!(task.remove_done_callback(removed), 0);
+    let l = log.clone();
+    let awaiter = lp
+        .create_task(async move {
+            let v = task.await.unwrap();
+            l.push(format!("awaiter got {v}"));
+        })
+        .unwrap();
+    // Both tasks start and block: the worker on the gate, the awaiter on
+    // the worker.
+    run_one_iteration(&lp);
+    let l = log.clone();
+    gate.add_done_callback(move |_| l.push("gate opened".into()))
+        .unwrap();
+    gate.set_result(1).unwrap();
+    lp.run_until_complete(awaiter).unwrap().unwrap();
+    assert_eq!(
+        log.get(),
+        vec![
+            "gate opened",
+            "cb0 Returned",
+            "cb1 Returned",
+            "cb2 Returned",
+            "awaiter got 7"
+        ]
+    );
+}
+
+#[test]
+fn task_done_callback_added_late_is_scheduled_not_inline() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let mut task = lp.create_task(async { 1 }).unwrap();
+    assert_eq!(lp.run_until_complete(&mut task).unwrap().unwrap(), 1);
+    let l = log.clone();
+    let id = task
+        .add_done_callback(move |done| l.push(done.outcome))
+        .unwrap();
+    assert_eq!(log.len(), 0, "never inline");
+    assert_eq!(task.remove_done_callback(id), 0, "already scheduled");
+    run_one_iteration(&lp);
+    assert_eq!(log.get(), vec![evloop::TaskOutcome::Returned]);
+    // Scheduling on a closed loop is refused, as any call_soon.
+    lp.close().unwrap();
+    assert!(matches!(task.add_done_callback(|_| {}), Err(Error::Closed)));
+}
+
+#[test]
+fn task_done_callbacks_see_cancellation_and_panics() {
+    let lp = EventLoop::new().unwrap();
+    let errors = record_exceptions(&lp);
+    let log = Log::new();
+    let cancelled = lp
+        .create_task(evloop::sleep(Duration::from_secs(3600)))
+        .unwrap();
+    let l = log.clone();
+    cancelled
+        .add_done_callback(move |d| l.push((d.outcome, d.cancelled())))
+        .unwrap();
+    assert!(cancelled.cancel());
+    let panicking = lp.create_task(async { panic!("boom") }).unwrap();
+    let l = log.clone();
+    panicking
+        .add_done_callback(move |d| l.push((d.outcome, d.cancelled())))
+        .unwrap();
+    // The handle is dropped: the panic is still reported as never
+    // retrieved, and the callback still runs.
+    drop(panicking);
+    let l = log.clone();
+    lp.run_until_complete(async move {
+        while l.len() < 2 {
+            evloop::sleep(Duration::ZERO).await.unwrap();
+        }
+    })
+    .unwrap();
+    let mut got = log.get();
+    got.sort_by_key(|(o, _)| *o as u8);
+    assert_eq!(
+        got,
+        vec![
+            (evloop::TaskOutcome::Panicked, false),
+            (evloop::TaskOutcome::Cancelled, true)
+        ]
+    );
+    assert!(cancelled.cancelled());
+    let e = errors.get();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "Task exception was never retrieved");
+}
+
+#[test]
+fn task_done_callbacks_added_from_other_threads_run_exactly_once() {
+    // Threads add callbacks while the task completes: each callback is
+    // either taken by the completion or scheduled by its adder, never
+    // both and never neither.
+    for _ in 0..50 {
+        let lp = EventLoop::new().unwrap();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = Arc::new(lp.create_task(async { 0u8 }).unwrap());
+        let adders: Vec<_> = (0..4)
+            .map(|_| {
+                let (t, c) = (task.clone(), count.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        let c = c.clone();
+                        t.add_done_callback(move |_| {
+                            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        run_one_iteration(&lp);
+        for a in adders {
+            a.join().unwrap();
+        }
+        run_one_iteration(&lp);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 400);
+        assert!(task.done());
+        lp.close().unwrap();
+    }
+}

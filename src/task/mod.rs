@@ -7,6 +7,8 @@ pub(crate) mod state;
 
 use crate::error::{Error, TaskError};
 use crate::event_loop::{EventLoop, context};
+use crate::exception::TaskInfo;
+use crate::future::CallbackId;
 use raw::TaskHeader;
 use std::fmt;
 use std::future::Future;
@@ -82,7 +84,57 @@ impl<T> Task<T> {
 
     /// Renames the task (asyncio: `set_name`).
     pub fn set_name(&self, name: impl Into<String>) {
-        *crate::util::lock(&self.head().name) = Some(name.into());
+        crate::util::lock(&self.head().meta).name = Some(name.into());
+    }
+
+    /// Adds a callback to run on the task's loop (via `call_soon`) when the
+    /// task is done; if it is done already, schedules it now (asyncio:
+    /// `Task.add_done_callback`). Callbacks run in the order they were
+    /// added, never inline, and are queued before the task's awaiter is
+    /// woken. asyncio passes the task itself; its output belongs to this
+    /// handle, so the callback gets a [`TaskDone`]: which task, and how it
+    /// ended. Any thread may add one.
+    ///
+    /// Error: [`Error::Closed`] if the callback had to be scheduled now and
+    /// the loop is closed.
+    ///
+    /// ```
+    /// use evloop::{EventLoop, TaskOutcome};
+    /// use std::sync::mpsc;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let task = lp.create_task(async { 1 })?;
+    /// let (tx, rx) = mpsc::channel();
+    /// task.add_done_callback(move |done| tx.send(done.outcome).unwrap())?;
+    /// lp.run_until_complete(task)?.unwrap();
+    /// assert_eq!(rx.try_recv().unwrap(), TaskOutcome::Returned);
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn add_done_callback<F>(&self, callback: F) -> Result<CallbackId, Error>
+    where
+        F: FnOnce(TaskDone) + Send + 'static,
+    {
+        let location = Location::caller();
+        let head = self.head();
+        let mut meta = crate::util::lock(&head.meta);
+        let id = meta.next_callback_id();
+        let Err(outcome) = head.state.mark_done_callbacks() else {
+            meta.callbacks.push((id, Box::new(callback), location));
+            return Ok(id);
+        };
+        drop(meta);
+        raw::schedule_done_callback(head, Box::new(callback), location, head.info(), outcome)?;
+        Ok(id)
+    }
+
+    /// Removes a done callback that has not been scheduled yet; returns how
+    /// many were removed (0 or 1; asyncio: `Task.remove_done_callback`).
+    pub fn remove_done_callback(&self, id: CallbackId) -> usize {
+        let mut meta = crate::util::lock(&self.head().meta);
+        let before = meta.callbacks.len();
+        meta.callbacks.retain(|(cid, _, _)| *cid != id);
+        before - meta.callbacks.len()
     }
 
     /// A process-unique id.
@@ -93,6 +145,33 @@ impl<T> Task<T> {
     /// The loop the task belongs to, while that loop exists.
     pub fn get_loop(&self) -> Option<EventLoop> {
         self.head().shared.event_loop()
+    }
+}
+
+/// How a task ended, as its done callbacks are told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskOutcome {
+    /// The future returned its output.
+    Returned,
+    /// The future panicked; awaiting the task gives [`TaskError::Panicked`].
+    Panicked,
+    /// The task was cancelled (or closed with its loop).
+    Cancelled,
+}
+
+/// What a task's done callback receives (see [`Task::add_done_callback`]).
+#[derive(Clone, Debug)]
+pub struct TaskDone {
+    /// Which task: id, name, where it was created.
+    pub info: TaskInfo,
+    /// How it ended.
+    pub outcome: TaskOutcome,
+}
+
+impl TaskDone {
+    /// Whether the task was cancelled (asyncio: `task.cancelled()`).
+    pub fn cancelled(&self) -> bool {
+        self.outcome == TaskOutcome::Cancelled
     }
 }
 

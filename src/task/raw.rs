@@ -2,12 +2,14 @@
 //! awaiter slot and the future (later its output), plus the type-erased
 //! operations on it (run, discard, wake, read the output, free).
 
-use super::state::{HANDLE, Start, State, WakeByVal};
+use super::state::{DONE_CALLBACKS, HANDLE, Start, State, WakeByVal};
+use super::{TaskDone, TaskOutcome};
 use crate::atomic_waker::AtomicWaker;
 use crate::error::{PanicPayload, TaskError};
 use crate::event_loop::context;
 use crate::event_loop::shared::Shared;
 use crate::exception::{ExceptionContext, TaskInfo};
+use crate::future::CallbackId;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sync::UnsafeCell;
 use std::future::Future;
@@ -44,10 +46,28 @@ pub(crate) struct TaskHeader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) awaiter: AtomicWaker,
     pub(crate) id: u64,
-    pub(crate) name: std::sync::Mutex<Option<String>>,
+    /// The name and the done callbacks: rarely touched, so one lock.
+    pub(crate) meta: std::sync::Mutex<Meta>,
     /// Index in the loop's task registry; touched only by the loop thread.
     pub(crate) slot: UnsafeCell<usize>,
     pub(crate) location: &'static Location<'static>,
+}
+
+type DoneCallback = Box<dyn FnOnce(TaskDone) + Send + 'static>;
+
+/// The parts of a task that user calls change from any thread.
+pub(crate) struct Meta {
+    pub(crate) name: Option<String>,
+    pub(crate) callbacks: Vec<(CallbackId, DoneCallback, &'static Location<'static>)>,
+    next_callback: u64,
+}
+
+impl Meta {
+    pub(crate) fn next_callback_id(&mut self) -> CallbackId {
+        let id = CallbackId::new(self.next_callback);
+        self.next_callback += 1;
+        id
+    }
 }
 
 // Safety: shared fields are atomics, a mutex and an `Arc<Shared>`; `slot` is
@@ -82,7 +102,7 @@ impl TaskHeader {
     }
 
     pub(crate) fn name(&self) -> String {
-        match &*crate::util::lock(&self.name) {
+        match &crate::util::lock(&self.meta).name {
             Some(name) => name.clone(),
             None => format!("Task-{}", self.id),
         }
@@ -108,7 +128,11 @@ where
             shared,
             awaiter: AtomicWaker::new(),
             id: TASK_IDS.fetch_add(1, Ordering::Relaxed),
-            name: std::sync::Mutex::new(name),
+            meta: std::sync::Mutex::new(Meta {
+                name,
+                callbacks: Vec::new(),
+                next_callback: 0,
+            }),
             slot: UnsafeCell::new(NO_SLOT),
             location,
         },
@@ -164,7 +188,7 @@ where
             Start::Cancel => {
                 // Safety: RUNNING is ours.
                 unsafe { Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled))) };
-                unsafe { finish(ptr, true) };
+                unsafe { finish(ptr, TaskOutcome::Cancelled) };
                 return;
             }
             Start::Poll => {}
@@ -182,7 +206,7 @@ where
                     _ => unreachable!("a running task holds its future"),
                 })
         }));
-        let output = match polled {
+        let (output, outcome) = match polled {
             Ok(Poll::Pending) => {
                 if head.state.end_run() {
                     // Woken while running: back of the queue, same reference.
@@ -192,12 +216,12 @@ where
                 }
                 return;
             }
-            Ok(Poll::Ready(value)) => Ok(value),
-            Err(payload) => Err(TaskError::Panicked(payload)),
+            Ok(Poll::Ready(value)) => (Ok(value), TaskOutcome::Returned),
+            Err(payload) => (Err(TaskError::Panicked(payload)), TaskOutcome::Panicked),
         };
         unsafe {
             Self::set_stage(ptr, Stage::Finished(output));
-            finish(ptr, false);
+            finish(ptr, outcome);
         }
     }
 
@@ -282,10 +306,10 @@ pub(crate) fn register(ptr: NonNull<TaskHeader>) {
 }
 
 /// The future is gone and the output stored: publish it.
-unsafe fn finish(ptr: NonNull<TaskHeader>, cancelled: bool) {
+unsafe fn finish(ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
     // Safety: the caller's queue reference keeps the task alive.
     let head = unsafe { ptr.as_ref() };
-    complete(head, ptr, cancelled);
+    complete(head, ptr, outcome);
     let slot = head
         .slot
         .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
@@ -297,10 +321,19 @@ unsafe fn finish(ptr: NonNull<TaskHeader>, cancelled: bool) {
     unsafe { release(ptr) };
 }
 
-/// Sets COMPLETE, then either wakes the handle's awaiter or, if there is no
-/// handle, drops the output (reporting a panic nobody will retrieve).
-fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, cancelled: bool) {
-    let prev = head.state.complete(cancelled);
+/// Sets COMPLETE, schedules the done callbacks, then either wakes the
+/// handle's awaiter or, if there is no handle, drops the output (reporting
+/// a panic nobody will retrieve).
+fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
+    let prev = head.state.complete(outcome);
+    if prev & DONE_CALLBACKS != 0 {
+        let callbacks = std::mem::take(&mut crate::util::lock(&head.meta).callbacks);
+        let info = head.info();
+        for (_, callback, location) in callbacks {
+            // On a closed loop the callbacks are dropped with the task.
+            let _ = schedule_done_callback(head, callback, location, info.clone(), outcome);
+        }
+    }
     if prev & HANDLE != 0 {
         head.awaiter.wake();
     } else {
@@ -309,6 +342,21 @@ fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, cancelled: bool) {
             report_unretrieved(head, payload);
         }
     }
+}
+
+/// Queues one done callback on the task's loop (asyncio never runs them
+/// inline).
+pub(crate) fn schedule_done_callback(
+    head: &TaskHeader,
+    callback: DoneCallback,
+    location: &'static Location<'static>,
+    info: crate::exception::TaskInfo,
+    outcome: TaskOutcome,
+) -> Result<(), crate::error::Error> {
+    let done = TaskDone { info, outcome };
+    head.shared
+        .call_soon(None, location, move || callback(done))
+        .map(drop)
 }
 
 pub(crate) fn report_unretrieved(head: &TaskHeader, payload: PanicPayload) {
@@ -324,7 +372,7 @@ pub(crate) unsafe fn close(ptr: NonNull<TaskHeader>) {
     let head = unsafe { ptr.as_ref() };
     if head.state.try_claim() {
         unsafe { (head.vtable().cancel_future)(ptr) };
-        complete(head, ptr, true);
+        complete(head, ptr, TaskOutcome::Cancelled);
     }
 }
 

@@ -7,6 +7,7 @@
 //! the count is zero and `HANDLE` is clear. Every transition below is one
 //! compare-and-swap loop; `loom-tests/task.rs` runs them against each other.
 
+use super::TaskOutcome;
 use crate::sync::{AtomicUsize, Ordering};
 
 /// The task is in a run queue, or (if `RUNNING`) will be put back in one
@@ -26,14 +27,32 @@ pub(crate) const HANDLE: usize = 1 << 3;
 pub(crate) const CANCEL_REQUESTED: usize = 1 << 4;
 /// The task completed by cancellation.
 pub(crate) const CANCELLED: usize = 1 << 5;
+/// The task completed because its future panicked.
+pub(crate) const PANICKED: usize = 1 << 6;
+/// Done callbacks wait in the task's list; whoever completes the task
+/// schedules them. Set only while `COMPLETE` is clear, under the list's
+/// lock, so a callback is either seen by the completer or added after
+/// completion (and then scheduled by its adder).
+pub(crate) const DONE_CALLBACKS: usize = 1 << 7;
 /// One reference.
-pub(crate) const REF_ONE: usize = 1 << 6;
+pub(crate) const REF_ONE: usize = 1 << 8;
 
 const REF_MASK: usize = !(REF_ONE - 1);
 
 #[inline]
 pub(crate) fn refs(state: usize) -> usize {
     (state & REF_MASK) / REF_ONE
+}
+
+/// How a complete task ended.
+fn outcome_of(state: usize) -> TaskOutcome {
+    if state & CANCELLED != 0 {
+        TaskOutcome::Cancelled
+    } else if state & PANICKED != 0 {
+        TaskOutcome::Panicked
+    } else {
+        TaskOutcome::Returned
+    }
 }
 
 /// What a run should do with the future.
@@ -173,9 +192,30 @@ impl State {
 
     /// The future is gone (finished, panicked, or dropped by cancellation);
     /// the output is stored. Returns the state before.
-    pub(crate) fn complete(&self, cancelled: bool) -> usize {
-        let set = COMPLETE | if cancelled { CANCELLED } else { 0 };
+    pub(crate) fn complete(&self, outcome: TaskOutcome) -> usize {
+        let set = COMPLETE
+            | match outcome {
+                TaskOutcome::Returned => 0,
+                TaskOutcome::Panicked => PANICKED,
+                TaskOutcome::Cancelled => CANCELLED,
+            };
         self.update(|cur| Ok(((cur & !(RUNNING | SCHEDULED)) | set, cur)))
+    }
+
+    /// A done callback is being added (the caller holds the callback
+    /// list's lock). `Ok`: the completer will schedule it, so the caller
+    /// stores it in the list; `Err(outcome)`: the task is complete, so the
+    /// caller schedules it itself.
+    pub(crate) fn mark_done_callbacks(&self) -> Result<(), TaskOutcome> {
+        self.update(|cur| {
+            if cur & COMPLETE != 0 {
+                Err(Err(outcome_of(cur)))
+            } else if cur & DONE_CALLBACKS != 0 {
+                Err(Ok(()))
+            } else {
+                Ok((cur | DONE_CALLBACKS, Ok(())))
+            }
+        })
     }
 
     /// Takes the future away from a task that is neither running nor done
