@@ -238,6 +238,27 @@ impl<T: Send + 'static> LoopFuture<T> {
         }
     }
 
+    /// The error the future completed with, without taking anything
+    /// (asyncio: `exception()`): `Ok(None)` if it has a value,
+    /// `Ok(Some(error))` if it failed, `Err(Cancelled)` if it was
+    /// cancelled, and an `InvalidState` error if it is not done ("Exception
+    /// is not set.") or an awaiter took the outcome. Unlike
+    /// [`LoopFuture::result`] it needs no `T: Clone`. Either call marks a
+    /// failure as retrieved, so it is not reported when the future drops.
+    pub fn exception(&self) -> Result<Option<TaskError>, TaskError> {
+        let mut st = crate::util::lock(&self.inner.state);
+        if !matches!(st.outcome, Outcome::Pending) {
+            st.retrieved = true;
+        }
+        match &st.outcome {
+            Outcome::Pending => Err(invalid("Exception is not set.")),
+            Outcome::Taken => Err(invalid("the result was already taken")),
+            Outcome::Done(Ok(_)) => Ok(None),
+            Outcome::Done(Err(TaskError::Cancelled)) => Err(TaskError::Cancelled),
+            Outcome::Done(Err(e)) => Ok(Some(clone_error(e))),
+        }
+    }
+
     /// The loop the future belongs to, while that loop exists.
     pub fn get_loop(&self) -> Option<EventLoop> {
         self.inner.shared.event_loop()

@@ -51,6 +51,36 @@ fn future_exception() {
 }
 
 #[test]
+fn future_exception_reads_the_error_without_taking_it() {
+    // A type that is not Clone, so `result()` is not available.
+    struct Opaque;
+    let lp = EventLoop::new().unwrap();
+    let errors = record_exceptions(&lp);
+    let pending = lp.create_future::<Opaque>();
+    match pending.exception() {
+        Err(TaskError::Exception(e)) => assert_eq!(e.to_string(), "Exception is not set."),
+        other => panic!("{other:?}"),
+    }
+    pending.set_result(Opaque).unwrap();
+    assert!(matches!(pending.exception(), Ok(None)));
+    let cancelled = lp.create_future::<Opaque>();
+    cancelled.cancel();
+    assert!(matches!(cancelled.exception(), Err(TaskError::Cancelled)));
+    let failed = lp.create_future::<Opaque>();
+    failed
+        .set_exception(std::io::Error::other("disk on fire"))
+        .unwrap();
+    match failed.exception() {
+        Ok(Some(TaskError::Exception(e))) => assert_eq!(e.to_string(), "disk on fire"),
+        other => panic!("{other:?}"),
+    }
+    // Read through exception(): not reported as never retrieved.
+    drop(failed);
+    run_one_iteration(&lp);
+    assert!(errors.get().is_empty(), "{:?}", errors.get());
+}
+
+#[test]
 fn done_callbacks_are_scheduled_in_order_never_inline() {
     let lp = EventLoop::new().unwrap();
     let log = Log::new();
