@@ -379,3 +379,27 @@ fn many_timers_due_at_once_keep_deadline_then_scheduling_order() {
     assert_eq!(log.len(), 4800);
     assert_eq!(log.get(), expected);
 }
+
+#[test]
+fn stats_of_an_idle_loop_count_what_was_posted_to_it() {
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    lp.call_soon(log.cb("a")).unwrap();
+    let timer = lp
+        .call_later(Duration::from_secs(3600), log.cb("never"))
+        .unwrap();
+    let lp2 = lp.clone();
+    let l = log.clone();
+    std::thread::spawn(move || lp2.call_soon_threadsafe(l.cb("b")).unwrap())
+        .join()
+        .unwrap();
+    let s = lp.stats();
+    assert_eq!((s.ready, s.timers, s.iterations), (2, 1, 0));
+    // Counting sorted the inbox in without changing the order of the run.
+    lp.call_soon(log.cb("c")).unwrap();
+    timer.cancel();
+    run_one_iteration(&lp);
+    assert_eq!(log.get(), vec!["a", "b", "c"]);
+    let s = lp.stats();
+    assert_eq!((s.ready, s.iterations), (0, 1));
+}

@@ -98,7 +98,8 @@ impl Core {
     /// arrival order.
     pub(crate) fn drain_inbox(&self, shared: &Shared) {
         loop {
-            // Safety: the running loop is the inbox's only consumer.
+            // Safety: the holder of the core (the running loop, or `stats`
+            // on an idle one) is the inbox's only consumer.
             match unsafe { shared.remote.pop() } {
                 Pop::Item(r) => self.route(r),
                 Pop::Empty => return,
@@ -178,7 +179,8 @@ impl Core {
             if self.spin_for_work(shared, timeout) {
                 timeout = Some(Duration::ZERO);
             } else {
-                // Safety: the running loop is the inbox's only consumer.
+                // Safety: the holder of the core (the running loop, or `stats`
+                // on an idle one) is the inbox's only consumer.
                 let may_sleep = unsafe {
                     shared
                         .remote
@@ -217,7 +219,8 @@ impl Core {
         let spin = timeout.map_or(spin, |t| t.min(spin));
         let start = Instant::now();
         loop {
-            // Safety: the running loop is the inbox's only consumer.
+            // Safety: the holder of the core (the running loop, or `stats`
+            // on an idle one) is the inbox's only consumer.
             if !unsafe { shared.remote.is_empty() } || shared.stopping.load(Ordering::Relaxed) {
                 return true;
             }

@@ -103,6 +103,23 @@ fn shutdown(
 }
 
 /// Counts and gauges of a loop, from [`EventLoop::stats`].
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::new()?;
+/// lp.call_soon(|| ())?;
+/// let timer = lp.call_later(Duration::from_secs(60), || ())?;
+/// let stats = lp.stats();
+/// assert_eq!((stats.ready, stats.timers, stats.iterations), (1, 1, 0));
+/// timer.cancel();
+/// lp.stop();
+/// lp.run_forever()?;
+/// let stats = lp.stats();
+/// assert_eq!((stats.ready, stats.iterations), (0, 1));
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -424,8 +441,8 @@ impl EventLoop {
 
     /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
     /// watched fds, eventfd writes, iterations. Exact on the loop's thread
-    /// or while the loop is idle; from another thread while it runs, as of
-    /// the end of its last iteration.
+    /// or while the loop is idle (work already posted to it included); from
+    /// another thread while it runs, as of the end of its last iteration.
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
         let c = &shared.counters;
@@ -438,7 +455,13 @@ impl EventLoop {
             .ok()
             .or_else(|| {
                 match &*crate::util::lock(&self.inner.slot) {
-                    Slot::Idle(core) => Some(core.stats()),
+                    Slot::Idle(core) => {
+                        // Work posted to an idle loop waits in the inbox;
+                        // holding the idle core makes us its only consumer,
+                        // so sort it in (as the next run would) and count it.
+                        core.drain_inbox(shared);
+                        Some(core.stats())
+                    }
                     // Closed: nothing is pending any more.
                     Slot::Closed => Some(self::core::CoreStats::default()),
                     Slot::Running => None,
