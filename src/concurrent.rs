@@ -3,7 +3,7 @@
 //! [`run_coroutine_threadsafe`](crate::run_coroutine_threadsafe) and by the
 //! executors' `submit`.
 
-use crate::error::TaskError;
+use crate::error::{Error, TaskError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +33,10 @@ struct State<T> {
 struct Inner<T> {
     state: Mutex<State<T>>,
     done: Condvar,
+    /// The loop that completes this future, if it is one (the `Shared`
+    /// address): blocking on it from that loop's own thread would wait
+    /// forever, so `result` refuses.
+    completed_by_loop: Option<usize>,
 }
 
 /// The eventual result of work running elsewhere: on a loop
@@ -40,6 +44,23 @@ struct Inner<T> {
 ///
 /// Clones are the same future. [`ConcurrentFuture::result`] and `.await`
 /// take the result; after that, others see an `InvalidState` error.
+///
+/// ```
+/// use evloop::{ConcurrentFuture, TaskError};
+/// use std::time::Duration;
+///
+/// // A plain thread completes it, another blocks on it.
+/// let fut = ConcurrentFuture::new();
+/// let setter = fut.clone();
+/// std::thread::spawn(move || setter.set_result("ready"));
+/// assert_eq!(fut.result(Some(Duration::from_secs(10))).unwrap(), "ready");
+///
+/// // A timeout leaves the future pending; cancel() ends it.
+/// let slow = ConcurrentFuture::<u8>::new();
+/// assert!(matches!(slow.result(Some(Duration::from_millis(1))), Err(TaskError::Timeout)));
+/// assert!(slow.cancel());
+/// assert!(matches!(slow.result(None), Err(TaskError::Cancelled)));
+/// ```
 pub struct ConcurrentFuture<T> {
     inner: Arc<Inner<T>>,
 }
@@ -62,6 +83,15 @@ impl<T> ConcurrentFuture<T> {
     /// A pending future, to be completed with [`ConcurrentFuture::set_result`]
     /// (for code that builds its own executors).
     pub fn new() -> ConcurrentFuture<T> {
+        Self::with_owner(None)
+    }
+
+    /// A pending future that the loop identified by `owner` completes.
+    pub(crate) fn completed_by(owner: *const ()) -> ConcurrentFuture<T> {
+        Self::with_owner(Some(owner as usize))
+    }
+
+    fn with_owner(completed_by_loop: Option<usize>) -> ConcurrentFuture<T> {
         ConcurrentFuture {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -73,6 +103,7 @@ impl<T> ConcurrentFuture<T> {
                     callbacks: Vec::new(),
                 }),
                 done: Condvar::new(),
+                completed_by_loop,
             }),
         }
     }
@@ -191,11 +222,23 @@ impl<T> ConcurrentFuture<T> {
     /// [`TaskError::Timeout`] if the timeout passes first (the work goes
     /// on; call again to keep waiting).
     ///
-    /// Never call this on a loop's thread for work that needs that loop:
-    /// it would wait for itself.
+    /// Blocking on the future of `run_coroutine_threadsafe` from inside a
+    /// callback or task of the loop that runs it would wait for itself
+    /// (CPython hangs there); it fails at once with an `InvalidState`
+    /// error instead: await the future.
     pub fn result(&self, timeout: Option<Duration>) -> Result<T, TaskError> {
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         let mut st = self.lock();
+        if st.status != Status::Done
+            && self
+                .inner
+                .completed_by_loop
+                .is_some_and(|owner| crate::event_loop::context::runs_here(owner as *const ()))
+        {
+            return Err(TaskError::Exception(Arc::new(Error::InvalidState(
+                "result() would block the loop that must complete the future; await it instead",
+            ))));
+        }
         while st.status != Status::Done {
             st = match deadline {
                 None | Some(None) => self.inner.done.wait(st).unwrap_or_else(|p| p.into_inner()),

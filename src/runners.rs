@@ -386,7 +386,7 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let result = ConcurrentFuture::new();
+    let result = ConcurrentFuture::completed_by(event_loop.inner.shared.id());
     let forward = Forward {
         fut: Box::pin(fut),
         result: Some(result.clone()),

@@ -197,6 +197,57 @@ fn gather_of_many_only_polls_woken_children() {
 }
 
 #[test]
+fn blocking_on_run_coroutine_threadsafe_from_its_own_loop_fails_instead_of_hanging() {
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let got = within(Duration::from_secs(10), move || {
+        lp2.run_until_complete({
+            let lp = lp2.clone();
+            async move {
+                let fut = evloop::run_coroutine_threadsafe(async { 5 }, &lp).unwrap();
+                // On the loop's own thread, a blocking wait would never end.
+                let refused = match fut.result(None) {
+                    Err(TaskError::Exception(e)) => e.to_string(),
+                    other => panic!("{other:?}"),
+                };
+                // Awaiting it works, and so does a blocking read once done.
+                let again = fut.clone();
+                let v = fut.await.unwrap();
+                (refused, v, again.done())
+            }
+        })
+        .unwrap()
+    });
+    assert!(got.0.contains("await it instead"), "{}", got.0);
+    assert_eq!((got.1, got.2), (5, true));
+    // The future of another loop is a plain blocking wait, even from
+    // inside this loop.
+    let other = EventLoop::new().unwrap();
+    let runner = other.clone();
+    let thread = std::thread::spawn(move || runner.run_forever());
+    let lp3 = lp.clone();
+    let outcome = lp
+        .run_until_complete(async move {
+            let here = evloop::run_coroutine_threadsafe(async { 1 }, &lp3).unwrap();
+            let there = evloop::run_coroutine_threadsafe(async { 2 }, &other).unwrap();
+            let r = (
+                here.result(None).is_err(),
+                there.result(Some(Duration::from_secs(10))).unwrap(),
+            );
+            other
+                .call_soon_threadsafe({
+                    let o = other.clone();
+                    move || o.stop()
+                })
+                .unwrap();
+            r
+        })
+        .unwrap();
+    assert_eq!(outcome, (true, 2));
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
 fn run_coroutine_threadsafe_result_cancel_and_panic() {
     within(Duration::from_secs(30), || {
         let lp = EventLoop::new().unwrap();
