@@ -195,6 +195,23 @@ pub(crate) fn location_of(r: &Runnable) -> Option<&'static Location<'static>> {
 /// handle is just a reference to it). Handles are `Send + Sync`: a callback
 /// may be cancelled from any thread, but only a cancellation made before
 /// the loop starts running the callback takes effect.
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let lp = EventLoop::new()?;
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let r = ran.clone();
+/// let handle = lp.call_soon(move || r.store(true, Ordering::SeqCst))?;
+/// handle.cancel();
+/// assert!(handle.cancelled());
+/// lp.stop();
+/// lp.run_forever()?; // one iteration: the cancelled callback is skipped
+/// assert!(!ran.load(Ordering::SeqCst));
+/// # Ok::<(), evloop::Error>(())
+/// ```
 pub struct Handle {
     ptr: NonNull<CallbackHeader>,
 }
@@ -288,6 +305,19 @@ impl fmt::Debug for Handle {
 /// A scheduled timer, returned by `call_later` and `call_at`.
 ///
 /// Everything a [`Handle`] does, plus [`TimerHandle::when`].
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::new()?;
+/// let stopper = lp.clone();
+/// let timer = lp.call_later(Duration::from_millis(5), move || stopper.stop())?;
+/// assert!(timer.when() >= lp.time() + Duration::from_millis(4));
+/// lp.run_forever()?; // returns once the timer has fired
+/// assert!(lp.time() >= timer.when());
+/// # Ok::<(), evloop::Error>(())
+/// ```
 pub struct TimerHandle {
     handle: Handle,
 }

@@ -23,6 +23,44 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 /// `concurrent.futures.Executor`). Implement it to plug a pool of your own
 /// into [`EventLoop::run_in_executor`] or
 /// [`EventLoop::set_default_executor`].
+///
+/// ```
+/// use evloop::{Error, EventLoop, Executor, Job};
+/// use std::sync::Mutex;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// /// Runs every job on a fresh thread.
+/// #[derive(Default)]
+/// struct ThreadPerJob {
+///     shut: AtomicBool,
+///     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+/// }
+///
+/// impl Executor for ThreadPerJob {
+///     fn execute(&self, job: Job) -> Result<(), Error> {
+///         if self.shut.load(Ordering::SeqCst) {
+///             return Err(Error::ExecutorShutdown);
+///         }
+///         self.threads.lock().unwrap().push(std::thread::spawn(job));
+///         Ok(())
+///     }
+///     fn shutdown(&self, wait: bool) {
+///         self.shut.store(true, Ordering::SeqCst);
+///         if wait {
+///             for t in self.threads.lock().unwrap().drain(..) {
+///                 t.join().unwrap();
+///             }
+///         }
+///     }
+/// }
+///
+/// let lp = EventLoop::new()?;
+/// let executor = ThreadPerJob::default();
+/// let fut = lp.run_in_executor(Some(&executor), || 40 + 2)?;
+/// assert_eq!(lp.run_until_complete(fut)?.unwrap(), 42);
+/// executor.shutdown(true);
+/// # Ok::<(), evloop::Error>(())
+/// ```
 pub trait Executor: Send + Sync {
     /// Queues `job` to run once. Error: [`Error::ExecutorShutdown`] after
     /// [`Executor::shutdown`].

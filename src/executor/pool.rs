@@ -51,6 +51,23 @@ thread_local! {
 }
 
 /// Builds a [`ThreadPoolExecutor`].
+///
+/// ```
+/// use evloop::ThreadPoolExecutor;
+/// use std::time::Duration;
+///
+/// let pool = ThreadPoolExecutor::builder()
+///     .max_workers(4)
+///     .thread_name_prefix("hashers")
+///     .stack_size(512 * 1024)
+///     .keep_alive(Duration::from_secs(5))
+///     .build();
+/// let name = pool.submit(|| std::thread::current().name().map(String::from))?;
+/// assert!(name.result(None).unwrap().unwrap().starts_with("hashers"));
+/// assert_eq!(pool.max_workers(), 4);
+/// pool.shutdown(true);
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ThreadPoolBuilder {
     max_workers: usize,
