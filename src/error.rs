@@ -17,7 +17,18 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// Misuse of the loop API, or a failure of the operating system underneath.
 ///
 /// Every fallible call in evloop returns this type; none of them panics on bad
-/// input.
+/// input. Messages are asyncio's where asyncio has one.
+///
+/// ```
+/// use evloop::{Error, EventLoop};
+///
+/// let lp = EventLoop::new()?;
+/// lp.close()?;
+/// let err = lp.call_soon(|| ()).unwrap_err();
+/// assert!(matches!(err, Error::Closed));
+/// assert_eq!(err.to_string(), "Event loop is closed");
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -98,6 +109,20 @@ impl From<io::Error> for Error {
 
 /// How a task, a loop future or a concurrent future ended when it did not
 /// produce a value.
+///
+/// ```
+/// use evloop::{EventLoop, TaskError};
+///
+/// let lp = EventLoop::new()?;
+/// let task = lp.create_task(async { panic!("bad input") })?;
+/// match lp.run_until_complete(task)? {
+///     Err(TaskError::Panicked(payload)) => {
+///         assert_eq!(evloop::panic_message(&payload), "bad input")
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[non_exhaustive]
 pub enum TaskError {
     /// It was cancelled (asyncio's `CancelledError`).

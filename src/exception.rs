@@ -38,6 +38,26 @@ impl fmt::Display for TaskInfo {
 ///
 /// asyncio passes a dict with `message`, `exception`, `handle`, `task`,
 /// `future`; these are its typed fields.
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::sync::{Arc, Mutex};
+///
+/// let lp = EventLoop::new()?;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// lp.set_exception_handler(Some(Arc::new(move |_lp, ctx| {
+///     s.lock().unwrap().push(format!("{}: {:?}", ctx.message, ctx.panic_message()));
+/// })));
+/// lp.call_soon(|| panic!("callback failed"))?;
+/// lp.call_soon(|| ())?; // still runs: the loop goes on
+/// lp.stop();
+/// lp.run_forever()?;
+/// let seen = seen.lock().unwrap();
+/// assert!(seen[0].starts_with("Exception in callback"));
+/// assert!(seen[0].ends_with("Some(\"callback failed\")"));
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[non_exhaustive]
 pub struct ExceptionContext {
     /// What happened, in asyncio's words where asyncio has them

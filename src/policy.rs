@@ -14,6 +14,42 @@ use thread_local::ThreadLocal;
 /// Install one with [`set_event_loop_policy`]; the free functions
 /// [`get_event_loop`], [`set_event_loop`] and [`new_event_loop`] then go
 /// through it.
+///
+/// A policy that gives every thread a loop on first use (the pre-3.12
+/// asyncio behaviour), built on the default one:
+///
+/// ```
+/// use evloop::{DefaultEventLoopPolicy, Error, EventLoop, EventLoopPolicy};
+/// use std::sync::Arc;
+///
+/// #[derive(Default)]
+/// struct LoopOnDemand(DefaultEventLoopPolicy);
+///
+/// impl EventLoopPolicy for LoopOnDemand {
+///     fn get_event_loop(&self) -> Result<EventLoop, Error> {
+///         self.0.get_event_loop().or_else(|_| {
+///             let lp = self.new_event_loop()?;
+///             self.set_event_loop(Some(lp.clone()));
+///             Ok(lp)
+///         })
+///     }
+///     fn set_event_loop(&self, event_loop: Option<EventLoop>) {
+///         self.0.set_event_loop(event_loop)
+///     }
+///     fn new_event_loop(&self) -> Result<EventLoop, Error> {
+///         self.0.new_event_loop()
+///     }
+/// }
+///
+/// let policy = LoopOnDemand::default();
+/// let first = policy.get_event_loop()?;
+/// assert_eq!(policy.get_event_loop()?, first); // the same loop again
+/// // Installed globally, the free functions use it.
+/// evloop::set_event_loop_policy(Some(Arc::new(policy)));
+/// assert_eq!(evloop::get_event_loop()?, first);
+/// evloop::set_event_loop_policy(None); // back to the default
+/// # Ok::<(), evloop::Error>(())
+/// ```
 pub trait EventLoopPolicy: Send + Sync {
     /// The loop set for the calling thread. The default policy never
     /// creates one implicitly (as in Python 3.14): it returns
@@ -31,6 +67,22 @@ pub trait EventLoopPolicy: Send + Sync {
 /// `thread_local::ThreadLocal` owned by the policy object, so two policies
 /// never see each other's loops and a loop set on one thread is invisible
 /// on every other.
+///
+/// ```
+/// use evloop::{DefaultEventLoopPolicy, Error, EventLoopPolicy};
+///
+/// let policy = DefaultEventLoopPolicy::new();
+/// // No implicit loop: the error names the thread.
+/// assert!(matches!(policy.get_event_loop(), Err(Error::NoCurrentLoop { .. })));
+/// let lp = policy.new_event_loop()?;
+/// policy.set_event_loop(Some(lp.clone()));
+/// assert_eq!(policy.get_event_loop()?, lp);
+/// // Another thread sees nothing.
+/// std::thread::scope(|s| {
+///     s.spawn(|| assert!(policy.get_event_loop().is_err()));
+/// });
+/// # Ok::<(), evloop::Error>(())
+/// ```
 #[derive(Default)]
 pub struct DefaultEventLoopPolicy {
     /// The thread id is kept with the loop because `ThreadLocal` reuses a

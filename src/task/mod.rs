@@ -239,6 +239,32 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// and the name it was asked to have. The factory may wrap the future (to
 /// instrument it, say) and rename the task; the future it returns must
 /// drive the one it was given to completion.
+///
+/// ```
+/// use evloop::{EventLoop, TaskSpec};
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// let lp = EventLoop::new()?;
+/// let finished = Arc::new(AtomicUsize::new(0));
+/// let f = finished.clone();
+/// lp.set_task_factory(Some(Arc::new(move |_lp, spec: TaskSpec| {
+///     let f = f.clone();
+///     let inner = spec.future;
+///     TaskSpec {
+///         future: Box::pin(async move {
+///             inner.await;
+///             f.fetch_add(1, Ordering::SeqCst);
+///         }),
+///         name: Some(format!("counted-{}", spec.name.unwrap_or_default())),
+///     }
+/// })));
+/// let task = lp.create_task_named(async { 7 }, "seven")?;
+/// assert_eq!(task.get_name(), "counted-seven");
+/// assert_eq!(lp.run_until_complete(task)?.unwrap(), 7);
+/// assert_eq!(finished.load(Ordering::SeqCst), 1);
+/// # Ok::<(), evloop::Error>(())
+/// ```
 pub struct TaskSpec {
     /// The task's future. Its output is delivered to the task's handle
     /// when it completes.
