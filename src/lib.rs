@@ -59,6 +59,7 @@ pub use policy::{
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,
 };
 pub use runners::{
-    Gather, Sleep, WaitFor, gather, run, run_coroutine_threadsafe, sleep, spawn, wait_for,
+    Gather, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe, sleep,
+    spawn, wait_for,
 };
 pub use task::{BoxFuture, Task, TaskDone, TaskFactory, TaskOutcome, TaskSpec};

@@ -5,6 +5,7 @@ use crate::atomic_waker::AtomicWaker;
 use crate::concurrent::ConcurrentFuture;
 use crate::error::{Error, TaskError};
 use crate::event_loop::{EventLoop, context};
+use crate::exception::TaskInfo;
 use crate::handle::TimerHandle;
 use crate::policy::{get_running_loop, new_event_loop, set_event_loop};
 use crate::task::Task;
@@ -86,6 +87,35 @@ where
     let location = Location::caller();
     let lp = get_running_loop()?;
     crate::task::create(&lp, fut, None, location)
+}
+
+/// The task whose step is running on this thread's loop, or `None` in a
+/// plain callback (asyncio: `asyncio.current_task()`). Inside
+/// `run_until_complete`'s future it is the task the loop drives that
+/// future with, as in asyncio. Error: [`Error::NoRunningLoop`].
+///
+/// ```
+/// use evloop::EventLoop;
+///
+/// let lp = EventLoop::new()?;
+/// let task = lp.create_task_named(async { evloop::current_task().unwrap().unwrap().name }, "me")?;
+/// assert_eq!(lp.run_until_complete(task)?.unwrap(), "me");
+/// assert!(evloop::current_task().is_err()); // no loop runs here now
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub fn current_task() -> Result<Option<TaskInfo>, Error> {
+    context::with_current(|ctx| {
+        // Safety: the core lives as long as the context.
+        unsafe { &*ctx.core }.current_task()
+    })
+    .ok_or(Error::NoRunningLoop)
+}
+
+/// The tasks of the loop running on this thread that are not done
+/// (asyncio: `asyncio.all_tasks()`); see [`EventLoop::all_tasks`]. Error:
+/// [`Error::NoRunningLoop`].
+pub fn all_tasks() -> Result<Vec<TaskInfo>, Error> {
+    get_running_loop()?.all_tasks()
 }
 
 struct SleepState {

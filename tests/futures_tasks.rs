@@ -628,3 +628,139 @@ fn task_done_callbacks_added_from_other_threads_run_exactly_once() {
         lp.close().unwrap();
     }
 }
+
+#[test]
+fn current_task_names_the_running_task_and_none_in_callbacks() {
+    assert!(matches!(evloop::current_task(), Err(Error::NoRunningLoop)));
+    let lp = EventLoop::new().unwrap();
+    let log = Log::new();
+    let l = log.clone();
+    let task = lp
+        .create_task_named(
+            async move {
+                let me = evloop::current_task().unwrap().unwrap();
+                l.push(format!("task {}", me.name));
+                // Still the same task after a suspension.
+                evloop::sleep(Duration::ZERO).await.unwrap();
+                let again = evloop::current_task().unwrap().unwrap();
+                assert_eq!(again.id, me.id);
+                me.id
+            },
+            "worker",
+        )
+        .unwrap();
+    let id = task.id();
+    let l = log.clone();
+    lp.call_soon(move || l.push(format!("callback {:?}", evloop::current_task().unwrap())))
+        .unwrap();
+    // run_until_complete drives its future with a task of its own.
+    let root = lp
+        .run_until_complete(async move {
+            let got = task.await.unwrap();
+            assert_eq!(got, id);
+            evloop::current_task().unwrap().unwrap()
+        })
+        .unwrap();
+    assert!(root.name.starts_with("Task-"), "{}", root.name);
+    assert_ne!(root.id, id);
+    assert_eq!(log.get(), vec!["task worker", "callback None"]);
+}
+
+#[test]
+fn all_tasks_lists_pending_tasks_from_every_thread() {
+    let lp = EventLoop::new().unwrap();
+    assert!(lp.all_tasks().unwrap().is_empty());
+    let gate = lp.create_future::<()>();
+    let g = gate.clone();
+    let waiting = lp
+        .create_task_named(
+            async move {
+                g.await.unwrap();
+            },
+            "waiting",
+        )
+        .unwrap();
+    // Created on another thread while the loop is idle: not started yet,
+    // still listed.
+    let lp2 = lp.clone();
+    let remote = std::thread::spawn(move || lp2.create_task_named(async { 1 }, "remote").unwrap())
+        .join()
+        .unwrap();
+    let mut names: Vec<_> = lp
+        .all_tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["remote", "waiting"]);
+    assert_eq!(lp.stats().tasks, 2);
+
+    // From inside the loop: the current task is listed, finished ones are
+    // not; from another thread while it runs, a clear error.
+    let lp3 = lp.clone();
+    let (inside, outside) = lp
+        .run_until_complete(async move {
+            assert_eq!(remote.await.unwrap(), 1);
+            let me = evloop::current_task().unwrap().unwrap();
+            let mut inside: Vec<_> = evloop::all_tasks()
+                .unwrap()
+                .into_iter()
+                .map(|t| {
+                    if t.id == me.id {
+                        "me".to_string()
+                    } else {
+                        t.name
+                    }
+                })
+                .collect();
+            inside.sort();
+            let outside = std::thread::spawn(move || lp3.all_tasks().map(|v| v.len()))
+                .join()
+                .unwrap();
+            (inside, outside)
+        })
+        .unwrap();
+    assert_eq!(inside, ["me", "waiting"]);
+    assert!(
+        matches!(outside, Err(Error::InvalidState(_))),
+        "{outside:?}"
+    );
+    gate.set_result(()).unwrap();
+    lp.run_until_complete(waiting).unwrap().unwrap();
+    assert!(lp.all_tasks().unwrap().is_empty());
+    assert_eq!(lp.stats().tasks, 0);
+    lp.close().unwrap();
+    assert!(lp.all_tasks().unwrap().is_empty());
+}
+
+#[test]
+fn run_cancels_tasks_posted_from_other_threads_that_never_started() {
+    // Cancelled by `run` (its future dropped while the loop still runs),
+    // not merely dropped when the loop closes.
+    struct SeesLoop(Log<bool>);
+    impl Drop for SeesLoop {
+        fn drop(&mut self) {
+            self.0.push(evloop::get_running_loop().is_ok());
+        }
+    }
+    let log = Log::new();
+    let l = log.clone();
+    let out = evloop::run(async move {
+        let lp = evloop::get_running_loop().unwrap();
+        std::thread::spawn(move || {
+            let guard = SeesLoop(l);
+            lp.create_task(async move {
+                let _guard = guard;
+                evloop::sleep(Duration::from_secs(3600)).await.unwrap();
+            })
+            .unwrap()
+        })
+        .join()
+        .unwrap();
+        "done"
+    })
+    .unwrap();
+    assert_eq!(out, "done");
+    assert_eq!(log.get(), vec![true]);
+}

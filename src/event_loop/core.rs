@@ -9,16 +9,18 @@
 
 use super::LoopInner;
 use super::shared::Shared;
+use crate::exception::TaskInfo;
 use crate::handle;
 use crate::reactor::WAKER_TOKEN;
 use crate::remote::Pop;
-use crate::runnable::{Kind, Runnable};
+use crate::runnable::{Header, Kind, Runnable};
 use crate::task::registry::TaskRegistry;
 use crate::timers::TimerQueue;
 use mio::{Events, Poll};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -35,10 +37,21 @@ pub(crate) struct Core {
     poll: RefCell<Option<Poll>>,
     events: RefCell<Events>,
     pub(crate) tasks: RefCell<TaskRegistry>,
+    /// The queue entry being run in step 5 (for `current_task`).
+    running: Cell<Option<Running>>,
     since_poll: Cell<u32>,
     last_ntodo: Cell<usize>,
     iterations: Cell<u64>,
 }
+
+/// The header of the entry step 5 is running; only read while that run
+/// goes on, so it always points at a live object.
+#[derive(Clone, Copy)]
+struct Running(NonNull<Header>);
+
+// Safety: set and read only by the thread holding the core, and cleared
+// before the core can move to another thread (at the end of step 5).
+unsafe impl Send for Running {}
 
 /// What `Core::stats` reports (the loop thread's live view).
 #[derive(Default)]
@@ -58,6 +71,7 @@ impl Core {
             poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(1024)),
             tasks: RefCell::new(TaskRegistry::default()),
+            running: Cell::new(None),
             since_poll: Cell::new(0),
             last_ntodo: Cell::new(0),
             iterations: Cell::new(0),
@@ -90,7 +104,14 @@ impl Core {
     fn route(&self, r: Runnable) {
         match handle::timer_deadline(&r) {
             Some(when) => self.insert_timer(r, when),
-            None => self.push(r),
+            None => {
+                // A task created on another thread: known to the registry
+                // from the moment the loop sees it (`all_tasks`, `close`).
+                if r.kind() == Kind::Task {
+                    crate::task::register_in(self, crate::task::header_of(&r));
+                }
+                self.push(r)
+            }
         }
     }
 
@@ -156,6 +177,7 @@ impl Core {
                 let Some(r) = self.ready.borrow_mut().pop_front() else {
                     break;
                 };
+                self.running.set(Some(Running(r.as_ptr())));
                 run_timed(r, slow);
             }
         } else {
@@ -163,9 +185,11 @@ impl Core {
                 let Some(r) = self.ready.borrow_mut().pop_front() else {
                     break;
                 };
+                self.running.set(Some(Running(r.as_ptr())));
                 r.run();
             }
         }
+        self.running.set(None);
         self.last_ntodo.set(ntodo);
         self.iterations.set(self.iterations.get() + 1);
         self.publish(shared);
@@ -264,6 +288,23 @@ impl Core {
         c.cancelled_timers
             .store(s.cancelled_timers, Ordering::Relaxed);
         c.tasks.store(s.tasks, Ordering::Relaxed);
+    }
+
+    /// The task whose step is running, if the entry being run is a task.
+    pub(crate) fn current_task(&self) -> Option<TaskInfo> {
+        self.running.get().and_then(|r| crate::task::info_of(r.0))
+    }
+
+    /// Every task of the loop that is not done, tasks posted from other
+    /// threads and not yet started included (so the inbox is sorted in
+    /// first; the caller holds the core).
+    pub(crate) fn all_tasks(&self, shared: &Shared) -> Vec<TaskInfo> {
+        self.drain_inbox(shared);
+        self.tasks
+            .borrow()
+            .iter()
+            .filter_map(|t| t.info_if_pending())
+            .collect()
     }
 
     pub(crate) fn stats(&self) -> CoreStats {

@@ -8,7 +8,7 @@ pub(crate) mod shared;
 use self::core::Core;
 use self::shared::Shared;
 use crate::error::Error;
-use crate::exception::{ExceptionContext, ExceptionHandler};
+use crate::exception::{ExceptionContext, ExceptionHandler, TaskInfo};
 use crate::future::LoopFuture;
 use crate::handle::{Handle, TimerHandle};
 use crate::reactor::{Interest, Reactor, WAKER_TOKEN};
@@ -130,7 +130,7 @@ pub struct Stats {
     /// Timers cancelled on the loop's thread and not yet purged (the number
     /// the purge rule uses).
     pub cancelled_timers: usize,
-    /// Live tasks that have started running.
+    /// Tasks that are not done, as [`EventLoop::all_tasks`] counts them.
     pub tasks: usize,
     /// File descriptors being watched.
     pub watched_fds: usize,
@@ -585,6 +585,43 @@ impl EventLoop {
         F::Output: Send + 'static,
     {
         task::create(self, fut, Some(name.into()), Location::caller())
+    }
+
+    /// The tasks of this loop that are not done (asyncio:
+    /// `asyncio.all_tasks(loop)`), in no particular order; tasks created
+    /// from other threads that have not taken their first step yet are
+    /// included. Works on the loop's own thread and on a loop that is not
+    /// running; a closed loop has none.
+    ///
+    /// Error: [`Error::InvalidState`] from another thread while the loop
+    /// runs (its task list belongs to the running thread; ask from a
+    /// callback there, e.g. with `run_coroutine_threadsafe`).
+    ///
+    /// ```
+    /// use evloop::EventLoop;
+    /// use std::time::Duration;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let sleeper = lp.create_task_named(evloop::sleep(Duration::from_secs(60)), "sleeper")?;
+    /// let names: Vec<String> = lp.all_tasks()?.into_iter().map(|t| t.name).collect();
+    /// assert_eq!(names, ["sleeper"]);
+    /// sleeper.cancel();
+    /// assert!(lp.run_until_complete(sleeper)?.is_err());
+    /// assert!(lp.all_tasks()?.is_empty());
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn all_tasks(&self) -> Result<Vec<TaskInfo>, Error> {
+        let shared = self.shared();
+        if let Ok(tasks) = context::with_core(shared, (), |core, ()| core.all_tasks(shared)) {
+            return Ok(tasks);
+        }
+        match &*crate::util::lock(&self.inner.slot) {
+            Slot::Idle(core) => Ok(core.all_tasks(shared)),
+            Slot::Closed => Ok(Vec::new()),
+            Slot::Running => Err(Error::InvalidState(
+                "all_tasks() cannot look into a loop running on another thread",
+            )),
+        }
     }
 
     /// Sets the factory `create_task` uses (asyncio:

@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-pub(crate) use raw::describe;
+pub(crate) use raw::{describe, header_of, info_of, register_in};
 
 /// A future being driven by a loop (asyncio: `Task`), returned by
 /// [`EventLoop::create_task`].

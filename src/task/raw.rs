@@ -2,11 +2,12 @@
 //! awaiter slot and the future (later its output), plus the type-erased
 //! operations on it (run, discard, wake, read the output, free).
 
-use super::state::{DONE_CALLBACKS, HANDLE, Start, State, WakeByVal};
+use super::state::{COMPLETE, DONE_CALLBACKS, HANDLE, Start, State, WakeByVal};
 use super::{TaskDone, TaskOutcome};
 use crate::atomic_waker::AtomicWaker;
 use crate::error::{PanicPayload, TaskError};
 use crate::event_loop::context;
+use crate::event_loop::core::Core;
 use crate::event_loop::shared::Shared;
 use crate::exception::{ExceptionContext, TaskInfo};
 use crate::future::CallbackId;
@@ -285,23 +286,56 @@ where
     }
 }
 
-/// Records a task that starts running in the loop's registry, which holds
-/// a reference so that `close()` can reach tasks that wait on something.
+/// Records a task in its loop's registry (which holds a reference, so
+/// that `close()` and `all_tasks()` reach tasks that wait on something),
+/// unless it is there already. Loop thread only.
 pub(crate) fn register(ptr: NonNull<TaskHeader>) {
-    // Safety: loop thread only.
+    if is_registered(ptr) {
+        return;
+    }
+    context::with_current(|ctx| {
+        // Safety: the core lives as long as the context.
+        register_in(unsafe { &*ctx.core }, ptr)
+    });
+}
+
+/// [`register`] with the core at hand (the loop's thread, or the holder of
+/// an idle loop's core).
+pub(crate) fn register_in(core: &Core, ptr: NonNull<TaskHeader>) {
+    // Safety: the caller holds a reference.
     let head = unsafe { ptr.as_ref() };
-    let fresh = head.slot.with(|s| unsafe { *s } == NO_SLOT);
-    if fresh {
+    // A complete task would never leave the registry: `finish` removes
+    // only what it finds there.
+    if !is_registered(ptr) && head.state.load() & COMPLETE == 0 {
         head.state.ref_inc();
-        context::with_current(|ctx| {
-            // Safety: the core lives as long as the context.
-            let core = unsafe { &*ctx.core };
-            let idx = core
-                .tasks
-                .borrow_mut()
-                .insert(super::registry::TaskRef(ptr));
-            head.slot.with_mut(|s| unsafe { *s = idx });
-        });
+        let idx = core
+            .tasks
+            .borrow_mut()
+            .insert(super::registry::TaskRef(ptr));
+        head.slot.with_mut(|s| unsafe { *s = idx });
+    }
+}
+
+fn is_registered(ptr: NonNull<TaskHeader>) -> bool {
+    // Safety: only the holder of the loop's core touches `slot`, and the
+    // callers are that holder.
+    unsafe { ptr.as_ref() }
+        .slot
+        .with(|s| unsafe { *s } != NO_SLOT)
+}
+
+/// The task a queue entry runs.
+pub(crate) fn header_of(r: &Runnable) -> NonNull<TaskHeader> {
+    r.as_ptr().cast()
+}
+
+/// A task's description, if `header` (of a live queue entry) is a task's.
+pub(crate) fn info_of(header: NonNull<Header>) -> Option<TaskInfo> {
+    // Safety: the caller's entry keeps the object alive.
+    let h = unsafe { header.as_ref() };
+    match h.vtable.kind {
+        Kind::Task => Some(unsafe { header.cast::<TaskHeader>().as_ref() }.info()),
+        _ => None,
     }
 }
 

@@ -1,6 +1,8 @@
-//! The loop's list of tasks that have started and not finished, so that
-//! `close()` can drop the futures of tasks that wait on something (asyncio
-//! keeps `_all_tasks` for the same reason). A slab: O(1) insert and remove,
+//! The loop's list of tasks that are not finished, so that `close()` can
+//! drop the futures of tasks that wait on something and `all_tasks()` can
+//! list them (asyncio keeps `_all_tasks` for the same reasons). A task
+//! enters when the loop first sees it: at creation on the loop's thread,
+//! when drained from the inbox otherwise. A slab: O(1) insert and remove,
 //! the slot index kept in the task.
 
 use super::raw::{self, TaskHeader};
@@ -23,6 +25,13 @@ impl TaskRef {
         } else {
             false
         }
+    }
+
+    /// The task's description, unless it is done.
+    pub(crate) fn info_if_pending(&self) -> Option<crate::exception::TaskInfo> {
+        // Safety: we hold a reference.
+        let head = unsafe { self.0.as_ref() };
+        (head.state.load() & super::state::COMPLETE == 0).then(|| head.info())
     }
 
     /// Drops the task's future and completes it as cancelled, unless it is
