@@ -63,12 +63,24 @@ struct Inner<T> {
 /// ```
 pub struct ConcurrentFuture<T> {
     inner: Arc<Inner<T>>,
+    /// This clone's last poll returned `Pending`: if the awaiting task is
+    /// cancelled, so is this future (see `cancellation`).
+    awaited: bool,
 }
 
 impl<T> Clone for ConcurrentFuture<T> {
     fn clone(&self) -> Self {
         ConcurrentFuture {
             inner: self.inner.clone(),
+            awaited: false,
+        }
+    }
+}
+
+impl<T> Drop for ConcurrentFuture<T> {
+    fn drop(&mut self) {
+        if self.awaited && crate::cancellation::propagating() {
+            self.cancel();
         }
     }
 }
@@ -93,6 +105,7 @@ impl<T> ConcurrentFuture<T> {
 
     fn with_owner(completed_by_loop: Option<usize>) -> ConcurrentFuture<T> {
         ConcurrentFuture {
+            awaited: false,
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     status: Status::Pending,
@@ -283,14 +296,19 @@ fn take<T>(st: &mut State<T>) -> Result<T, TaskError> {
 impl<T> Future for ConcurrentFuture<T> {
     type Output = Result<T, TaskError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = self.lock();
         if st.status == Status::Done {
-            return Poll::Ready(take(&mut st));
+            let outcome = take(&mut st);
+            drop(st);
+            self.awaited = false;
+            return Poll::Ready(outcome);
         }
         if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             st.wakers.push(cx.waker().clone());
         }
+        drop(st);
+        self.awaited = true;
         Poll::Pending
     }
 }

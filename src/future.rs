@@ -73,12 +73,28 @@ struct Inner<T> {
 /// ```
 pub struct LoopFuture<T> {
     inner: Arc<Inner<T>>,
+    /// Set while this clone is awaited (its last poll returned `Pending`):
+    /// how to cancel the future if the awaiting task is cancelled (see
+    /// `cancellation`). A function pointer because `Drop` cannot name the
+    /// `T: Send` bound that `cancel` needs.
+    cancel_if_awaited: Option<fn(&LoopFuture<T>)>,
 }
 
 impl<T> Clone for LoopFuture<T> {
     fn clone(&self) -> Self {
         LoopFuture {
             inner: self.inner.clone(),
+            cancel_if_awaited: None,
+        }
+    }
+}
+
+impl<T> Drop for LoopFuture<T> {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel_if_awaited {
+            if crate::cancellation::propagating() {
+                cancel(self);
+            }
         }
     }
 }
@@ -86,6 +102,7 @@ impl<T> Clone for LoopFuture<T> {
 impl<T: Send + 'static> LoopFuture<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> LoopFuture<T> {
         LoopFuture {
+            cancel_if_awaited: None,
             inner: Arc::new(Inner {
                 shared,
                 state: Mutex::new(State {
@@ -283,9 +300,9 @@ fn clone_error(e: &TaskError) -> TaskError {
 impl<T: Send + 'static> Future for LoopFuture<T> {
     type Output = Result<T, TaskError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = crate::util::lock(&self.inner.state);
-        match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+        let polled = match std::mem::replace(&mut st.outcome, Outcome::Taken) {
             Outcome::Pending => {
                 st.outcome = Outcome::Pending;
                 if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -295,7 +312,15 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
             }
             Outcome::Done(r) => Poll::Ready(r),
             Outcome::Taken => Poll::Ready(Err(invalid("the result was already taken"))),
-        }
+        };
+        drop(st);
+        self.cancel_if_awaited = match polled {
+            Poll::Pending => Some(|f| {
+                f.cancel();
+            }),
+            Poll::Ready(_) => None,
+        };
+        polled
     }
 }
 

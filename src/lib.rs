@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod atomic_waker;
+mod cancellation;
 mod concurrent;
 mod error;
 mod event_loop;

@@ -210,18 +210,20 @@ impl Drop for Sleep {
 /// The future returned by [`wait_for`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct WaitFor<F> {
-    fut: F,
+    /// `None` once the timeout dropped it.
+    fut: Option<F>,
     sleep: Sleep,
 }
 
 /// Awaits `fut` for at most `timeout` (asyncio: `asyncio.wait_for(aw,
-/// timeout)`, same argument order). On timeout `fut` is dropped (cancelled)
-/// and the result is [`Error::Timeout`]; a zero timeout still gives `fut`
-/// one poll, so a future that is ready at once returns its value (as in
-/// Python 3.12+).
+/// timeout)`, same argument order). On timeout `fut` is dropped at once and
+/// the result is [`Error::Timeout`]; as in asyncio, what `fut` was
+/// awaiting is cancelled with it (a [`Task`], a `LoopFuture`, a
+/// `ConcurrentFuture`). A zero timeout still gives `fut` one poll, so a
+/// future that is ready at once returns its value (as in Python 3.12+).
 pub fn wait_for<F: Future>(fut: F, timeout: Duration) -> WaitFor<F> {
     WaitFor {
-        fut,
+        fut: Some(fut),
         sleep: sleep(timeout),
     }
 }
@@ -230,21 +232,27 @@ impl<F: Future> Future for WaitFor<F> {
     type Output = Result<F::Output, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Safety: `fut` is structurally pinned (never moved out); `sleep` is
-        // `Unpin` and not pinned.
+        // Safety: `fut` is structurally pinned (only ever dropped in place,
+        // never moved out); `sleep` is `Unpin` and not pinned.
         let this = unsafe { self.get_unchecked_mut() };
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        if let Poll::Ready(v) = fut.poll(cx) {
+        let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let Some(inner) = fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(Error::Timeout));
+        };
+        if let Poll::Ready(v) = inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        if this.sleep.delay.is_zero() {
-            return Poll::Ready(Err(Error::Timeout));
+        let timed_out = this.sleep.delay.is_zero()
+            || match Pin::new(&mut this.sleep).poll(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => false,
+            };
+        if !timed_out {
+            return Poll::Pending;
         }
-        match Pin::new(&mut this.sleep).poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Err(Error::Timeout)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        crate::cancellation::propagate(|| fut.set(None));
+        Poll::Ready(Err(Error::Timeout))
     }
 }
 

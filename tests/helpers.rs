@@ -333,3 +333,109 @@ fn ecosystem_futures_run_unchanged() {
     .unwrap();
     assert_eq!(out, 45 + 3);
 }
+
+#[test]
+fn cancellation_follows_the_await_chain_like_asyncio() {
+    // Mirrors CPython: cancelling a task cancels what it awaits (a future,
+    // a task, a gather's children, a thread-pool future), wait_for's
+    // timeout cancels the awaited task, and a task merely held is left
+    // alone.
+    let lp = EventLoop::new().unwrap();
+    let lp2 = lp.clone();
+    let got = lp
+        .run_until_complete(async move {
+            let tick = || evloop::sleep(Duration::ZERO);
+            let fut = lp2.create_future::<()>();
+            let waiter = lp2.create_task(fut.clone()).unwrap();
+            tick().await.unwrap();
+            waiter.cancel();
+            tick().await.unwrap();
+            let future_cancelled = fut.cancelled();
+
+            let inner = lp2
+                .create_task(evloop::sleep(Duration::from_secs(10)))
+                .unwrap();
+            let mut inner = Some(inner);
+            let probe = lp2.create_future::<bool>();
+            let p = probe.clone();
+            let outer = lp2
+                .create_task(async move {
+                    let inner = inner.take().unwrap();
+                    // Watch the inner task from its own done callback.
+                    inner
+                        .add_done_callback(move |d| {
+                            let _ = p.set_result(d.cancelled());
+                        })
+                        .unwrap();
+                    inner.await
+                })
+                .unwrap();
+            tick().await.unwrap();
+            outer.cancel();
+            assert!(matches!(outer.await, Err(TaskError::Cancelled)));
+            let inner_cancelled = probe.await.unwrap();
+
+            let slow = lp2
+                .create_task(evloop::sleep(Duration::from_secs(10)))
+                .unwrap();
+            let probe = lp2.create_future::<bool>();
+            let p = probe.clone();
+            slow.add_done_callback(move |d| {
+                let _ = p.set_result(d.cancelled());
+            })
+            .unwrap();
+            let timed_out = evloop::wait_for(slow, Duration::from_millis(5)).await;
+            assert!(matches!(timed_out, Err(Error::Timeout)));
+            let wait_for_cancelled = probe.await.unwrap();
+
+            let held = lp2
+                .create_task(evloop::sleep(Duration::from_millis(30)))
+                .unwrap();
+            let holder = lp2
+                .create_task(async move {
+                    let _held = held; // held, never awaited
+                    evloop::sleep(Duration::from_secs(10)).await
+                })
+                .unwrap();
+            tick().await.unwrap();
+            holder.cancel();
+            tick().await.unwrap();
+            let tasks_left = evloop::all_tasks().unwrap().len(); // `held` + this one
+
+            let a = lp2.create_future::<()>();
+            let b = lp2.create_future::<()>();
+            let (a2, b2) = (a.clone(), b.clone());
+            let gathering = lp2
+                .create_task(async move { evloop::gather([a2, b2]).await })
+                .unwrap();
+            tick().await.unwrap();
+            gathering.cancel();
+            tick().await.unwrap();
+            let gather_children = (a.cancelled(), b.cancelled());
+
+            let pool = evloop::ThreadPoolExecutor::builder().max_workers(1).build();
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let g = gate.clone();
+            let busy = pool.submit(move || g.wait()).unwrap();
+            let queued = pool.submit(|| 1).unwrap();
+            let pool_waiter = lp2.create_task(queued.clone()).unwrap();
+            tick().await.unwrap();
+            pool_waiter.cancel();
+            tick().await.unwrap();
+            let pool_future_cancelled = queued.cancelled();
+            gate.wait();
+            busy.result(None).unwrap();
+            pool.shutdown(true);
+
+            (
+                future_cancelled,
+                inner_cancelled,
+                wait_for_cancelled,
+                tasks_left,
+                gather_children,
+                pool_future_cancelled,
+            )
+        })
+        .unwrap();
+    assert_eq!(got, (true, true, true, 2, (true, true), true));
+}

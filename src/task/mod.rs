@@ -29,6 +29,10 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// running. If a detached task panics, the panic goes to the loop's
 /// exception handler ("Task exception was never retrieved").
 ///
+/// Cancellation follows the await chain as in asyncio: if the task that
+/// is awaiting this one is cancelled (or a [`wait_for`](crate::wait_for)
+/// around it times out), this task is cancelled too.
+///
 /// ```
 /// use evloop::EventLoop;
 ///
@@ -39,6 +43,9 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// ```
 pub struct Task<T> {
     ptr: NonNull<TaskHeader>,
+    /// The last poll of this handle returned `Pending`: something awaits
+    /// it (see `cancellation`).
+    awaited: bool,
     _output: PhantomData<T>,
 }
 
@@ -178,14 +185,16 @@ impl TaskDone {
 impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let head = self.head();
         if head.state.load() & state::COMPLETE == 0 {
             head.awaiter.register(cx.waker());
             if head.state.load() & state::COMPLETE == 0 {
+                self.awaited = true;
                 return Poll::Pending;
             }
         }
+        self.awaited = false;
         // Safety: complete with the handle alive: the output is ours, of
         // type `T`.
         match unsafe { raw::read_output::<T>(self.ptr) } {
@@ -199,6 +208,11 @@ impl<T> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
+        // The task awaiting this one is being cancelled: so is this one,
+        // as in asyncio. Otherwise dropping the handle detaches the task.
+        if self.awaited && crate::cancellation::propagating() {
+            self.cancel();
+        }
         match self.head().state.drop_handle_if_incomplete() {
             Ok(free) => {
                 if free {
@@ -362,6 +376,7 @@ where
     };
     let task = Task {
         ptr,
+        awaited: false,
         _output: PhantomData,
     };
     if context::runs_here(shared.id()) {

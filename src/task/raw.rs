@@ -187,8 +187,11 @@ where
                 return;
             }
             Start::Cancel => {
-                // Safety: RUNNING is ours.
-                unsafe { Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled))) };
+                // Safety: RUNNING is ours. Dropping the future cancels what
+                // it was awaiting.
+                crate::cancellation::propagate(|| unsafe {
+                    Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled)))
+                });
                 unsafe { finish(ptr, TaskOutcome::Cancelled) };
                 return;
             }
