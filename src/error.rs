@@ -63,6 +63,9 @@ pub enum Error {
     Io(io::Error),
     /// Submission to an executor that was shut down.
     ExecutorShutdown,
+    /// The executor already holds as many queued jobs as it was built to
+    /// accept (`ThreadPoolBuilder::max_queued`); the job was not taken.
+    QueueFull,
     /// A timeout expired (asyncio's `TimeoutError`).
     Timeout,
 }
@@ -87,6 +90,7 @@ impl fmt::Display for Error {
             Error::InvalidFd(fd) => write!(f, "Invalid file descriptor: {fd}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::ExecutorShutdown => f.write_str("cannot schedule new futures after shutdown"),
+            Error::QueueFull => f.write_str("the executor's queue is full"),
             Error::Timeout => f.write_str("timed out"),
         }
     }

@@ -464,3 +464,49 @@ fn close_shuts_the_default_executor_down_without_waiting() {
         assert!(!fut.cancelled());
     });
 }
+
+#[test]
+fn a_bounded_queue_refuses_jobs_beyond_its_bound_and_loses_none_it_took() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .max_queued(2)
+        .build();
+    assert_eq!(pool.queued(), Some(0));
+    assert_eq!(
+        ThreadPoolExecutor::new().queued(),
+        None,
+        "unbounded pools do not count"
+    );
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = pool
+        .submit(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            "blocker"
+        })
+        .unwrap();
+    started_rx.recv().unwrap();
+    let b = pool.submit(|| "b").unwrap();
+    let c = pool.submit(|| "c").unwrap();
+    assert_eq!(pool.queued(), Some(2));
+    let refused = pool.submit(|| "d").unwrap_err();
+    assert!(matches!(refused, Error::QueueFull));
+    assert_eq!(refused.to_string(), "the executor's queue is full");
+    // The loop's run_in_executor reports it the same way.
+    let lp = EventLoop::new().unwrap();
+    assert!(matches!(
+        lp.run_in_executor(Some(&pool), || "e"),
+        Err(Error::QueueFull)
+    ));
+    release_tx.send(()).unwrap();
+    let got: Vec<_> = [blocker, b, c]
+        .into_iter()
+        .map(|f| f.result(Some(Duration::from_secs(10))).unwrap())
+        .collect();
+    assert_eq!(got, ["blocker", "b", "c"]);
+    assert_eq!(pool.queued(), Some(0));
+    // Room again.
+    assert_eq!(pool.submit(|| "f").unwrap().result(None).unwrap(), "f");
+    pool.shutdown(true);
+}

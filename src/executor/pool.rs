@@ -42,6 +42,10 @@ struct Pool {
     stack_size: Option<usize>,
     keep_alive: Duration,
     next_thread: AtomicUsize,
+    /// The bound on jobs accepted and not started, if any.
+    max_queued: Option<usize>,
+    /// Jobs accepted and not started (counted only under a bound).
+    queued: AtomicUsize,
 }
 
 thread_local! {
@@ -74,6 +78,7 @@ pub struct ThreadPoolBuilder {
     name_prefix: String,
     stack_size: Option<usize>,
     keep_alive: Duration,
+    max_queued: Option<usize>,
 }
 
 impl Default for ThreadPoolBuilder {
@@ -83,6 +88,7 @@ impl Default for ThreadPoolBuilder {
             name_prefix: "evloop-executor".to_string(),
             stack_size: None,
             keep_alive: Duration::from_secs(10),
+            max_queued: None,
         }
     }
 }
@@ -119,6 +125,16 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Bounds the jobs accepted but not yet started (default: unbounded,
+    /// as Python's pool). A submission beyond the bound is refused with
+    /// [`Error::QueueFull`] and not run, so a service can shed load or
+    /// retry instead of queueing without limit. Counting costs two atomic
+    /// operations per job, paid only when a bound is set.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = Some(n);
+        self
+    }
+
     /// Creates the pool. No thread starts until the first submission.
     pub fn build(self) -> ThreadPoolExecutor {
         let n = self.max_workers;
@@ -138,6 +154,8 @@ impl ThreadPoolBuilder {
                 stack_size: self.stack_size,
                 keep_alive: self.keep_alive,
                 next_thread: AtomicUsize::new(0),
+                max_queued: self.max_queued,
+                queued: AtomicUsize::new(0),
             }),
         }
     }
@@ -252,6 +270,12 @@ impl ThreadPoolExecutor {
         self.pool.sleepers.idle()
     }
 
+    /// Jobs accepted and not yet started; counted only when the pool was
+    /// built with [`ThreadPoolBuilder::max_queued`] (`None` otherwise).
+    pub fn queued(&self) -> Option<usize> {
+        self.pool.queued()
+    }
+
     /// How many times a parked worker has woken up (for a job, for
     /// shutdown, or at the end of its keep-alive). A submission wakes at
     /// most one parked worker, so this grows by at most one per job.
@@ -276,6 +300,13 @@ impl Pool {
         if prev & SHUTDOWN != 0 {
             self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
             return Err(Error::ExecutorShutdown);
+        }
+        if let Some(max) = self.max_queued {
+            if self.queued.fetch_add(1, Ordering::Relaxed) >= max {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
+                return Err(Error::QueueFull);
+            }
         }
         let me = Arc::as_ptr(self);
         let (pool, local) = CURRENT.with(|c| c.get());
@@ -363,13 +394,13 @@ impl Pool {
         CURRENT.with(|c| c.set((Arc::as_ptr(&self), &local)));
         let exit = loop {
             while let Some(job) = self.find_job(&local, slot) {
-                run_job(job);
+                self.run_job(job);
             }
             match self.sleepers.park(|| self.has_work(), self.keep_alive) {
                 Park::Work => continue,
                 Park::Shutdown => {
                     while let Some(job) = self.find_job(&local, slot) {
-                        run_job(job);
+                        self.run_job(job);
                     }
                     break true;
                 }
@@ -382,6 +413,18 @@ impl Pool {
         if exit {
             self.sleepers.exit();
         }
+    }
+
+    fn run_job(&self, job: Job) {
+        if self.max_queued.is_some() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        run_job(job);
+    }
+
+    /// Jobs accepted and not started, if the pool counts them.
+    fn queued(&self) -> Option<usize> {
+        self.max_queued.map(|_| self.queued.load(Ordering::Relaxed))
     }
 
     /// Returns whether every worker exited in time.
