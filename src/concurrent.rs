@@ -43,7 +43,9 @@ struct Inner<T> {
 /// (`run_coroutine_threadsafe`) or in a thread pool (`Executor::submit`).
 ///
 /// Clones are the same future. [`ConcurrentFuture::result`] and `.await`
-/// take the result; after that, others see an `InvalidState` error.
+/// take the result; after that, others see an `InvalidState` error. A task
+/// awaiting it that is cancelled cancels it too (asyncio's `wrap_future`
+/// does the same), so a queued pool job never starts.
 ///
 /// ```
 /// use evloop::{ConcurrentFuture, TaskError};

@@ -61,6 +61,9 @@ struct Inner<T> {
 /// awaiting task takes it (asyncio runs both in registration order; it
 /// never has to move a value out).
 ///
+/// As in asyncio, cancelling a task that is awaiting the future cancels
+/// the future too.
+///
 /// ```
 /// use evloop::EventLoop;
 ///
