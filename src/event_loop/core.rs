@@ -108,15 +108,21 @@ impl Core {
                 // A task created on another thread: known to the registry
                 // from the moment the loop sees it (`all_tasks`, `close`).
                 if r.kind() == Kind::Task {
-                    crate::task::register_in(self, crate::task::header_of(&r));
+                    self.register_posted_task(&r);
                 }
                 self.push(r)
             }
         }
     }
 
+    #[inline(never)]
+    fn register_posted_task(&self, r: &Runnable) {
+        crate::task::register_in(self, crate::task::header_of(r));
+    }
+
     /// Moves everything in the inbox to the ready queue (or the timers), in
     /// arrival order.
+    #[inline]
     pub(crate) fn drain_inbox(&self, shared: &Shared) {
         loop {
             // Safety: the holder of the core (the running loop, or `stats`

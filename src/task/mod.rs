@@ -127,7 +127,7 @@ impl<T> Task<T> {
         let mut meta = crate::util::lock(&head.meta);
         let id = meta.next_callback_id();
         let Err(outcome) = head.state.mark_done_callbacks() else {
-            meta.callbacks.push((id, Box::new(callback), location));
+            meta.push_callback(id, Box::new(callback), location);
             return Ok(id);
         };
         drop(meta);
@@ -138,10 +138,7 @@ impl<T> Task<T> {
     /// Removes a done callback that has not been scheduled yet; returns how
     /// many were removed (0 or 1; asyncio: `Task.remove_done_callback`).
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        let mut meta = crate::util::lock(&self.head().meta);
-        let before = meta.callbacks.len();
-        meta.callbacks.retain(|(cid, _, _)| *cid != id);
-        before - meta.callbacks.len()
+        crate::util::lock(&self.head().meta).remove_callback(id)
     }
 
     /// A process-unique id.

@@ -54,20 +54,57 @@ pub(crate) struct TaskHeader {
     pub(crate) location: &'static Location<'static>,
 }
 
-type DoneCallback = Box<dyn FnOnce(TaskDone) + Send + 'static>;
+pub(crate) type DoneCallback = Box<dyn FnOnce(TaskDone) + Send + 'static>;
 
 /// The parts of a task that user calls change from any thread.
 pub(crate) struct Meta {
     pub(crate) name: Option<String>,
-    pub(crate) callbacks: Vec<(CallbackId, DoneCallback, &'static Location<'static>)>,
-    next_callback: u64,
+    /// Boxed on the first `add_done_callback`: most tasks never have one,
+    /// and an empty `Option` costs them nothing to create or drop.
+    done: Option<Box<DoneCallbacks>>,
+}
+
+#[derive(Default)]
+struct DoneCallbacks {
+    list: Vec<(CallbackId, DoneCallback, &'static Location<'static>)>,
+    next_id: u64,
 }
 
 impl Meta {
     pub(crate) fn next_callback_id(&mut self) -> CallbackId {
-        let id = CallbackId::new(self.next_callback);
-        self.next_callback += 1;
-        id
+        let done = self.done.get_or_insert_default();
+        done.next_id += 1;
+        CallbackId::new(done.next_id)
+    }
+
+    pub(crate) fn push_callback(
+        &mut self,
+        id: CallbackId,
+        callback: DoneCallback,
+        location: &'static Location<'static>,
+    ) {
+        self.done
+            .get_or_insert_default()
+            .list
+            .push((id, callback, location));
+    }
+
+    /// Removes the callback `id` if it is still waiting; returns how many
+    /// were removed.
+    pub(crate) fn remove_callback(&mut self, id: CallbackId) -> usize {
+        let Some(done) = &mut self.done else {
+            return 0;
+        };
+        let before = done.list.len();
+        done.list.retain(|(cid, _, _)| *cid != id);
+        before - done.list.len()
+    }
+
+    fn take_callbacks(&mut self) -> Vec<(CallbackId, DoneCallback, &'static Location<'static>)> {
+        self.done
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.list))
+            .unwrap_or_default()
     }
 }
 
@@ -129,11 +166,7 @@ where
             shared,
             awaiter: AtomicWaker::new(),
             id: TASK_IDS.fetch_add(1, Ordering::Relaxed),
-            meta: std::sync::Mutex::new(Meta {
-                name,
-                callbacks: Vec::new(),
-                next_callback: 0,
-            }),
+            meta: std::sync::Mutex::new(Meta { name, done: None }),
             slot: UnsafeCell::new(NO_SLOT),
             location,
         },
@@ -361,15 +394,11 @@ unsafe fn finish(ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
 /// Sets COMPLETE, schedules the done callbacks, then either wakes the
 /// handle's awaiter or, if there is no handle, drops the output (reporting
 /// a panic nobody will retrieve).
+#[inline]
 fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
     let prev = head.state.complete(outcome);
     if prev & DONE_CALLBACKS != 0 {
-        let callbacks = std::mem::take(&mut crate::util::lock(&head.meta).callbacks);
-        let info = head.info();
-        for (_, callback, location) in callbacks {
-            // On a closed loop the callbacks are dropped with the task.
-            let _ = schedule_done_callback(head, callback, location, info.clone(), outcome);
-        }
+        schedule_done_callbacks(head, outcome);
     }
     if prev & HANDLE != 0 {
         head.awaiter.wake();
@@ -378,6 +407,19 @@ fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
         if let Some(payload) = unsafe { (head.vtable().drop_output)(ptr) } {
             report_unretrieved(head, payload);
         }
+    }
+}
+
+/// Queues every waiting done callback (kept out of line: most tasks have
+/// none).
+#[cold]
+#[inline(never)]
+fn schedule_done_callbacks(head: &TaskHeader, outcome: TaskOutcome) {
+    let callbacks = crate::util::lock(&head.meta).take_callbacks();
+    let info = head.info();
+    for (_, callback, location) in callbacks {
+        // On a closed loop the callbacks are dropped with the task.
+        let _ = schedule_done_callback(head, callback, location, info.clone(), outcome);
     }
 }
 

@@ -88,10 +88,12 @@ impl State {
         }
     }
 
+    #[inline]
     pub(crate) fn load(&self) -> usize {
         self.word.load(Ordering::Acquire)
     }
 
+    #[inline]
     fn update<R>(&self, mut f: impl FnMut(usize) -> Result<(usize, R), R>) -> R {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
@@ -247,6 +249,7 @@ impl State {
     /// done, and whether the caller must free the task. `Err(())`: the task
     /// completed meanwhile; the handle owns the output and must drop it
     /// before calling [`State::drop_handle`].
+    #[inline]
     pub(crate) fn drop_handle_if_incomplete(&self) -> Result<bool, ()> {
         self.update(|cur| {
             if cur & COMPLETE != 0 {
@@ -258,6 +261,7 @@ impl State {
     }
 
     /// The handle goes away; `true` if the caller must free the task.
+    #[inline]
     pub(crate) fn drop_handle(&self) -> bool {
         let prev = self.word.fetch_and(!HANDLE, Ordering::AcqRel);
         refs(prev) == 0
