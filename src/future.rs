@@ -55,11 +55,12 @@ struct Inner<T> {
 ///
 /// Clones are the same future. Awaiting yields the result *by value*: the
 /// first awaiter to see it takes it; a later awaiter of a clone gets an
-/// `InvalidState` error. Use [`LoopFuture::result`] (for `T: Clone`) to
-/// read it without taking it. Done callbacks are queued before awaiters
-/// are woken, so a callback on the loop always sees the result before an
-/// awaiting task takes it (asyncio runs both in registration order; it
-/// never has to move a value out).
+/// `InvalidState` error. Awaiting `&fut` (for `T: Clone`) reads it
+/// instead, so many tasks can await one future as in asyncio, and
+/// [`LoopFuture::result`] reads it without waiting. Done callbacks are
+/// queued before awaiters are woken, so a callback on the loop always sees
+/// the result before an awaiting task takes it (asyncio runs both in
+/// registration order; it never has to move a value out).
 ///
 /// As in asyncio, cancelling a task that is awaiting the future cancels
 /// the future too.
@@ -324,6 +325,43 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
             Poll::Ready(_) => None,
         };
         polled
+    }
+}
+
+/// Awaiting a *reference* reads the result without taking it, so any
+/// number of tasks can await the same future and each gets the value, as
+/// in asyncio (`T: Clone`):
+///
+/// ```
+/// use evloop::EventLoop;
+///
+/// let lp = EventLoop::new()?;
+/// let fut = lp.create_future::<String>();
+/// let readers: Vec<_> = (0..3)
+///     .map(|_| {
+///         let f = fut.clone();
+///         lp.create_task(async move { (&f).await.unwrap() }).unwrap()
+///     })
+///     .collect();
+/// fut.set_result("shared".to_string())?;
+/// for r in readers {
+///     assert_eq!(lp.run_until_complete(r)?.unwrap(), "shared");
+/// }
+/// # Ok::<(), evloop::Error>(())
+/// ```
+impl<T: Clone + Send + 'static> Future for &LoopFuture<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = crate::util::lock(&self.inner.state);
+        if matches!(st.outcome, Outcome::Pending) {
+            if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                st.wakers.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        drop(st);
+        Poll::Ready(self.result())
     }
 }
 

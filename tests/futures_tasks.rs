@@ -764,3 +764,36 @@ fn run_cancels_tasks_posted_from_other_threads_that_never_started() {
     assert_eq!(out, "done");
     assert_eq!(log.get(), vec![true]);
 }
+
+#[test]
+fn many_tasks_await_one_future_by_reference_like_asyncio() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp.create_future::<Vec<u32>>();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let f = fut.clone();
+            lp.create_task(async move { (&f).await.map(|v| v.iter().sum::<u32>()) })
+                .unwrap()
+        })
+        .collect();
+    let failed = lp.create_future::<u8>();
+    let f = failed.clone();
+    let failed_reader = lp
+        .create_task(async move { (&f).await.map(u32::from) })
+        .unwrap();
+    run_one_iteration(&lp);
+    fut.set_result(vec![1, 2, 3]).unwrap();
+    failed
+        .set_exception(std::io::Error::other("shared failure"))
+        .unwrap();
+    for r in readers {
+        assert_eq!(lp.run_until_complete(r).unwrap().unwrap().unwrap(), 6);
+    }
+    match lp.run_until_complete(failed_reader).unwrap().unwrap() {
+        Err(TaskError::Exception(e)) => assert_eq!(e.to_string(), "shared failure"),
+        other => panic!("{other:?}"),
+    }
+    // Still there for result() and for a final by-value await.
+    assert_eq!(fut.result().unwrap(), [1, 2, 3]);
+    assert_eq!(lp.run_until_complete(fut).unwrap().unwrap(), [1, 2, 3]);
+}
