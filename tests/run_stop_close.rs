@@ -332,3 +332,55 @@ fn equality_is_identity() {
     set.insert(a.clone());
     assert!(set.contains(&a) && !set.contains(&b));
 }
+
+#[test]
+fn closing_with_pending_tasks_reports_each_like_asyncio() {
+    // CPython: "Task was destroyed but it is pending!" for every task that
+    // goes away unfinished; the handler may look at the closing loop.
+    let lp = EventLoop::new().unwrap();
+    let seen = Log::new();
+    let s = seen.clone();
+    lp.set_exception_handler(Some(std::sync::Arc::new(move |lp: &EventLoop, ctx| {
+        let name = ctx
+            .task
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        // Looking at the closing loop from its handler neither blocks nor
+        // panics.
+        let _ = (lp.is_closed(), lp.stats(), lp.all_tasks());
+        s.push(format!("{}: {name}", ctx.message));
+    })));
+    let waiting = lp
+        .create_task_named(evloop::sleep(Duration::from_secs(3600)), "waiting")
+        .unwrap();
+    lp.run_until_complete(evloop::sleep(Duration::ZERO))
+        .unwrap()
+        .unwrap();
+    let finished = lp.create_task_named(async {}, "finished").unwrap();
+    lp.run_until_complete(finished).unwrap().unwrap();
+    let _unstarted = lp.create_task_named(async {}, "unstarted").unwrap();
+    lp.close().unwrap();
+    let mut got = seen.get();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "Task was destroyed but it is pending!: unstarted",
+            "Task was destroyed but it is pending!: waiting"
+        ]
+    );
+    assert!(waiting.cancelled());
+    // evloop::run cancels its leftovers first, so it reports none.
+    let quiet = Log::<String>::new();
+    let q = quiet.clone();
+    evloop::run(async move {
+        let lp = evloop::get_running_loop().unwrap();
+        lp.set_exception_handler(Some(std::sync::Arc::new(move |_: &EventLoop, ctx| {
+            q.push(ctx.message.clone())
+        })));
+        drop(evloop::spawn(evloop::sleep(Duration::from_secs(3600))).unwrap());
+    })
+    .unwrap();
+    assert!(quiet.get().is_empty(), "{:?}", quiet.get());
+}

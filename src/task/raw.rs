@@ -443,15 +443,20 @@ pub(crate) fn report_unretrieved(head: &TaskHeader, payload: PanicPayload) {
     head.shared.report_panic(ctx, payload);
 }
 
-/// Closes a task that is not running: drops its future and completes it as
-/// cancelled. Does nothing if it is done (or running, which cannot happen
-/// while its loop is closing).
+/// Closes a task that is not running: drops its future, completes it as
+/// cancelled, and tells the exception handler, as asyncio does when a
+/// pending task is destroyed ("Task was destroyed but it is pending!").
+/// Does nothing if it is done (or running, which cannot happen while its
+/// loop is closing).
 pub(crate) unsafe fn close(ptr: NonNull<TaskHeader>) {
     // Safety: the caller holds a reference.
     let head = unsafe { ptr.as_ref() };
     if head.state.try_claim() {
         unsafe { (head.vtable().cancel_future)(ptr) };
         complete(head, ptr, TaskOutcome::Cancelled);
+        head.shared.call_exception_handler(
+            ExceptionContext::new("Task was destroyed but it is pending!").with_task(head.info()),
+        );
     }
 }
 
