@@ -94,6 +94,32 @@ fn tasks_and_futures(lp: &EventLoop) -> Result<(), evloop::Error> {
             "  task '{name}' after cancel(): {:?}",
             task.await.unwrap_err()
         );
+
+        // As in asyncio, cancelling a task cancels what it awaits.
+        let inner = lp2
+            .create_task_named(evloop::sleep(Duration::from_secs(60)), "inner")
+            .unwrap();
+        inner
+            .add_done_callback(|done| {
+                println!(
+                    "  '{}' ended {:?} with its awaiter",
+                    done.info.name, done.outcome
+                )
+            })
+            .unwrap();
+        // A Task is itself a future: `outer` just awaits `inner`.
+        let outer = lp2.create_task_named(inner, "outer").unwrap();
+        evloop::sleep(Duration::ZERO).await.unwrap();
+        let names: Vec<String> = evloop::all_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let me = evloop::current_task().unwrap().unwrap().name;
+        println!("  all_tasks() from {me}: {names:?}");
+        outer.cancel();
+        let _ = outer.await;
+        evloop::sleep(Duration::ZERO).await.unwrap();
     })?;
     Ok(())
 }
