@@ -247,16 +247,12 @@ impl<T: Send + 'static> LoopFuture<T> {
     where
         T: Clone,
     {
-        let mut st = crate::util::lock(&self.inner.state);
-        if !matches!(st.outcome, Outcome::Pending) {
-            st.retrieved = true;
-        }
-        match &st.outcome {
+        self.inspect(|outcome| match outcome {
             Outcome::Pending => Err(invalid("Result is not set.")),
             Outcome::Taken => Err(invalid("the result was already taken")),
             Outcome::Done(Ok(v)) => Ok(v.clone()),
             Outcome::Done(Err(e)) => Err(clone_error(e)),
-        }
+        })
     }
 
     /// The error the future completed with, without taking anything
@@ -267,17 +263,23 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// [`LoopFuture::result`] it needs no `T: Clone`. Either call marks a
     /// failure as retrieved, so it is not reported when the future drops.
     pub fn exception(&self) -> Result<Option<TaskError>, TaskError> {
-        let mut st = crate::util::lock(&self.inner.state);
-        if !matches!(st.outcome, Outcome::Pending) {
-            st.retrieved = true;
-        }
-        match &st.outcome {
+        self.inspect(|outcome| match outcome {
             Outcome::Pending => Err(invalid("Exception is not set.")),
             Outcome::Taken => Err(invalid("the result was already taken")),
             Outcome::Done(Ok(_)) => Ok(None),
             Outcome::Done(Err(TaskError::Cancelled)) => Err(TaskError::Cancelled),
             Outcome::Done(Err(e)) => Ok(Some(clone_error(e))),
+        })
+    }
+
+    /// Reads the outcome under the lock, marking a finished one as
+    /// retrieved (asyncio clears `__log_traceback` the same way).
+    fn inspect<R>(&self, read: impl FnOnce(&Outcome<T>) -> R) -> R {
+        let mut st = crate::util::lock(&self.inner.state);
+        if !matches!(st.outcome, Outcome::Pending) {
+            st.retrieved = true;
         }
+        read(&st.outcome)
     }
 
     /// The loop the future belongs to, while that loop exists.
