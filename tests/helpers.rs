@@ -439,3 +439,38 @@ fn cancellation_follows_the_await_chain_like_asyncio() {
         .unwrap();
     assert_eq!(got, (true, true, true, 2, (true, true), true));
 }
+
+#[test]
+fn cancellation_reaches_an_awaited_task_on_another_loop() {
+    // A task on loop A awaits a task of loop B (running on another
+    // thread); cancelling the outer task cancels the inner one through B's
+    // cross-thread path.
+    let b = EventLoop::new().unwrap();
+    let runner = b.clone();
+    let thread = std::thread::spawn(move || runner.run_forever());
+    let inner = b
+        .create_task(evloop::sleep(Duration::from_secs(3600)))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    inner
+        .add_done_callback(move |d| tx.send(d.outcome).unwrap())
+        .unwrap();
+    let a = EventLoop::new().unwrap();
+    let outer = a.create_task(inner).unwrap();
+    let res = a
+        .run_until_complete(async move {
+            evloop::sleep(Duration::from_millis(5)).await.unwrap();
+            outer.cancel();
+            outer.await
+        })
+        .unwrap();
+    assert!(matches!(res, Err(TaskError::Cancelled)));
+    let outcome = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(outcome, evloop::TaskOutcome::Cancelled);
+    b.call_soon_threadsafe({
+        let b = b.clone();
+        move || b.stop()
+    })
+    .unwrap();
+    thread.join().unwrap().unwrap();
+}
