@@ -306,9 +306,7 @@ impl<T> Future for ConcurrentFuture<T> {
             self.awaited = false;
             return Poll::Ready(outcome);
         }
-        if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            st.wakers.push(cx.waker().clone());
-        }
+        crate::util::add_waker(&mut st.wakers, cx.waker());
         drop(st);
         self.awaited = true;
         Poll::Pending

@@ -311,9 +311,7 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
         let polled = match std::mem::replace(&mut st.outcome, Outcome::Taken) {
             Outcome::Pending => {
                 st.outcome = Outcome::Pending;
-                if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.wakers.push(cx.waker().clone());
-                }
+                crate::util::add_waker(&mut st.wakers, cx.waker());
                 Poll::Pending
             }
             Outcome::Done(r) => Poll::Ready(r),
@@ -357,9 +355,7 @@ impl<T: Clone + Send + 'static> Future for &LoopFuture<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = crate::util::lock(&self.inner.state);
         if matches!(st.outcome, Outcome::Pending) {
-            if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                st.wakers.push(cx.waker().clone());
-            }
+            crate::util::add_waker(&mut st.wakers, cx.waker());
             return Poll::Pending;
         }
         drop(st);

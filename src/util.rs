@@ -27,3 +27,11 @@ pub(crate) fn thread_name() -> String {
         None => format!("{:?}", t.id()),
     }
 }
+
+/// Adds `waker` to a future's waiter list unless an equivalent one is
+/// there (a task that polls again should not be woken twice).
+pub(crate) fn add_waker(wakers: &mut Vec<std::task::Waker>, waker: &std::task::Waker) {
+    if !wakers.iter().any(|w| w.will_wake(waker)) {
+        wakers.push(waker.clone());
+    }
+}

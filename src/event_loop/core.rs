@@ -127,7 +127,8 @@ impl Core {
     pub(crate) fn drain_inbox(&self, shared: &Shared) {
         loop {
             // Safety: the holder of the core (the running loop, or `stats`
-            // on an idle one) is the inbox's only consumer.
+            // / `all_tasks` holding an idle loop's core under its slot
+            // lock) is the inbox's only consumer.
             match unsafe { shared.remote.pop() } {
                 Pop::Item(r) => self.route(r),
                 Pop::Empty => return,
