@@ -3,12 +3,14 @@
 //! [`run_coroutine_threadsafe`](crate::run_coroutine_threadsafe) and by the
 //! executors' `submit`.
 
+use crate::cancellation::Awaited;
 use crate::error::{Error, TaskError};
+use crate::waiters::{self, WaitKey, Waiters};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 type Hook = Box<dyn FnOnce() + Send + 'static>;
@@ -25,19 +27,30 @@ struct State<T> {
     status: Status,
     outcome: Option<Result<T, TaskError>>,
     cancelled: bool,
-    wakers: Vec<Waker>,
+    waiters: Waiters,
     on_cancel: Option<Hook>,
     callbacks: Vec<DoneCallback<T>>,
+}
+
+/// What a completion took out of the state, to be run or dropped after
+/// the lock is released.
+struct Completion<T> {
+    wakers: Vec<std::task::Waker>,
+    callbacks: Vec<DoneCallback<T>>,
+    hook: Option<Hook>,
 }
 
 struct Inner<T> {
     state: Mutex<State<T>>,
     done: Condvar,
-    /// The loop that completes this future, if it is one (the `Shared`
-    /// address): blocking on it from that loop's own thread would wait
-    /// forever, so `result` refuses.
-    completed_by_loop: Option<usize>,
+    /// The loop that completes this future, if it is one: blocking on it
+    /// from that loop's own thread would wait forever, so `result` refuses.
+    completed_by_loop: Option<crate::sched::LoopId>,
 }
+
+// Safety: the loop id is only compared, never dereferenced.
+unsafe impl<T: Send> Send for Inner<T> {}
+unsafe impl<T: Send> Sync for Inner<T> {}
 
 /// The eventual result of work running elsewhere: on a loop
 /// (`run_coroutine_threadsafe`) or in a thread pool (`Executor::submit`).
@@ -61,27 +74,35 @@ struct Inner<T> {
 /// let slow = ConcurrentFuture::<u8>::new();
 /// assert!(matches!(slow.result(Some(Duration::from_millis(1))), Err(TaskError::Timeout)));
 /// assert!(slow.cancel());
-/// assert!(matches!(slow.result(None), Err(TaskError::Cancelled)));
+/// assert!(matches!(slow.result(None), Err(TaskError::Cancelled(None))));
 /// ```
 pub struct ConcurrentFuture<T> {
     inner: Arc<Inner<T>>,
-    /// This clone's last poll returned `Pending`: if the awaiting task is
-    /// cancelled, so is this future (see `cancellation`).
-    awaited: bool,
+    /// This clone's place among the waiters while it is awaited.
+    key: WaitKey,
+    /// If the task awaiting this clone is cancelled, so is the future
+    /// (see `cancellation`).
+    awaited: Awaited,
 }
 
 impl<T> Clone for ConcurrentFuture<T> {
     fn clone(&self) -> Self {
         ConcurrentFuture {
             inner: self.inner.clone(),
-            awaited: false,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
         }
     }
 }
 
 impl<T> Drop for ConcurrentFuture<T> {
     fn drop(&mut self) {
-        if self.awaited && crate::cancellation::propagating() {
+        waiters::forget(
+            || crate::sync::lock(&self.inner.state),
+            &mut self.key,
+            |st| &mut st.waiters,
+        );
+        if self.awaited.cancellation().is_some() {
             self.cancel();
         }
     }
@@ -101,19 +122,20 @@ impl<T> ConcurrentFuture<T> {
     }
 
     /// A pending future that the loop identified by `owner` completes.
-    pub(crate) fn completed_by(owner: *const ()) -> ConcurrentFuture<T> {
-        Self::with_owner(Some(owner as usize))
+    pub(crate) fn completed_by(owner: crate::sched::LoopId) -> ConcurrentFuture<T> {
+        Self::with_owner(Some(owner))
     }
 
-    fn with_owner(completed_by_loop: Option<usize>) -> ConcurrentFuture<T> {
+    fn with_owner(completed_by_loop: Option<crate::sched::LoopId>) -> ConcurrentFuture<T> {
         ConcurrentFuture {
-            awaited: false,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     status: Status::Pending,
                     outcome: None,
                     cancelled: false,
-                    wakers: Vec::new(),
+                    waiters: Waiters::default(),
                     on_cancel: None,
                     callbacks: Vec::new(),
                 }),
@@ -124,7 +146,7 @@ impl<T> ConcurrentFuture<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        crate::util::lock(&self.inner.state)
+        crate::sync::lock(&self.inner.state)
     }
 
     /// Runs `hook` if the future is cancelled while pending (how
@@ -135,7 +157,9 @@ impl<T> ConcurrentFuture<T> {
             drop(st);
             hook();
         } else if st.status != Status::Done {
-            st.on_cancel = Some(Box::new(hook));
+            let previous = st.on_cancel.replace(Box::new(hook));
+            drop(st);
+            drop(previous);
         }
     }
 
@@ -143,14 +167,19 @@ impl<T> ConcurrentFuture<T> {
     /// `false` then, and the work must not run (Python's
     /// `set_running_or_notify_cancel`).
     pub fn set_running_or_notify_cancel(&self) -> bool {
-        let mut st = self.lock();
-        if st.cancelled {
-            return false;
-        }
-        if st.status == Status::Pending {
+        let hook = {
+            let mut st = self.lock();
+            if st.cancelled {
+                return false;
+            }
+            if st.status != Status::Pending {
+                return true;
+            }
             st.status = Status::Running;
-            st.on_cancel = None;
-        }
+            st.on_cancel.take()
+        };
+        // The cancel hook's captures are dropped outside the lock.
+        drop(hook);
         true
     }
 
@@ -162,26 +191,37 @@ impl<T> ConcurrentFuture<T> {
 
     /// Completes the future with any outcome; `false` if already done.
     pub fn complete(&self, outcome: Result<T, TaskError>) -> bool {
-        let (wakers, callbacks) = {
-            let mut st = self.lock();
-            if st.status == Status::Done {
-                return false;
-            }
-            st.cancelled = matches!(outcome, Err(TaskError::Cancelled));
-            st.status = Status::Done;
-            st.outcome = Some(outcome);
-            st.on_cancel = None;
-            (
-                std::mem::take(&mut st.wakers),
-                std::mem::take(&mut st.callbacks),
-            )
-        };
-        self.inner.done.notify_all();
-        for w in wakers {
-            w.wake();
+        let mut st = self.lock();
+        if st.status == Status::Done {
+            drop(st);
+            drop(outcome);
+            return false;
         }
-        self.run_callbacks(callbacks);
+        let done = Self::finish(&mut st, outcome);
+        drop(st);
+        self.deliver(done);
         true
+    }
+
+    /// The one transition to `Done` (caller holds the lock).
+    fn finish(st: &mut State<T>, outcome: Result<T, TaskError>) -> Completion<T> {
+        st.cancelled = matches!(outcome, Err(TaskError::Cancelled(_)));
+        st.status = Status::Done;
+        st.outcome = Some(outcome);
+        Completion {
+            wakers: st.waiters.take_all(),
+            callbacks: std::mem::take(&mut st.callbacks),
+            hook: st.on_cancel.take(),
+        }
+    }
+
+    /// Tells everyone about a completion (the lock is released): blocked
+    /// threads, awaiting tasks, then done callbacks.
+    fn deliver(&self, done: Completion<T>) {
+        self.inner.done.notify_all();
+        waiters::wake_all(done.wakers);
+        drop(done.hook);
+        self.run_callbacks(done.callbacks);
     }
 
     fn run_callbacks(&self, callbacks: Vec<DoneCallback<T>>) {
@@ -199,21 +239,24 @@ impl<T> ConcurrentFuture<T> {
     }
 
     /// Cancels the future if it has not started (or, for a loop task, has
-    /// not finished): returns `false` if it is running or done.
+    /// not finished): returns `false` if it is running or done. Checking
+    /// and completing are one transition under one lock, as in
+    /// `concurrent.futures`, so a worker can never start a job whose
+    /// future this call reported cancelled.
     pub fn cancel(&self) -> bool {
-        let hook = {
-            let mut st = self.lock();
-            match st.status {
-                Status::Done => return st.cancelled,
-                Status::Running => return false,
-                Status::Pending => {}
-            }
-            st.on_cancel.take()
-        };
-        if let Some(hook) = hook {
+        let mut st = self.lock();
+        match st.status {
+            Status::Done => return st.cancelled,
+            Status::Running => return false,
+            Status::Pending => {}
+        }
+        let mut done = Self::finish(&mut st, Err(TaskError::Cancelled(None)));
+        drop(st);
+        // Cancellation reaches the loop task or the queued job behind it.
+        if let Some(hook) = done.hook.take() {
             hook();
         }
-        self.complete(Err(TaskError::Cancelled));
+        self.deliver(done);
         true
     }
 
@@ -248,7 +291,7 @@ impl<T> ConcurrentFuture<T> {
             && self
                 .inner
                 .completed_by_loop
-                .is_some_and(|owner| crate::event_loop::context::runs_here(owner as *const ()))
+                .is_some_and(crate::sched::runs_here)
         {
             return Err(TaskError::Exception(Arc::new(Error::InvalidState(
                 "result() would block the loop that must complete the future; await it instead",
@@ -256,7 +299,11 @@ impl<T> ConcurrentFuture<T> {
         }
         while st.status != Status::Done {
             st = match deadline {
-                None | Some(None) => self.inner.done.wait(st).unwrap_or_else(|p| p.into_inner()),
+                None | Some(None) => self
+                    .inner
+                    .done
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
                 Some(Some(deadline)) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -265,7 +312,7 @@ impl<T> ConcurrentFuture<T> {
                     self.inner
                         .done
                         .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0
                 }
             };
@@ -289,9 +336,7 @@ impl<T> ConcurrentFuture<T> {
 fn take<T>(st: &mut State<T>) -> Result<T, TaskError> {
     match st.outcome.take() {
         Some(outcome) => outcome,
-        None => Err(TaskError::Exception(Arc::new(crate::Error::InvalidState(
-            "the result was already taken",
-        )))),
+        None => Err(TaskError::invalid("the result was already taken")),
     }
 }
 
@@ -299,17 +344,19 @@ impl<T> Future for ConcurrentFuture<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.lock();
-        if st.status == Status::Done {
-            let outcome = take(&mut st);
-            drop(st);
-            self.awaited = false;
-            return Poll::Ready(outcome);
+        let this = &mut *self;
+        let polled = waiters::poll_wait(
+            || crate::sync::lock(&this.inner.state),
+            &mut this.key,
+            cx,
+            |st: &mut State<T>| (st.status == Status::Done).then(|| take(st)),
+            |st| &mut st.waiters,
+        );
+        match polled {
+            Poll::Pending => this.awaited.pending(),
+            Poll::Ready(_) => this.awaited.ready(),
         }
-        crate::util::add_waker(&mut st.wakers, cx.waker());
-        drop(st);
-        self.awaited = true;
-        Poll::Pending
+        polled
     }
 }
 

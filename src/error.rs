@@ -63,6 +63,20 @@ pub enum Error {
     Io(io::Error),
     /// Submission to an executor that was shut down.
     ExecutorShutdown,
+    /// `run_in_executor(None, ..)` after `shutdown_default_executor`
+    /// (asyncio: `RuntimeError('Executor shutdown has been called')`).
+    DefaultExecutorShutdown,
+    /// An executor could not start a worker thread, and no other worker was
+    /// alive to run the job (Python: `RuntimeError("can't start new
+    /// thread")`).
+    ThreadSpawn(io::Error),
+    /// `run_until_complete` was given a task or future of another loop
+    /// (asyncio's `ValueError`).
+    ForeignFuture,
+    /// The outcome of a future or task whose code panicked, read by
+    /// reference (`result()`, `exception()`, `(&fut).await`): the payload
+    /// itself goes to whoever awaits the value, so readers get its message.
+    Panicked(String),
     /// The executor already holds as many queued jobs as it was built to
     /// accept (`ThreadPoolBuilder::max_queued`); the job was not taken.
     QueueFull,
@@ -90,6 +104,12 @@ impl fmt::Display for Error {
             Error::InvalidFd(fd) => write!(f, "Invalid file descriptor: {fd}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::ExecutorShutdown => f.write_str("cannot schedule new futures after shutdown"),
+            Error::DefaultExecutorShutdown => f.write_str("Executor shutdown has been called"),
+            Error::ThreadSpawn(e) => write!(f, "can't start new thread: {e}"),
+            Error::ForeignFuture => f.write_str(
+                "The future belongs to a different loop than the one specified as the loop argument",
+            ),
+            Error::Panicked(message) => write!(f, "panicked: {message}"),
             Error::QueueFull => f.write_str("the executor's queue is full"),
             Error::Timeout => f.write_str("timed out"),
         }
@@ -99,7 +119,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(e),
+            Error::Io(e) | Error::ThreadSpawn(e) => Some(e),
             _ => None,
         }
     }
@@ -129,8 +149,9 @@ impl From<io::Error> for Error {
 /// ```
 #[non_exhaustive]
 pub enum TaskError {
-    /// It was cancelled (asyncio's `CancelledError`).
-    Cancelled,
+    /// It was cancelled (asyncio's `CancelledError`), with the message
+    /// given to `cancel_with`, if any.
+    Cancelled(Option<Arc<str>>),
     /// Its code panicked; the payload is what the panic carried.
     Panicked(PanicPayload),
     /// `set_exception` completed it with this error.
@@ -143,7 +164,35 @@ pub enum TaskError {
 impl TaskError {
     /// Whether this is [`TaskError::Cancelled`].
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, TaskError::Cancelled)
+        matches!(self, TaskError::Cancelled(_))
+    }
+
+    /// The cancellation message, if this is a cancellation that carries
+    /// one (asyncio: `CancelledError.args[0]`).
+    pub fn cancel_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Cancelled(Some(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A copy for a reader that does not take the outcome: errors are
+    /// shared; a panic's payload cannot be copied, so the reader gets an
+    /// [`Error::Panicked`] with its message.
+    pub(crate) fn share(&self) -> TaskError {
+        match self {
+            TaskError::Cancelled(m) => TaskError::Cancelled(m.clone()),
+            TaskError::Exception(e) => TaskError::Exception(e.clone()),
+            TaskError::Timeout => TaskError::Timeout,
+            TaskError::Panicked(p) => {
+                TaskError::Exception(Arc::new(Error::Panicked(panic_message(p).to_string())))
+            }
+        }
+    }
+
+    /// An `InvalidState` exception (asyncio's `InvalidStateError`).
+    pub(crate) fn invalid(what: &'static str) -> TaskError {
+        TaskError::Exception(Arc::new(Error::InvalidState(what)))
     }
 
     /// Whether this is [`TaskError::Panicked`].
@@ -164,7 +213,8 @@ impl TaskError {
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::Cancelled(None) => f.write_str("Cancelled"),
+            TaskError::Cancelled(Some(m)) => write!(f, "Cancelled({m:?})"),
             TaskError::Panicked(p) => write!(f, "Panicked({:?})", panic_message(p)),
             TaskError::Exception(e) => write!(f, "Exception({e:?})"),
             TaskError::Timeout => f.write_str("Timeout"),
@@ -175,7 +225,8 @@ impl fmt::Debug for TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskError::Cancelled => f.write_str("cancelled"),
+            TaskError::Cancelled(None) => f.write_str("CancelledError"),
+            TaskError::Cancelled(Some(m)) => write!(f, "CancelledError: {m}"),
             TaskError::Panicked(p) => write!(f, "panicked: {}", panic_message(p)),
             TaskError::Exception(e) => write!(f, "{e}"),
             TaskError::Timeout => f.write_str("timed out"),

@@ -1,26 +1,18 @@
 //! [`LoopFuture`]: asyncio's `Future`, a result that some code sets and
 //! other code awaits, attached to a loop whose queue runs its callbacks.
 
+use crate::cancellation::{Awaited, CancelMessage};
 use crate::error::{Error, SharedError, TaskError};
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
+use crate::handle::CallbackId;
+use crate::waiters::{self, WaitKey, Waiters};
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-/// Identifies a done callback for [`LoopFuture::remove_done_callback`] and
-/// [`Task::remove_done_callback`](crate::Task::remove_done_callback).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CallbackId(u64);
-
-impl CallbackId {
-    pub(crate) fn new(n: u64) -> CallbackId {
-        CallbackId(n)
-    }
-}
+use std::task::{Context, Poll};
 
 type DoneCallback<T> = Box<dyn FnOnce(LoopFuture<T>) + Send + 'static>;
 
@@ -38,7 +30,7 @@ struct State<T> {
     retrieved: bool,
     callbacks: Vec<(CallbackId, DoneCallback<T>, &'static Location<'static>)>,
     next_id: u64,
-    wakers: Vec<Waker>,
+    waiters: Waiters,
 }
 
 struct Inner<T> {
@@ -62,8 +54,10 @@ struct Inner<T> {
 /// the result before an awaiting task takes it (asyncio runs both in
 /// registration order; it never has to move a value out).
 ///
-/// As in asyncio, cancelling a task that is awaiting the future cancels
-/// the future too.
+/// An awaiter that goes away before the result arrives (a `wait_for`
+/// timeout, a losing `select!` branch) leaves nothing behind in the
+/// future. As in asyncio, cancelling a task that is awaiting the future
+/// cancels the future too.
 ///
 /// ```
 /// use evloop::EventLoop;
@@ -77,28 +71,35 @@ struct Inner<T> {
 /// ```
 pub struct LoopFuture<T> {
     inner: Arc<Inner<T>>,
-    /// Set while this clone is awaited (its last poll returned `Pending`):
-    /// how to cancel the future if the awaiting task is cancelled (see
-    /// `cancellation`). A function pointer because `Drop` cannot name the
-    /// `T: Send` bound that `cancel` needs.
-    cancel_if_awaited: Option<fn(&LoopFuture<T>)>,
+    /// This clone's place among the future's waiters while it is awaited.
+    key: WaitKey,
+    awaited: Awaited,
+    /// How to cancel the future if the awaiting task is cancelled, set by
+    /// the first poll. A function pointer because `Drop` cannot name the
+    /// `T: Send` bound that cancelling needs.
+    canceller: Option<fn(&LoopFuture<T>, CancelMessage)>,
 }
 
 impl<T> Clone for LoopFuture<T> {
     fn clone(&self) -> Self {
         LoopFuture {
             inner: self.inner.clone(),
-            cancel_if_awaited: None,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+            canceller: None,
         }
     }
 }
 
 impl<T> Drop for LoopFuture<T> {
     fn drop(&mut self) {
-        if let Some(cancel) = self.cancel_if_awaited {
-            if crate::cancellation::propagating() {
-                cancel(self);
-            }
+        waiters::forget(
+            || crate::sync::lock(&self.inner.state),
+            &mut self.key,
+            |st| &mut st.waiters,
+        );
+        if let (Some(message), Some(cancel)) = (self.awaited.cancellation(), self.canceller) {
+            cancel(self, message);
         }
     }
 }
@@ -106,7 +107,9 @@ impl<T> Drop for LoopFuture<T> {
 impl<T: Send + 'static> LoopFuture<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> LoopFuture<T> {
         LoopFuture {
-            cancel_if_awaited: None,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+            canceller: None,
             inner: Arc::new(Inner {
                 shared,
                 state: Mutex::new(State {
@@ -115,7 +118,7 @@ impl<T: Send + 'static> LoopFuture<T> {
                     retrieved: false,
                     callbacks: Vec::new(),
                     next_id: 0,
-                    wakers: Vec::new(),
+                    waiters: Waiters::default(),
                 }),
             }),
         }
@@ -143,12 +146,35 @@ impl<T: Send + 'static> LoopFuture<T> {
         self.complete(Err(TaskError::Exception(error)))
     }
 
-    /// Cancels the future (asyncio: `cancel`); returns `false` if it was
+    /// Cancels the future (asyncio: `cancel()`); returns `false` if it was
     /// already done.
     pub fn cancel(&self) -> bool {
+        self.cancel_inner(None)
+    }
+
+    /// Cancels the future with a message (asyncio: `cancel(msg)`), which
+    /// awaiters find in [`TaskError::Cancelled`]; returns `false` if it was
+    /// already done.
+    ///
+    /// ```
+    /// use evloop::{EventLoop, TaskError};
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let fut = lp.create_future::<()>();
+    /// assert!(fut.cancel_with("shutting down"));
+    /// let err = fut.result().unwrap_err();
+    /// assert_eq!(err.cancel_message(), Some("shutting down"));
+    /// assert_eq!(err.to_string(), "CancelledError: shutting down");
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn cancel_with(&self, message: impl Into<Arc<str>>) -> bool {
+        self.cancel_inner(Some(message.into()))
+    }
+
+    fn cancel_inner(&self, message: CancelMessage) -> bool {
         // `Closed` means it was cancelled but its callbacks were dropped.
         !matches!(
-            self.complete(Err(TaskError::Cancelled)),
+            self.complete(Err(TaskError::Cancelled(message))),
             Err(Error::InvalidState(_))
         )
     }
@@ -156,16 +182,15 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// Completes with any outcome (used by the executor for panics).
     pub(crate) fn complete(&self, outcome: Result<T, TaskError>) -> Result<(), Error> {
         let (callbacks, wakers) = {
-            let mut st = crate::util::lock(&self.inner.state);
+            let mut st = crate::sync::lock(&self.inner.state);
             if !matches!(st.outcome, Outcome::Pending) {
+                drop(st);
+                drop(outcome);
                 return Err(Error::InvalidState("invalid state"));
             }
-            st.cancelled = matches!(outcome, Err(TaskError::Cancelled));
+            st.cancelled = matches!(outcome, Err(TaskError::Cancelled(_)));
             st.outcome = Outcome::Done(outcome);
-            (
-                std::mem::take(&mut st.callbacks),
-                std::mem::take(&mut st.wakers),
-            )
+            (std::mem::take(&mut st.callbacks), st.waiters.take_all())
         };
         // Callbacks are queued before awaiters are woken, so that on the
         // loop every done callback runs (and can read the result) before an
@@ -176,9 +201,7 @@ impl<T: Send + 'static> LoopFuture<T> {
                 result = Err(e);
             }
         }
-        for w in wakers {
-            w.wake();
-        }
+        waiters::wake_all(wakers);
         result
     }
 
@@ -197,14 +220,14 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// Whether the future is done (asyncio: `done`).
     pub fn done(&self) -> bool {
         !matches!(
-            crate::util::lock(&self.inner.state).outcome,
+            crate::sync::lock(&self.inner.state).outcome,
             Outcome::Pending
         )
     }
 
     /// Whether the future was cancelled (asyncio: `cancelled`).
     pub fn cancelled(&self) -> bool {
-        crate::util::lock(&self.inner.state).cancelled
+        crate::sync::lock(&self.inner.state).cancelled
     }
 
     /// Adds a callback to run (on the loop, via `call_soon`) when the
@@ -218,8 +241,8 @@ impl<T: Send + 'static> LoopFuture<T> {
         F: FnOnce(LoopFuture<T>) + Send + 'static,
     {
         let location = Location::caller();
-        let mut st = crate::util::lock(&self.inner.state);
-        let id = CallbackId(st.next_id);
+        let mut st = crate::sync::lock(&self.inner.state);
+        let id = CallbackId::new(st.next_id);
         st.next_id += 1;
         if matches!(st.outcome, Outcome::Pending) {
             st.callbacks.push((id, Box::new(callback), location));
@@ -234,10 +257,16 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// scheduled yet; returns how many were removed (0 or 1, as asyncio's
     /// count).
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        let mut st = crate::util::lock(&self.inner.state);
-        let before = st.callbacks.len();
-        st.callbacks.retain(|(cid, _, _)| *cid != id);
-        before - st.callbacks.len()
+        let removed: Vec<_> = {
+            let mut st = crate::sync::lock(&self.inner.state);
+            let (gone, kept) = std::mem::take(&mut st.callbacks)
+                .into_iter()
+                .partition(|(cid, _, _)| *cid == id);
+            st.callbacks = kept;
+            gone
+        };
+        // The callback's captures are dropped outside the lock.
+        removed.len()
     }
 
     /// The result without taking it (asyncio: `result()`): the value, or
@@ -248,10 +277,10 @@ impl<T: Send + 'static> LoopFuture<T> {
         T: Clone,
     {
         self.inspect(|outcome| match outcome {
-            Outcome::Pending => Err(invalid("Result is not set.")),
-            Outcome::Taken => Err(invalid("the result was already taken")),
+            Outcome::Pending => Err(TaskError::invalid("Result is not set.")),
+            Outcome::Taken => Err(TaskError::invalid("the result was already taken")),
             Outcome::Done(Ok(v)) => Ok(v.clone()),
-            Outcome::Done(Err(e)) => Err(clone_error(e)),
+            Outcome::Done(Err(e)) => Err(e.share()),
         })
     }
 
@@ -264,18 +293,18 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// failure as retrieved, so it is not reported when the future drops.
     pub fn exception(&self) -> Result<Option<TaskError>, TaskError> {
         self.inspect(|outcome| match outcome {
-            Outcome::Pending => Err(invalid("Exception is not set.")),
-            Outcome::Taken => Err(invalid("the result was already taken")),
+            Outcome::Pending => Err(TaskError::invalid("Exception is not set.")),
+            Outcome::Taken => Err(TaskError::invalid("the result was already taken")),
             Outcome::Done(Ok(_)) => Ok(None),
-            Outcome::Done(Err(TaskError::Cancelled)) => Err(TaskError::Cancelled),
-            Outcome::Done(Err(e)) => Ok(Some(clone_error(e))),
+            Outcome::Done(Err(e @ TaskError::Cancelled(_))) => Err(e.share()),
+            Outcome::Done(Err(e)) => Ok(Some(e.share())),
         })
     }
 
     /// Reads the outcome under the lock, marking a finished one as
     /// retrieved (asyncio clears `__log_traceback` the same way).
     fn inspect<R>(&self, read: impl FnOnce(&Outcome<T>) -> R) -> R {
-        let mut st = crate::util::lock(&self.inner.state);
+        let mut st = crate::sync::lock(&self.inner.state);
         if !matches!(st.outcome, Outcome::Pending) {
             st.retrieved = true;
         }
@@ -286,20 +315,10 @@ impl<T: Send + 'static> LoopFuture<T> {
     pub fn get_loop(&self) -> Option<EventLoop> {
         self.inner.shared.event_loop()
     }
-}
 
-fn invalid(what: &'static str) -> TaskError {
-    TaskError::Exception(Arc::new(Error::InvalidState(what)))
-}
-
-/// Errors other than panics can be observed by every clone.
-fn clone_error(e: &TaskError) -> TaskError {
-    match e {
-        TaskError::Cancelled => TaskError::Cancelled,
-        TaskError::Exception(e) => TaskError::Exception(e.clone()),
-        TaskError::Timeout => TaskError::Timeout,
-        // The payload cannot be cloned; awaiting the future yields it.
-        TaskError::Panicked(_) => invalid("the future's code panicked"),
+    /// The identity of the loop the future belongs to.
+    pub(crate) fn loop_id(&self) -> crate::sched::LoopId {
+        self.inner.shared.id()
     }
 }
 
@@ -307,25 +326,43 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = crate::util::lock(&self.inner.state);
-        let polled = match std::mem::replace(&mut st.outcome, Outcome::Taken) {
-            Outcome::Pending => {
-                st.outcome = Outcome::Pending;
-                crate::util::add_waker(&mut st.wakers, cx.waker());
-                Poll::Pending
+        let this = &mut *self;
+        if crate::event_loop::context::root_is_foreign(at(this), this.loop_id()) {
+            return Poll::Pending;
+        }
+        let polled = waiters::poll_wait(
+            || crate::sync::lock(&this.inner.state),
+            &mut this.key,
+            cx,
+            |st: &mut State<T>| match std::mem::replace(&mut st.outcome, Outcome::Taken) {
+                Outcome::Pending => {
+                    st.outcome = Outcome::Pending;
+                    None
+                }
+                Outcome::Done(r) => Some(r),
+                Outcome::Taken => Some(Err(TaskError::invalid("the result was already taken"))),
+            },
+            |st| &mut st.waiters,
+        );
+        match polled {
+            Poll::Pending => {
+                this.awaited.pending();
+                this.canceller = Some(|f, message| {
+                    f.cancel_inner(message);
+                });
             }
-            Outcome::Done(r) => Poll::Ready(r),
-            Outcome::Taken => Poll::Ready(Err(invalid("the result was already taken"))),
-        };
-        drop(st);
-        self.cancel_if_awaited = match polled {
-            Poll::Pending => Some(|f| {
-                f.cancel();
-            }),
-            Poll::Ready(_) => None,
-        };
+            Poll::Ready(_) => this.awaited.ready(),
+        }
         polled
     }
+}
+
+/// The future of `(&fut).await`: reads the result without taking it.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ReadResult<'a, T: Clone + Send + 'static> {
+    fut: &'a LoopFuture<T>,
+    key: WaitKey,
+    awaited: Awaited,
 }
 
 /// Awaiting a *reference* reads the result without taking it, so any
@@ -349,18 +386,69 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
 /// }
 /// # Ok::<(), evloop::Error>(())
 /// ```
-impl<T: Clone + Send + 'static> Future for &LoopFuture<T> {
+impl<'a, T: Clone + Send + 'static> IntoFuture for &'a LoopFuture<T> {
+    type Output = Result<T, TaskError>;
+    type IntoFuture = ReadResult<'a, T>;
+
+    fn into_future(self) -> ReadResult<'a, T> {
+        ReadResult {
+            fut: self,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Future for ReadResult<'_, T> {
     type Output = Result<T, TaskError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = crate::util::lock(&self.inner.state);
-        if matches!(st.outcome, Outcome::Pending) {
-            crate::util::add_waker(&mut st.wakers, cx.waker());
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if crate::event_loop::context::root_is_foreign(at(this), this.fut.loop_id()) {
             return Poll::Pending;
         }
-        drop(st);
-        Poll::Ready(self.result())
+        let polled = waiters::poll_wait(
+            || crate::sync::lock(&this.fut.inner.state),
+            &mut this.key,
+            cx,
+            |st: &mut State<T>| (!matches!(st.outcome, Outcome::Pending)).then_some(()),
+            |st| &mut st.waiters,
+        );
+        match polled {
+            Poll::Pending => {
+                this.awaited.pending();
+                Poll::Pending
+            }
+            Poll::Ready(()) => {
+                this.awaited.ready();
+                Poll::Ready(this.fut.result())
+            }
+        }
     }
+}
+
+impl<T: Clone + Send + 'static> Drop for ReadResult<'_, T> {
+    fn drop(&mut self) {
+        waiters::forget(
+            || crate::sync::lock(&self.fut.inner.state),
+            &mut self.key,
+            |st| &mut st.waiters,
+        );
+        if let Some(message) = self.awaited.cancellation() {
+            self.fut.cancel_inner(message);
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> fmt::Debug for ReadResult<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadResult").field("fut", self.fut).finish()
+    }
+}
+
+/// Where a handle lives, for `run_until_complete`'s foreign-loop check.
+pub(crate) fn at<H>(handle: &H) -> (usize, usize) {
+    (handle as *const H as usize, std::mem::size_of::<H>())
 }
 
 impl<T> Drop for Inner<T> {
@@ -382,14 +470,14 @@ impl<T> Drop for Inner<T> {
             Outcome::Done(Err(TaskError::Exception(error))) => {
                 self.shared.call_exception_handler(ctx.with_error(error));
             }
-            _ => {}
+            other => crate::util::drop_quietly(other, "a future's result"),
         }
     }
 }
 
 impl<T> fmt::Debug for LoopFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = crate::util::lock(&self.inner.state);
+        let st = crate::sync::lock(&self.inner.state);
         let state = match st.outcome {
             Outcome::Pending => "pending",
             _ if st.cancelled => "cancelled",

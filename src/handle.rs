@@ -14,12 +14,14 @@
 //! `fetch_or`; `loom-tests/handle.rs` checks that exactly one party frees
 //! the allocation.
 
-use crate::event_loop::context;
+use crate::exception::ExceptionContext;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use crate::sched::{self, Local, LoopId, Schedule};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, Location};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The loop still holds the callback (scheduled, not yet run or discarded).
@@ -39,15 +41,38 @@ pub(crate) struct CallbackVtable {
     dealloc: unsafe fn(NonNull<CallbackHeader>),
 }
 
+/// Identifies a done callback for
+/// [`LoopFuture::remove_done_callback`](crate::LoopFuture::remove_done_callback)
+/// and [`Task::remove_done_callback`](crate::Task::remove_done_callback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+impl CallbackId {
+    pub(crate) fn new(n: u64) -> CallbackId {
+        CallbackId(n)
+    }
+}
+
+/// What only timers carry.
+pub(crate) struct TimerPart {
+    when: Instant,
+    /// The owning loop, told when the timer is cancelled from another
+    /// thread while it sits in the loop's timer queue (its purge rule
+    /// counts those too).
+    sched: Arc<dyn Schedule>,
+    /// The timer sits in the loop's heap (set and cleared by the loop).
+    in_heap: AtomicBool,
+}
+
 /// The closure-independent prefix of every callback allocation.
 #[repr(C)]
 pub(crate) struct CallbackHeader {
     header: Header,
     state: AtomicUsize,
-    /// Identity of the owning loop (its `Shared`), never dereferenced here.
-    owner: *const (),
-    /// The deadline of a timer; `None` for `call_soon` callbacks.
-    when: Option<Instant>,
+    /// Identity of the owning loop, never dereferenced here.
+    owner: LoopId,
+    /// `None` for `call_soon` callbacks.
+    timer: Option<TimerPart>,
     /// Where the callback was scheduled from, for debug-mode reports.
     location: &'static Location<'static>,
 }
@@ -69,20 +94,35 @@ impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
         dealloc: Self::dealloc,
     };
 
-    unsafe fn run(ptr: NonNull<Header>) {
+    unsafe fn run(ptr: NonNull<Header>, local: &dyn Local) {
+        /// Releases the loop's share even if reporting a panic unwinds (a
+        /// panicking exception handler's fallback, a tracing layer).
+        struct Release(NonNull<CallbackHeader>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                // Safety: the loop's share is ours to release, once.
+                unsafe { release_queue(self.0) }
+            }
+        }
         let cell = ptr.cast::<CallbackCell<F>>();
+        let _release = Release(ptr.cast());
         // Safety: the queue reference keeps the cell alive; the closure is
         // only touched by the thread running the loop, which is us.
-        unsafe {
-            let head = &cell.as_ref().head;
-            if head.state.load(Ordering::Acquire) & CANCELLED == 0 {
-                if let Some(f) = cell.as_ref().func.with_mut(|p| (*p).take()) {
-                    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
-                        context::report_callback_panic(HandleInfo::of(head), payload);
-                    }
-                }
+        let head = unsafe { &cell.as_ref().head };
+        if head.state.load(Ordering::Acquire) & CANCELLED != 0 {
+            // Cancelled from another thread: the captures go now, not when
+            // the handle is dropped (a closure may even hold its own
+            // handle).
+            unsafe { Self::drop_func(ptr.cast()) };
+            return;
+        }
+        if let Some(f) = unsafe { cell.as_ref().func.with_mut(|p| (*p).take()) } {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+                let info = HandleInfo::of(head);
+                let ctx = ExceptionContext::new(format!("Exception in callback {info}"))
+                    .with_handle(info);
+                local.report_panic(ctx, payload);
             }
-            release_queue(ptr.cast());
         }
     }
 
@@ -103,18 +143,13 @@ impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
                 .func
                 .with_mut(|p| (*p).take())
         };
-        // A panicking destructor must not unwind into the loop's machinery.
-        if std::panic::catch_unwind(AssertUnwindSafe(|| drop(f))).is_err() {
-            tracing::error!("a callback's captured value panicked while being dropped");
-        }
+        crate::util::drop_quietly(f, "a callback's captured value");
     }
 
     unsafe fn dealloc(ptr: NonNull<CallbackHeader>) {
         // Safety: both shares are released; nobody else can reach the cell.
         let cell = unsafe { Box::from_raw(ptr.cast::<CallbackCell<F>>().as_ptr()) };
-        if std::panic::catch_unwind(AssertUnwindSafe(|| drop(cell))).is_err() {
-            tracing::error!("a callback's captured value panicked while being dropped");
-        }
+        crate::util::drop_quietly(cell, "a callback's captured value");
     }
 }
 
@@ -141,10 +176,11 @@ unsafe fn release_queue(ptr: NonNull<CallbackHeader>) {
 }
 
 /// Allocates a callback owned by the loop `owner` and returns the loop's
-/// share as a [`Runnable`] and the user's share as a [`Handle`].
+/// share as a [`Runnable`] and the user's share as a [`Handle`]. A timer
+/// (`when` set) also keeps `sched`, its loop.
 pub(crate) fn new_callback<F>(
-    owner: *const (),
-    when: Option<Instant>,
+    owner: LoopId,
+    timer: Option<(Instant, Arc<dyn Schedule>)>,
     location: &'static Location<'static>,
     f: F,
 ) -> (Runnable, Handle)
@@ -156,7 +192,11 @@ where
             header: Header::new(&CallbackCell::<F>::VTABLE.base),
             state: AtomicUsize::new(QUEUED | HANDLE),
             owner,
-            when,
+            timer: timer.map(|(when, sched)| TimerPart {
+                when,
+                sched,
+                in_heap: AtomicBool::new(false),
+            }),
             location,
         },
         func: UnsafeCell::new(Some(f)),
@@ -176,7 +216,14 @@ fn callback_header(r: &Runnable) -> Option<&CallbackHeader> {
 
 /// The deadline of a queued callback, if it is a timer.
 pub(crate) fn timer_deadline(r: &Runnable) -> Option<Instant> {
-    callback_header(r)?.when
+    callback_header(r)?.timer.as_ref().map(|t| t.when)
+}
+
+/// Records whether a queued timer sits in its loop's heap (loop thread).
+pub(crate) fn set_in_heap(r: &Runnable, in_heap: bool) {
+    if let Some(t) = callback_header(r).and_then(|h| h.timer.as_ref()) {
+        t.in_heap.store(in_heap, Ordering::Release);
+    }
 }
 
 /// Whether a queued callback was cancelled (the timer queue purges these).
@@ -231,27 +278,42 @@ impl Handle {
     /// Cancelling twice, or after it ran, does nothing.
     ///
     /// On the loop's own thread the captured values are dropped at once;
-    /// from another thread they are dropped by the loop when it reaches the
-    /// callback (asyncio drops them at once; doing so from another thread
-    /// would race with the loop).
+    /// from another thread they are dropped by the loop, without running
+    /// the callback, when it reaches it (asyncio drops them at once; doing
+    /// so from another thread would race with the loop). A cancelled timer
+    /// is reached at its deadline or earlier, when cancelled timers make up
+    /// most of the loop's timer queue and the loop purges them, as asyncio
+    /// does (cancellations from other threads count too).
     pub fn cancel(&self) {
         let head = self.head();
-        if context::runs_here(head.owner) {
+        let local = sched::with_local(head.owner, (), |local, ()| {
             let s = head.state.load(Ordering::Relaxed);
             if s & CANCELLED != 0 {
                 return;
             }
             head.state.store(s | CANCELLED, Ordering::Relaxed);
             if s & QUEUED != 0 {
-                if head.when.is_some() {
-                    context::note_timer_cancelled();
+                if head
+                    .timer
+                    .as_ref()
+                    .is_some_and(|t| t.in_heap.load(Ordering::Relaxed))
+                {
+                    local.timer_cancelled();
                 }
                 // Safety: we are on the loop thread, and the closure is not
                 // running (a running callback has already taken it out).
                 unsafe { (vtable_of(head).drop_func)(self.ptr) };
             }
-        } else {
-            head.state.fetch_or(CANCELLED, Ordering::AcqRel);
+        });
+        if local.is_err() {
+            let prev = head.state.fetch_or(CANCELLED, Ordering::AcqRel);
+            if prev & (CANCELLED | QUEUED) == QUEUED {
+                if let Some(t) = &head.timer {
+                    if t.in_heap.load(Ordering::Acquire) {
+                        t.sched.timer_cancelled_remotely();
+                    }
+                }
+            }
         }
     }
 
@@ -275,7 +337,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         let head = self.head();
         let dealloc = vtable_of(head).dealloc;
-        if context::runs_here(head.owner) {
+        if sched::runs_here(head.owner) {
             let s = head.state.load(Ordering::Relaxed);
             if s & QUEUED == 0 {
                 // Safety: the loop's share is gone; we are the last owner.
@@ -332,8 +394,10 @@ impl TimerHandle {
     pub fn when(&self) -> Instant {
         self.handle
             .head()
-            .when
+            .timer
+            .as_ref()
             .expect("a timer handle always carries a deadline")
+            .when
     }
 
     /// Cancels the timer; see [`Handle::cancel`]. The loop keeps a count of
@@ -383,7 +447,7 @@ impl HandleInfo {
     fn of(head: &CallbackHeader) -> HandleInfo {
         HandleInfo {
             addr: head as *const CallbackHeader as usize,
-            when: head.when,
+            when: head.timer.as_ref().map(|t| t.when),
             scheduled_at: head.location,
         }
     }

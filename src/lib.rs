@@ -39,10 +39,12 @@ mod reactor;
 mod remote;
 mod runnable;
 mod runners;
+mod sched;
 mod sync;
 mod task;
 mod timers;
 mod util;
+mod waiters;
 
 #[cfg(loom)]
 #[doc(hidden)]
@@ -50,11 +52,11 @@ pub mod loom_api;
 
 pub use concurrent::ConcurrentFuture;
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
-pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, Stats};
+pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, Stats, WeakEventLoop};
 pub use exception::{ExceptionContext, ExceptionHandler, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
-pub use future::{CallbackId, LoopFuture};
-pub use handle::{Handle, HandleInfo, TimerHandle};
+pub use future::{LoopFuture, ReadResult};
+pub use handle::{CallbackId, Handle, HandleInfo, TimerHandle};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,
@@ -63,4 +65,4 @@ pub use runners::{
     Gather, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe, sleep,
     spawn, wait_for,
 };
-pub use task::{BoxFuture, Task, TaskDone, TaskFactory, TaskOutcome, TaskSpec};
+pub use task::{BoxFuture, ReadTask, Task, TaskDone, TaskFactory, TaskOutcome, TaskSpec};

@@ -153,14 +153,14 @@ static POLICY: RwLock<Option<Arc<dyn EventLoopPolicy>>> = RwLock::new(None);
 /// The installed policy (the default one unless
 /// [`set_event_loop_policy`] installed another).
 pub fn get_event_loop_policy() -> Arc<dyn EventLoopPolicy> {
-    crate::util::read(&POLICY)
+    crate::sync::read(&POLICY)
         .clone()
         .unwrap_or_else(default_policy)
 }
 
 /// Installs `policy` for the whole process; `None` restores the default.
 pub fn set_event_loop_policy(policy: Option<Arc<dyn EventLoopPolicy>>) {
-    let previous = std::mem::replace(&mut *crate::util::write(&POLICY), policy);
+    let previous = std::mem::replace(&mut *crate::sync::write(&POLICY), policy);
     drop(previous);
 }
 

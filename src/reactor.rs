@@ -14,9 +14,9 @@
 //! batch of events, never per callback it runs.
 
 use crate::error::Error;
-use crate::event_loop::context;
 use crate::exception::ExceptionContext;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
+use crate::sched::Local;
 use mio::unix::SourceFd;
 use mio::{Events, Registry, Token};
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The token of the loop's own eventfd waker.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -48,6 +48,8 @@ struct Watcher {
     /// Removed or replaced: a queued run does nothing.
     cancelled: AtomicBool,
     callback: std::cell::UnsafeCell<Box<dyn FnMut() + Send>>,
+    /// The fd table, to re-arm the descriptor after a run.
+    table: Weak<Mutex<State>>,
 }
 
 // Safety: `callback` is only called by the loop thread, from the one queued
@@ -61,7 +63,7 @@ static WATCHER_VTABLE: Vtable = Vtable {
     discard: discard_watcher,
 };
 
-unsafe fn run_watcher(ptr: NonNull<Header>) {
+unsafe fn run_watcher(ptr: NonNull<Header>, local: &dyn Local) {
     // Safety: the queue reference is an `Arc<Watcher>` turned into a pointer.
     let w = unsafe { Arc::from_raw(ptr.cast::<Watcher>().as_ptr()) };
     w.queued.store(false, Ordering::Release);
@@ -72,15 +74,15 @@ unsafe fn run_watcher(ptr: NonNull<Header>) {
     let callback = unsafe { &mut *w.callback.get() };
     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(callback)) {
         let what = describe_watcher(&w);
-        context::with_current(|ctx| {
-            ctx.event_loop.inner.shared.report_panic(
-                ExceptionContext::new(format!("Exception in callback {what}")),
-                payload,
-            )
-        });
+        local.report_panic(
+            ExceptionContext::new(format!("Exception in callback {what}")),
+            payload,
+        );
     }
     if !w.cancelled.load(Ordering::Acquire) {
-        context::with_current(|ctx| ctx.event_loop.inner.reactor.rearm(w.fd));
+        if let Some(table) = w.table.upgrade() {
+            rearm(&table, w.fd);
+        }
     }
 }
 
@@ -93,6 +95,20 @@ fn describe_watcher(w: &Watcher) -> String {
     match w.interest {
         Interest::Read => format!("<reader for fd {}>", w.fd),
         Interest::Write => format!("<writer for fd {}>", w.fd),
+    }
+}
+
+/// Asks the kernel to report `fd` again if it is still ready (the
+/// level-triggered emulation; see the module docs).
+fn rearm(table: &Mutex<State>, fd: RawFd) {
+    let state = crate::sync::lock(table);
+    let (Some(registry), Some(entry)) = (state.registry.as_ref(), state.fds.get(&fd)) else {
+        return;
+    };
+    if let Some(interest) = entry.interest() {
+        if let Err(e) = registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest) {
+            tracing::debug!(target: "evloop", "re-arming fd {fd}: {e}");
+        }
     }
 }
 
@@ -133,7 +149,7 @@ struct State {
 }
 
 pub(crate) struct Reactor {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     count: AtomicUsize,
 }
 
@@ -166,10 +182,10 @@ fn validate(fd: RawFd) -> Result<(), Error> {
 impl Reactor {
     pub(crate) fn new(registry: Registry) -> Reactor {
         Reactor {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 registry: Some(registry),
                 fds: HashMap::new(),
-            }),
+            })),
             count: AtomicUsize::new(0),
         }
     }
@@ -196,10 +212,11 @@ impl Reactor {
             queued: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             callback: std::cell::UnsafeCell::new(callback),
+            table: Arc::downgrade(&self.state),
         });
         let replaced;
         {
-            let mut guard = crate::util::lock(&self.state);
+            let mut guard = crate::sync::lock(&*self.state);
             let state = &mut *guard;
             let registry = state.registry.as_ref().ok_or(Error::Closed)?;
             let token = Token(fd as usize);
@@ -252,7 +269,7 @@ impl Reactor {
     pub(crate) fn remove(&self, fd: RawFd, interest: Interest) -> bool {
         let removed;
         {
-            let mut guard = crate::util::lock(&self.state);
+            let mut guard = crate::sync::lock(&*self.state);
             let state = &mut *guard;
             let Some(registry) = state.registry.as_ref() else {
                 return false;
@@ -286,7 +303,7 @@ impl Reactor {
 
     /// Turns readiness events into queued watcher runs.
     pub(crate) fn dispatch(&self, events: &Events, out: &mut Vec<Runnable>) {
-        let state = crate::util::lock(&self.state);
+        let state = crate::sync::lock(&*self.state);
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {
                 continue;
@@ -313,24 +330,10 @@ impl Reactor {
         }
     }
 
-    /// Asks the kernel to report `fd` again if it is still ready (the
-    /// level-triggered emulation; see the module docs).
-    pub(crate) fn rearm(&self, fd: RawFd) {
-        let state = crate::util::lock(&self.state);
-        let (Some(registry), Some(entry)) = (state.registry.as_ref(), state.fds.get(&fd)) else {
-            return;
-        };
-        if let Some(interest) = entry.interest() {
-            if let Err(e) = registry.reregister(&mut SourceFd(&fd), Token(fd as usize), interest) {
-                tracing::debug!(target: "evloop", "re-arming fd {fd}: {e}");
-            }
-        }
-    }
-
     /// Deregisters everything and forgets the poller (the loop is closing).
     pub(crate) fn close(&self) {
         let (registry, fds) = {
-            let mut state = crate::util::lock(&self.state);
+            let mut state = crate::sync::lock(&*self.state);
             let fds = std::mem::take(&mut state.fds);
             (state.registry.take(), fds)
         };

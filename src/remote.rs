@@ -69,14 +69,18 @@ pub(crate) struct Remote {
 unsafe impl Send for Remote {}
 unsafe impl Sync for Remote {}
 
-unsafe fn stub_never_runs(_: NonNull<Header>) {
+unsafe fn stub_never_runs(_: NonNull<Header>, _: &dyn crate::sched::Local) {
     // The stub is never handed out as a `Runnable` (see `pop`).
+}
+
+unsafe fn stub_never_discarded(_: NonNull<Header>) {
+    // As above.
 }
 
 static STUB_VTABLE: Vtable = Vtable {
     kind: Kind::Callback,
     run: stub_never_runs,
-    discard: stub_never_runs,
+    discard: stub_never_discarded,
 };
 
 impl Remote {

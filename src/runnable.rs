@@ -9,6 +9,7 @@
 //! reference" to such an object; running it or dropping it releases that
 //! reference.
 
+use crate::sched::Local;
 use crate::sync::AtomicPtr;
 use std::ptr::NonNull;
 
@@ -26,8 +27,9 @@ pub(crate) enum Kind {
 /// Per-type operations on a queued object.
 pub(crate) struct Vtable {
     pub(crate) kind: Kind,
-    /// Runs the object on the loop thread and releases the queue reference.
-    pub(crate) run: unsafe fn(NonNull<Header>),
+    /// Runs the object on the loop thread and releases the queue reference;
+    /// the running loop is passed in.
+    pub(crate) run: unsafe fn(NonNull<Header>, &dyn Local),
     /// Releases the queue reference without running the object (the loop is
     /// closing, or the object was cancelled).
     pub(crate) discard: unsafe fn(NonNull<Header>),
@@ -87,11 +89,11 @@ impl Runnable {
         self.ptr
     }
 
-    /// Runs the object; must be called on the thread that runs its loop.
-    pub(crate) fn run(self) {
+    /// Runs the object on the thread that runs its loop, `local`.
+    pub(crate) fn run(self, local: &dyn Local) {
         let ptr = self.into_raw();
         // Safety: we owned the queue reference; `run` consumes it.
-        unsafe { (ptr.as_ref().vtable.run)(ptr) }
+        unsafe { (ptr.as_ref().vtable.run)(ptr, local) }
     }
 }
 

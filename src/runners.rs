@@ -2,18 +2,19 @@
 //! `wait_for`, `gather`, and `run_coroutine_threadsafe`.
 
 use crate::atomic_waker::AtomicWaker;
+use crate::cancellation::Awaited;
 use crate::concurrent::ConcurrentFuture;
 use crate::error::{Error, TaskError};
 use crate::event_loop::{EventLoop, context};
 use crate::exception::TaskInfo;
 use crate::handle::TimerHandle;
 use crate::policy::{get_running_loop, new_event_loop, set_event_loop};
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::task::Task;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use std::time::Duration;
 /// # Ok::<(), evloop::Error>(())
 /// ```
 pub fn run<F: Future>(fut: F) -> Result<F::Output, Error> {
-    if context::any_running() {
+    if crate::sched::any_running() {
         return Err(Error::AnotherLoopRunning);
     }
     let event_loop = new_event_loop()?;
@@ -151,7 +152,7 @@ impl Future for Sleep {
             if self.yielded {
                 return Poll::Ready(Ok(()));
             }
-            if !context::any_running() {
+            if !crate::sched::any_running() {
                 return Poll::Ready(Err(Error::NoRunningLoop));
             }
             self.yielded = true;
@@ -251,16 +252,59 @@ impl<F: Future> Future for WaitFor<F> {
         if !timed_out {
             return Poll::Pending;
         }
-        crate::cancellation::propagate(|| fut.set(None));
+        crate::cancellation::propagate_now(|| fut.set(None));
         Poll::Ready(Err(Error::Timeout))
     }
 }
 
 /// Which children of a [`Gather`] were woken.
-struct GatherWake {
+///
+/// A child's flag is set by its waker (the first wake since the child was
+/// last polled pushes its index) and cleared by the gather just before it
+/// polls the child; a wake that lands after the clear pushes the index
+/// again, so it is never lost. Both sides use acquire-release
+/// read-modify-writes on the flag (`loom-tests/gather.rs`).
+pub(crate) struct GatherWake {
     woken: Mutex<Vec<usize>>,
     flags: Vec<AtomicBool>,
     parent: AtomicWaker,
+}
+
+impl GatherWake {
+    pub(crate) fn new(n: usize) -> GatherWake {
+        GatherWake {
+            woken: Mutex::new((0..n).collect()),
+            flags: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            parent: AtomicWaker::new(),
+        }
+    }
+
+    /// Child `i` was woken (any thread).
+    pub(crate) fn wake_child(&self, i: usize) {
+        if !self.flags[i].swap(true, Ordering::AcqRel) {
+            crate::sync::lock(&self.woken).push(i);
+            self.parent.wake();
+        }
+    }
+
+    /// The children woken since the last call, each to be polled once;
+    /// their flags are cleared, so wakes from now on are seen again.
+    pub(crate) fn take_woken(&self) -> Vec<usize> {
+        let woken = std::mem::take(&mut *crate::sync::lock(&self.woken));
+        for &i in &woken {
+            self.flags[i].swap(false, Ordering::AcqRel);
+        }
+        woken
+    }
+
+    /// Whether a child was woken since the last `take_woken`.
+    pub(crate) fn any_woken(&self) -> bool {
+        !crate::sync::lock(&self.woken).is_empty()
+    }
+
+    pub(crate) fn register_parent(&self, waker: &Waker) {
+        self.parent.register(waker);
+    }
 }
 
 struct ChildWaker {
@@ -274,10 +318,7 @@ impl Wake for ChildWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.shared.flags[self.index].swap(true, Ordering::AcqRel) {
-            crate::util::lock(&self.shared.woken).push(self.index);
-            self.shared.parent.wake();
-        }
+        self.shared.wake_child(self.index);
     }
 }
 
@@ -289,13 +330,18 @@ pub struct Gather<F: Future> {
     wakers: Vec<Waker>,
     shared: Arc<GatherWake>,
     remaining: usize,
+    awaited: Awaited,
 }
 
 impl<F: Future> Unpin for Gather<F> {}
 
 /// Runs `futs` concurrently and returns their outputs in input order
-/// (asyncio: `asyncio.gather`). Only the children that were woken are
-/// polled again. For fallible children, gather `Result`s and inspect them.
+/// (asyncio: `asyncio.gather`). Each poll polls only the children that
+/// were woken, each at most once: a child that wakes itself (a yield, a
+/// `sleep(ZERO)`) is polled again on the loop's next iteration, so a busy
+/// child never keeps the loop from its other work. For fallible children,
+/// gather `Result`s and inspect them. Cancelling the task that awaits the
+/// gather cancels every child that is waiting, as in asyncio.
 pub fn gather<I>(futs: I) -> Gather<I::Item>
 where
     I: IntoIterator,
@@ -303,11 +349,7 @@ where
 {
     let children: Vec<_> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
     let n = children.len();
-    let shared = Arc::new(GatherWake {
-        woken: Mutex::new((0..n).collect()),
-        flags: (0..n).map(|_| AtomicBool::new(true)).collect(),
-        parent: AtomicWaker::new(),
-    });
+    let shared = Arc::new(GatherWake::new(n));
     let wakers = (0..n)
         .map(|index| {
             Waker::from(Arc::new(ChildWaker {
@@ -322,6 +364,7 @@ where
         wakers,
         shared,
         remaining: n,
+        awaited: Awaited::default(),
     }
 }
 
@@ -330,26 +373,20 @@ impl<F: Future> Future for Gather<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        this.shared.parent.register(cx.waker());
-        loop {
-            let woken = std::mem::take(&mut *crate::util::lock(&this.shared.woken));
-            if woken.is_empty() {
-                break;
-            }
-            for i in woken {
-                this.shared.flags[i].store(false, Ordering::Release);
-                let Some(child) = this.children[i].as_mut() else {
-                    continue;
-                };
-                let mut child_cx = Context::from_waker(&this.wakers[i]);
-                if let Poll::Ready(v) = child.as_mut().poll(&mut child_cx) {
-                    this.outputs[i] = Some(v);
-                    this.children[i] = None;
-                    this.remaining -= 1;
-                }
+        this.shared.register_parent(cx.waker());
+        for i in this.shared.take_woken() {
+            let Some(child) = this.children[i].as_mut() else {
+                continue;
+            };
+            let mut child_cx = Context::from_waker(&this.wakers[i]);
+            if let Poll::Ready(v) = child.as_mut().poll(&mut child_cx) {
+                this.outputs[i] = Some(v);
+                this.children[i] = None;
+                this.remaining -= 1;
             }
         }
         if this.remaining == 0 {
+            this.awaited.ready();
             let outputs = std::mem::take(&mut this.outputs);
             return Poll::Ready(
                 outputs
@@ -358,7 +395,26 @@ impl<F: Future> Future for Gather<F> {
                     .collect(),
             );
         }
+        if this.shared.any_woken() {
+            // A child woke while being polled (or another was woken by it):
+            // poll it on the next iteration, not in this one.
+            cx.waker().wake_by_ref();
+        }
+        this.awaited.pending();
         Poll::Pending
+    }
+}
+
+impl<F: Future> Drop for Gather<F> {
+    fn drop(&mut self) {
+        // Children that were not woken lately were not polled in the
+        // cancelled task's last poll, yet they are awaited as much as the
+        // gather itself: if it is being cancelled, all of them are.
+        let children = std::mem::take(&mut self.children);
+        match self.awaited.cancellation() {
+            Some(message) => crate::cancellation::propagate_all(message, || drop(children)),
+            None => crate::cancellation::suppress(|| drop(children)),
+        }
     }
 }
 
@@ -390,7 +446,7 @@ impl<F: Future> Future for Forward<F> {
 impl<F: Future> Drop for Forward<F> {
     fn drop(&mut self) {
         if let Some(result) = self.result.take() {
-            result.complete(Err(TaskError::Cancelled));
+            result.complete(Err(TaskError::Cancelled(None)));
         }
     }
 }

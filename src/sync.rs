@@ -1,25 +1,23 @@
-//! The one place that decides whether the lock-free protocols use `std`'s
-//! primitives or loom's.
+//! The one place that decides whether evloop's concurrency primitives are
+//! `std`'s or loom's.
 //!
-//! Every module that holds a lock-free protocol (the remote inbox and its
-//! wake-up state, a task's state word, a callback handle's reference bits,
-//! the atomic waker, the executor's parking) imports its atomics and cells
-//! from here, so the code that runs in production is the code `loom-tests/`
-//! model-checks under `RUSTFLAGS="--cfg loom"`. Code outside those protocols
-//! (statistics counters, statics) uses `std` directly, because loom's types
-//! cannot live in statics or outside a model.
+//! Every module of the loop's machinery imports its atomics, locks, cells
+//! and thread-locals from here, so the code that runs in production is the
+//! code `loom-tests/` model-checks under `RUSTFLAGS="--cfg loom"`. Which
+//! protocols the models cover is listed in `ARCHITECTURE.md` ("Invariants
+//! and where loom checks them"). Only process-wide statics (id counters,
+//! the global policy) use `std` directly, because loom's types cannot live
+//! in a `static`.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar, Mutex};
-
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar, Mutex};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// An `UnsafeCell` with loom's closure-based access API, so that loom can
 /// check that no two threads touch the contents at once.
@@ -50,17 +48,74 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-/// Locks a mutex, ignoring poisoning: every mutex in this crate guards state
-/// whose invariants hold between statements, and a panic in user code never
-/// runs while one is held.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
+/// Declares a thread-local: `std`'s (with a `const` initialiser) in
+/// production, loom's under the model checker, so that code keyed on "which
+/// loop runs on this thread" can be modelled like any other.
+#[cfg(not(loom))]
+macro_rules! thread_local_cell {
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        std::thread_local!($(#[$m])* static $name: $t = const { $init });
+    };
+}
+#[cfg(loom)]
+macro_rules! thread_local_cell {
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        loom::thread_local!($(#[$m])* static $name: $t = $init);
+    };
+}
+pub(crate) use thread_local_cell;
+
+/// A lock whose guard [`lock`] hands out, poisoning ignored.
+pub(crate) trait Lock {
+    /// The guard type.
+    type Guard<'a>
+    where
+        Self: 'a;
+    /// Locks, ignoring poisoning.
+    fn lock_unpoisoned(&self) -> Self::Guard<'_>;
+}
+
+impl<T> Lock for std::sync::Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn lock_unpoisoned(&self) -> Self::Guard<'_> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[cfg(loom)]
-pub(crate) use loom::sync::MutexGuard;
-#[cfg(not(loom))]
-pub(crate) use std::sync::MutexGuard;
+impl<T> Lock for loom::sync::Mutex<T> {
+    type Guard<'a>
+        = loom::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn lock_unpoisoned(&self) -> Self::Guard<'_> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Locks a mutex (`std`'s or loom's), ignoring poisoning.
+///
+/// Ignoring poison is sound here because of the rule every lock in evloop
+/// keeps: no user code — callbacks, destructors of user values, foreign
+/// wakers, handlers — runs while an internal lock is held. So a panic can
+/// never unwind out of a critical section with its state half-updated;
+/// values that may run user code on drop are moved out and dropped after
+/// the guard.
+pub(crate) fn lock<L: Lock + ?Sized>(m: &L) -> L::Guard<'_> {
+    m.lock_unpoisoned()
+}
+
+/// Read-locks an `RwLock`, ignoring poisoning (see [`lock`]).
+pub(crate) fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Write-locks an `RwLock`, ignoring poisoning (see [`lock`]).
+pub(crate) fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

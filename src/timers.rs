@@ -1,14 +1,21 @@
 //! A loop's timer queue: a binary heap ordered by (deadline, scheduling
 //! order), with cancelled timers purged lazily, as asyncio does.
 //!
-//! Cancelled timers stay in the heap until one of three things removes them:
-//! they reach the top (dropped when the loop looks for the next deadline);
-//! cancellations made on the loop thread, which the queue counts, exceed
-//! half the heap (asyncio's rule: rebuild without them); or the heap has
-//! doubled since it was last scanned, in which case it is scanned for
-//! cancellations made from other threads (which are not counted, to keep
-//! their path free of shared counters). Each rebuild removes at least half
-//! the heap, so purging costs O(1) amortised per timer.
+//! Deadlines are compared as `Instant`s, so a deadline in the past, even
+//! one before the loop was created, keeps its place: `call_at(now - 1 s)`
+//! runs after `call_at(now - 5 s)`.
+//!
+//! Cancelled timers stay in the heap until they reach the top (dropped
+//! when the loop looks for the next deadline), or until cancelled timers
+//! make up more than half of a heap of more than 100 (asyncio's rule),
+//! which rebuilds the heap without them. The count behind that rule
+//! includes timers cancelled on other threads: a timer knows whether it
+//! sits in the heap, and a cancellation from another thread of a timer in
+//! the heap is reported to the loop (`Schedule::timer_cancelled_remotely`),
+//! which adds those reports here each iteration ([`TimerQueue::add_cancelled`]).
+//! A report may race with the loop taking the timer out, so the count is a
+//! hint; every rebuild recounts exactly, and each rebuild removes at least
+//! half the heap, so purging costs O(1) amortised per timer.
 
 use crate::handle;
 use crate::runnable::Runnable;
@@ -18,23 +25,26 @@ use std::time::Instant;
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES`: below this size, never rebuild.
 const MIN_PURGE_LEN: usize = 100;
-/// The smallest heap worth scanning for foreign cancellations.
-const MIN_SCAN_LEN: usize = 1024;
 /// The smallest heap for which `pop_due` considers the bulk path.
 const BULK_MIN_LEN: usize = 1024;
 /// How many heap slots `mostly_due` samples.
 const BULK_SAMPLES: usize = 16;
 
 struct Entry {
-    /// Nanoseconds since the queue's epoch.
-    key: u64,
+    when: Instant,
     seq: u64,
     runnable: Runnable,
 }
 
+impl Entry {
+    fn key(&self) -> (Instant, u64) {
+        (self.when, self.seq)
+    }
+}
+
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key && self.seq == other.seq
+        self.key() == other.key()
     }
 }
 impl Eq for Entry {}
@@ -46,18 +56,16 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     // Reversed, so that `BinaryHeap` (a max-heap) yields the earliest first.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.key, other.seq).cmp(&(self.key, self.seq))
+        other.key().cmp(&self.key())
     }
 }
 
+#[derive(Default)]
 pub(crate) struct TimerQueue {
     heap: BinaryHeap<Entry>,
-    epoch: Instant,
     seq: u64,
-    /// Cancellations made on the loop thread while the timer was queued.
+    /// Timers in the heap known to be cancelled (a hint; see module docs).
     cancelled: usize,
-    /// Heap length at which to scan for cancellations made elsewhere.
-    next_scan: usize,
     /// Cancelled timers taken out of the heap. Dropping one may run user
     /// destructors, which may schedule callbacks; the loop drops them once
     /// it no longer borrows the queue (see `take_removed`).
@@ -65,58 +73,39 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
-    pub(crate) fn new(epoch: Instant) -> TimerQueue {
-        TimerQueue {
-            heap: BinaryHeap::new(),
-            epoch,
-            seq: 0,
-            cancelled: 0,
-            next_scan: MIN_SCAN_LEN,
-            removed: Vec::new(),
-        }
-    }
-
-    fn key(&self, when: Instant) -> u64 {
-        u64::try_from(when.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// Queues a timer callback due at `when`.
     pub(crate) fn insert(&mut self, runnable: Runnable, when: Instant) {
         if handle::is_cancelled(&runnable) {
             self.removed.push(runnable); // cancelled before it reached the loop
             return;
         }
-        let key = self.key(when);
+        handle::set_in_heap(&runnable, true);
         self.seq += 1;
         self.heap.push(Entry {
-            key,
+            when,
             seq: self.seq,
             runnable,
         });
-        if self.heap.len() >= self.next_scan {
-            self.scan();
-        }
     }
 
-    /// A queued timer was cancelled on the loop thread.
-    pub(crate) fn note_cancelled(&mut self) {
-        self.cancelled += 1;
+    /// `n` timers in the heap were cancelled (on the loop thread, or
+    /// reported from other threads); purges if they now dominate.
+    pub(crate) fn add_cancelled(&mut self, n: usize) {
+        self.cancelled += n;
         if self.heap.len() > MIN_PURGE_LEN && self.cancelled * 2 > self.heap.len() {
             self.purge();
         }
     }
 
-    fn scan(&mut self) {
-        let cancelled = self
-            .heap
-            .iter()
-            .filter(|e| handle::is_cancelled(&e.runnable))
-            .count();
-        self.cancelled = cancelled;
-        if cancelled * 2 > self.heap.len() {
-            self.purge();
-        }
-        self.next_scan = (self.heap.len() * 2).max(MIN_SCAN_LEN);
+    /// Whether `n` more cancellations would trigger a purge.
+    pub(crate) fn would_purge_with(&self, n: usize) -> bool {
+        self.heap.len() > MIN_PURGE_LEN && (self.cancelled + n) * 2 > self.heap.len()
+    }
+
+    fn take_out(&mut self, runnable: Runnable) {
+        handle::set_in_heap(&runnable, false);
+        self.cancelled = self.cancelled.saturating_sub(1);
+        self.removed.push(runnable);
     }
 
     fn purge(&mut self) {
@@ -124,6 +113,7 @@ impl TimerQueue {
         let mut live = Vec::with_capacity(entries.len() / 2);
         for e in entries {
             if handle::is_cancelled(&e.runnable) {
+                handle::set_in_heap(&e.runnable, false);
                 self.removed.push(e.runnable);
             } else {
                 live.push(e);
@@ -131,7 +121,6 @@ impl TimerQueue {
         }
         self.heap = BinaryHeap::from(live);
         self.cancelled = 0;
-        self.next_scan = (self.heap.len() * 2).max(MIN_SCAN_LEN);
     }
 
     /// Drops cancelled timers at the top, then returns the earliest
@@ -139,11 +128,10 @@ impl TimerQueue {
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(top) = self.heap.peek() {
             if !handle::is_cancelled(&top.runnable) {
-                return Some(self.epoch + std::time::Duration::from_nanos(top.key));
+                return Some(top.when);
             }
             let entry = self.heap.pop().expect("peeked entry exists");
-            self.removed.push(entry.runnable);
-            self.cancelled = self.cancelled.saturating_sub(1);
+            self.take_out(entry.runnable);
         }
         None
     }
@@ -151,55 +139,52 @@ impl TimerQueue {
     /// Moves every timer due at `now` to `ready`, in deadline order (equal
     /// deadlines in scheduling order); cancelled ones are dropped.
     pub(crate) fn pop_due(&mut self, now: Instant, ready: &mut VecDeque<Runnable>) {
-        let now = self.key(now);
         if self.heap.len() >= BULK_MIN_LEN && self.mostly_due(now) {
             self.pop_due_bulk(now, ready);
             return;
         }
         while let Some(top) = self.heap.peek() {
-            if top.key > now {
+            if top.when > now {
                 break;
             }
             let entry = self.heap.pop().expect("peeked entry exists");
             if handle::is_cancelled(&entry.runnable) {
-                self.cancelled = self.cancelled.saturating_sub(1);
-                self.removed.push(entry.runnable);
+                self.take_out(entry.runnable);
             } else {
+                handle::set_in_heap(&entry.runnable, false);
                 ready.push_back(entry.runnable);
             }
-        }
-        if self.heap.len() < self.next_scan / 4 && self.next_scan > MIN_SCAN_LEN {
-            self.next_scan = (self.heap.len() * 2).max(MIN_SCAN_LEN);
         }
     }
 
     /// Whether most of a large heap is due (from a sample of its array),
     /// in which case one partition and a sort of the due part beat popping
     /// them one O(log n) sift at a time.
-    fn mostly_due(&self, now: u64) -> bool {
+    fn mostly_due(&self, now: Instant) -> bool {
         let entries = self.heap.as_slice();
         let step = entries.len() / BULK_SAMPLES;
         let due = (0..BULK_SAMPLES)
-            .filter(|i| entries[i * step].key <= now)
+            .filter(|i| entries[i * step].when <= now)
             .count();
         due * 2 >= BULK_SAMPLES
     }
 
-    fn pop_due_bulk(&mut self, now: u64, ready: &mut VecDeque<Runnable>) {
+    fn pop_due_bulk(&mut self, now: Instant, ready: &mut VecDeque<Runnable>) {
         let entries = std::mem::take(&mut self.heap).into_vec();
         let mut due = Vec::with_capacity(entries.len());
         let mut later = Vec::new();
         for e in entries {
-            if e.key <= now {
+            if e.when <= now {
                 due.push(e);
             } else {
                 later.push(e);
             }
         }
         self.heap = BinaryHeap::from(later);
-        due.sort_unstable_by_key(|e| (e.key, e.seq));
+        due.sort_unstable_by_key(Entry::key);
         ready.reserve(due.len());
         for e in due {
+            handle::set_in_heap(&e.runnable, false);
             if handle::is_cancelled(&e.runnable) {
                 self.removed.push(e.runnable);
             } else {
@@ -207,15 +192,16 @@ impl TimerQueue {
             }
         }
         self.cancelled = self.cancelled.min(self.heap.len());
-        self.next_scan = (self.heap.len() * 2).max(MIN_SCAN_LEN);
     }
 
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// Timers in the heap known to be cancelled (never more than the heap
+    /// holds).
     pub(crate) fn cancelled(&self) -> usize {
-        self.cancelled
+        self.cancelled.min(self.heap.len())
     }
 
     /// Cancelled timers removed since the last call, for the caller to drop
@@ -228,7 +214,10 @@ impl TimerQueue {
     pub(crate) fn drain(&mut self) -> Vec<Runnable> {
         self.cancelled = 0;
         let mut all = self.take_removed();
-        all.extend(self.heap.drain().map(|e| e.runnable));
+        all.extend(self.heap.drain().map(|e| {
+            handle::set_in_heap(&e.runnable, false);
+            e.runnable
+        }));
         all
     }
 }

@@ -149,7 +149,7 @@ fn cancelled_before_it_starts_means_it_never_runs() {
     blocker.result(None).unwrap();
     pool.shutdown(true);
     assert_eq!(ran.load(Ordering::SeqCst), 0);
-    assert!(matches!(victim.result(None), Err(TaskError::Cancelled)));
+    assert!(matches!(victim.result(None), Err(TaskError::Cancelled(_))));
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn cancelling_the_loop_future_before_the_job_starts_means_it_never_runs() {
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(matches!(
         lp.run_until_complete(victim).unwrap(),
-        Err(TaskError::Cancelled)
+        Err(TaskError::Cancelled(_))
     ));
 }
 

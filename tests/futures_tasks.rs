@@ -34,7 +34,7 @@ fn future_cancel() {
     assert!(fut.cancelled() && fut.done());
     assert!(matches!(
         lp.run_until_complete(fut).unwrap(),
-        Err(TaskError::Cancelled)
+        Err(TaskError::Cancelled(_))
     ));
 }
 
@@ -65,7 +65,10 @@ fn future_exception_reads_the_error_without_taking_it() {
     assert!(matches!(pending.exception(), Ok(None)));
     let cancelled = lp.create_future::<Opaque>();
     cancelled.cancel();
-    assert!(matches!(cancelled.exception(), Err(TaskError::Cancelled)));
+    assert!(matches!(
+        cancelled.exception(),
+        Err(TaskError::Cancelled(_))
+    ));
     let failed = lp.create_future::<Opaque>();
     failed
         .set_exception(std::io::Error::other("disk on fire"))
@@ -200,7 +203,7 @@ fn cancelled_task_drops_its_future_at_the_next_step() {
             r
         })
         .unwrap();
-    assert!(matches!(outcome, Err(TaskError::Cancelled)));
+    assert!(matches!(outcome, Err(TaskError::Cancelled(_))));
     assert_eq!(drops.dropped(), 1);
     assert_eq!(log.get(), vec!["started"]);
 }
@@ -213,7 +216,7 @@ fn task_cancelled_before_its_first_step_never_runs() {
     let victim = lp.create_task(async move { il.push(1) }).unwrap();
     assert!(victim.cancel());
     let r = lp.run_until_complete(victim).unwrap();
-    assert!(matches!(r, Err(TaskError::Cancelled)));
+    assert!(matches!(r, Err(TaskError::Cancelled(_))));
     assert!(inner_log.get().is_empty());
 }
 
@@ -394,10 +397,53 @@ fn awaiting_a_task_from_another_loop() {
             "from a"
         })
         .unwrap();
-    let out = b.run_until_complete(task).unwrap().unwrap();
+    // Awaited from inside a future of loop b: fine, across threads.
+    let out = b
+        .run_until_complete(async move {
+            let out = task.await;
+            evloop::sleep(Duration::ZERO).await.unwrap();
+            out
+        })
+        .unwrap()
+        .unwrap();
     assert_eq!(out, "from a");
     a.stop();
     thread.join().unwrap();
+}
+
+#[test]
+fn run_until_complete_refuses_a_task_or_future_of_another_loop() {
+    // asyncio: ValueError('The future belongs to a different loop than the
+    // one specified as the loop argument'), at once, even while the other
+    // loop is idle (it would otherwise wait forever).
+    within(Duration::from_secs(10), || {
+        let a = EventLoop::new().unwrap();
+        let b = EventLoop::new().unwrap();
+        let task = a.create_task(async { 1 }).unwrap();
+        let err = b.run_until_complete(&task).unwrap_err();
+        assert!(matches!(err, Error::ForeignFuture), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "The future belongs to a different loop than the one specified as the loop argument"
+        );
+        let err = b.run_until_complete(task).unwrap_err();
+        assert!(matches!(err, Error::ForeignFuture));
+        let fut = a.create_future::<u8>();
+        assert!(matches!(
+            b.run_until_complete(fut.clone()),
+            Err(Error::ForeignFuture)
+        ));
+        assert!(matches!(
+            b.run_until_complete(&fut),
+            Err(Error::ForeignFuture)
+        ));
+        // The refusal costs nothing: both loops still work, and the future
+        // was not cancelled or consumed.
+        assert!(!fut.done());
+        fut.set_result(3).unwrap();
+        assert_eq!(a.run_until_complete(fut).unwrap().unwrap(), 3);
+        assert_eq!(b.run_until_complete(async { 5 }).unwrap(), 5);
+    });
 }
 
 #[test]

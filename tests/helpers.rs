@@ -271,7 +271,7 @@ fn run_coroutine_threadsafe_result_cancel_and_panic() {
         ));
         assert!(slow.cancel());
         assert!(slow.cancelled());
-        assert!(matches!(slow.result(None), Err(TaskError::Cancelled)));
+        assert!(matches!(slow.result(None), Err(TaskError::Cancelled(_))));
 
         let bad = evloop::run_coroutine_threadsafe(async { panic!("remote boom") }, &lp).unwrap();
         match bad.result(Some(Duration::from_secs(10))) {
@@ -372,7 +372,7 @@ fn cancellation_follows_the_await_chain_like_asyncio() {
                 .unwrap();
             tick().await.unwrap();
             outer.cancel();
-            assert!(matches!(outer.await, Err(TaskError::Cancelled)));
+            assert!(matches!(outer.await, Err(TaskError::Cancelled(_))));
             let inner_cancelled = probe.await.unwrap();
 
             let slow = lp2
@@ -464,7 +464,7 @@ fn cancellation_reaches_an_awaited_task_on_another_loop() {
             outer.await
         })
         .unwrap();
-    assert!(matches!(res, Err(TaskError::Cancelled)));
+    assert!(matches!(res, Err(TaskError::Cancelled(_))));
     let outcome = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(outcome, evloop::TaskOutcome::Cancelled);
     b.call_soon_threadsafe({

@@ -1,26 +1,29 @@
-//! The thread-local record of the loop running on this thread.
+//! What a running loop knows about its run: the [`RunContext`] that
+//! `run_forever` builds on its stack and registers with
+//! [`crate::sched::enter`] as the loop running on this thread.
 //!
-//! While `run_forever` runs, a thread-local points at its [`RunContext`].
-//! That pointer is how `call_soon` on the loop's own thread finds the ready
-//! queue without a lock, how a handle knows it may release its share with a
-//! plain store, and how `get_running_loop()` answers.
+//! The context is the loop's implementation of [`Local`], handed to every
+//! callback, task and watcher it runs. From the loop's layer upwards it is
+//! also how `call_soon` on the loop's own thread finds the ready queue
+//! without a lock, and how `get_running_loop()` and `run_until_complete`'s
+//! root future are found.
 
 use super::EventLoop;
 use super::core::Core;
 use super::shared::Shared;
 use crate::error::PanicPayload;
 use crate::exception::ExceptionContext;
-use crate::handle::HandleInfo;
 use crate::runnable::Runnable;
-use std::cell::Cell;
-use std::ptr;
+use crate::sched::{self, Local};
+use crate::task::registry::TaskRegistry;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::task::{Context, Poll};
 
 /// The future `run_until_complete` drives, borrowed from its stack frame.
 pub(crate) type RootPoll<'a> = dyn FnMut(&mut Context<'_>) -> Poll<()> + 'a;
 
 pub(crate) struct RunContext {
-    pub(crate) shared: *const Shared,
     pub(crate) core: *const Core,
     pub(crate) event_loop: EventLoop,
     /// The id of the root task and the future it polls, while
@@ -28,109 +31,73 @@ pub(crate) struct RunContext {
     pub(crate) root: Cell<Option<(u64, *mut RootPoll<'static>)>>,
     /// A panic raised by the root future, re-raised by `run_until_complete`.
     pub(crate) root_panic: Cell<Option<PanicPayload>>,
+    /// The root future is a handle of another loop.
+    pub(crate) foreign_root: Cell<bool>,
 }
 
-thread_local! {
-    static CURRENT: Cell<*const RunContext> = const { Cell::new(ptr::null()) };
-}
+impl RunContext {
+    pub(crate) fn core(&self) -> &Core {
+        // Safety: `run_core` keeps the core alive for as long as the
+        // context (the context is declared after the core's owner).
+        unsafe { &*self.core }
+    }
 
-/// Clears the thread-local when the run ends, also when it unwinds.
-pub(crate) struct Entered(());
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(ptr::null()));
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.event_loop.inner.shared
     }
 }
 
-/// Marks `ctx` as the loop running on this thread until the guard drops.
-///
-/// # Safety
-/// `ctx` (and the core it points to) must outlive the guard.
-pub(crate) unsafe fn enter(ctx: &RunContext) -> Entered {
-    CURRENT.with(|c| c.set(ctx));
-    Entered(())
+impl Local for RunContext {
+    #[inline]
+    fn push(&self, r: Runnable) {
+        self.core().push(r)
+    }
+
+    fn tasks(&self) -> &RefCell<TaskRegistry> {
+        &self.core().tasks
+    }
+
+    fn timer_cancelled(&self) {
+        self.core().note_timer_cancelled()
+    }
+
+    fn report_panic(&self, ctx: ExceptionContext, payload: PanicPayload) {
+        self.shared().report_panic(ctx, payload)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
+/// Runs `f` with the run context of `shared`'s loop if it runs on this
+/// thread; otherwise gives `value` back, so the caller can take the remote
+/// path with it. One thread-local read decides.
 #[inline]
-fn current() -> *const RunContext {
-    CURRENT.with(|c| c.get())
-}
-
-/// Whether the loop identified by `owner` is running on this thread.
-#[inline]
-pub(crate) fn runs_here(owner: *const ()) -> bool {
-    let ctx = current();
-    // Safety: a non-null pointer is the live context of this thread's run.
-    !ctx.is_null() && unsafe { (*ctx).shared as *const () == owner }
-}
-
-/// Whether any loop runs on this thread.
-pub(crate) fn any_running() -> bool {
-    !current().is_null()
-}
-
-/// Runs `f` with the core of `shared` and `value` if that loop runs on
-/// this thread; otherwise gives `value` back, so the caller can take the
-/// remote path with it. One thread-local read decides.
-#[inline]
-pub(crate) fn with_core<T, R>(
+pub(crate) fn with_run<T, R>(
     shared: &Shared,
     value: T,
-    f: impl FnOnce(&Core, T) -> R,
+    f: impl FnOnce(&RunContext, T) -> R,
 ) -> Result<R, T> {
-    let ctx = current();
-    // Safety: see `runs_here`; the core lives as long as the context.
-    unsafe {
-        if !ctx.is_null() && ptr::eq((*ctx).shared, shared) {
-            Ok(f(&*(*ctx).core, value))
-        } else {
-            Err(value)
-        }
-    }
+    sched::with_local(shared.id(), value, |local, value| {
+        // Safety: a loop id is registered only by `run_core`, with a
+        // `RunContext` (a `Shared`'s address identifies its loop), so the
+        // object behind `local` is one; the cast keeps the hot path free
+        // of a dynamic type check.
+        let ctx = unsafe { &*(local as *const dyn Local as *const RunContext) };
+        f(ctx, value)
+    })
 }
 
-/// Runs `f` with this thread's running context, if any.
+/// Runs `f` with this thread's running context, if an evloop loop runs
+/// here.
 pub(crate) fn with_current<R>(f: impl FnOnce(&RunContext) -> R) -> Option<R> {
-    let ctx = current();
-    // Safety: see `runs_here`.
-    if ctx.is_null() {
-        None
-    } else {
-        Some(f(unsafe { &*ctx }))
-    }
+    sched::with_any(|_, local| local.as_any().downcast_ref::<RunContext>().map(f)).flatten()
 }
 
 /// The loop running on this thread.
 pub(crate) fn running_loop() -> Option<EventLoop> {
     with_current(|ctx| ctx.event_loop.clone())
-}
-
-/// Queues `r` on this thread's running loop (loop thread only: tasks
-/// re-queue themselves here).
-pub(crate) fn push_ready(r: Runnable) {
-    let ctx = current();
-    assert!(!ctx.is_null(), "push_ready outside the loop thread");
-    // Safety: see `runs_here`.
-    unsafe { (*(*ctx).core).push(r) }
-}
-
-/// A timer of the running loop was cancelled on its thread.
-pub(crate) fn note_timer_cancelled() {
-    with_current(|ctx| {
-        // Safety: see `with_core`.
-        unsafe { (*ctx.core).note_timer_cancelled() }
-    });
-}
-
-/// Reports a panicking callback to the running loop's exception handler.
-pub(crate) fn report_callback_panic(info: HandleInfo, payload: PanicPayload) {
-    let message = format!("Exception in callback {info}");
-    let ctx = ExceptionContext::new(message).with_handle(info);
-    match with_current(|run| run.event_loop.clone()) {
-        Some(event_loop) => event_loop.inner.shared.report_panic(ctx, payload),
-        None => crate::exception::default_exception_handler(&ctx.with_panic(payload)),
-    }
 }
 
 /// Polls the root future of `run_until_complete` if `id` is the current
@@ -152,7 +119,7 @@ pub(crate) fn poll_root(id: u64, cx: &mut Context<'_>) -> Poll<()> {
                 Err(payload) => {
                     ctx.root.set(None);
                     ctx.root_panic.set(Some(payload));
-                    ctx.event_loop.inner.shared.request_stop();
+                    ctx.shared().request_stop();
                     Poll::Ready(())
                 }
             }
@@ -162,13 +129,62 @@ pub(crate) fn poll_root(id: u64, cx: &mut Context<'_>) -> Poll<()> {
     outcome.unwrap_or(Poll::Ready(()))
 }
 
+crate::sync::thread_local_cell! {
+    /// Address and size of `run_until_complete`'s root future while it is
+    /// being polled on this thread, so that a handle can tell that it *is*
+    /// the root (see [`root_is_foreign`]).
+    static ROOT_FUTURE: Cell<(usize, usize)> = Cell::new((0, 0));
+}
+
+/// Polls the root future, at `at` (address, size), with that marked;
+/// returns the poll's result and whether the root turned out to be a
+/// handle of another loop.
+pub(crate) fn with_root_future<R>(at: (usize, usize), poll: impl FnOnce() -> R) -> (R, bool) {
+    struct Unmark((usize, usize));
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            let previous = self.0;
+            ROOT_FUTURE.with(|r| r.set(previous));
+        }
+    }
+    let r = {
+        let _unmark = Unmark(ROOT_FUTURE.with(|r| r.replace(at)));
+        poll()
+    };
+    let foreign = with_current(|ctx| ctx.foreign_root.replace(false)).unwrap_or(false);
+    (r, foreign)
+}
+
+/// Called by a loop-bound handle (`Task`, `LoopFuture`, and their
+/// by-reference readers) at the start of its poll: `true` if the handle at
+/// `at` (address, size) is `run_until_complete`'s root future itself and
+/// belongs to a loop other than the one running, which asyncio refuses
+/// ("The future belongs to a different loop than the one specified as the
+/// loop argument"). The handle then returns `Pending` without waiting, and
+/// `run_until_complete` returns [`Error::ForeignFuture`](crate::Error).
+/// Awaiting a handle of another loop from inside a future is allowed.
+#[inline]
+pub(crate) fn root_is_foreign(at: (usize, usize), owner: crate::sched::LoopId) -> bool {
+    if ROOT_FUTURE.with(|r| r.get()) != at {
+        return false;
+    }
+    with_current(|ctx| {
+        let foreign = ctx.shared().id() != owner;
+        if foreign {
+            ctx.foreign_root.set(true);
+        }
+        foreign
+    })
+    .unwrap_or(false)
+}
+
 /// The root task went away without finishing the root future: stop the
 /// run, so `run_until_complete` reports `StoppedBeforeComplete`.
 pub(crate) fn abandon_root(id: u64) {
     with_current(|ctx| {
         if matches!(ctx.root.get(), Some((root_id, _)) if root_id == id) {
             ctx.root.set(None);
-            ctx.event_loop.inner.shared.request_stop();
+            ctx.shared().request_stop();
         }
     });
 }

@@ -6,8 +6,23 @@
 //! The rule that keeps those borrows from colliding: no borrow is held while
 //! user code runs, and that includes user destructors, which is why removed
 //! timers and closed tasks are collected first and dropped afterwards.
+//!
+//! # Spinning before parking
+//! An idle loop may watch its inbox for a short while before it sleeps in
+//! the poller: a post that lands meanwhile costs the poster no eventfd
+//! write and the loop no wake-up. That only pays when a post is coming
+//! soon, so the window adapts ([`Spin`]): a loop spins only if work posted
+//! from other threads ended one of its recent idle periods, and only for
+//! about twice the time such posts have recently taken to arrive, capped
+//! by [`EventLoop::set_spin_before_park`](crate::EventLoop::set_spin_before_park).
+//! When posts have been slow (the peer sleeps too), it probes with a full
+//! window every [`PROBE_EVERY`] idle periods, which is how two loops that
+//! start talking quickly discover each other. A loop woken only by timers
+//! or I/O never spins. While spinning, registered I/O sources are checked
+//! with a zero-timeout poll, and a due timer or a stop request ends the
+//! spin.
 
-use super::LoopInner;
+use super::context::RunContext;
 use super::shared::Shared;
 use crate::exception::TaskInfo;
 use crate::handle;
@@ -24,12 +39,17 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// While work is ready, the poller is still consulted at least this often
-/// (in iterations) when file descriptors are watched, so I/O never starves.
-const MAX_ITERATIONS_WITHOUT_POLL: u32 = 16;
-/// An iteration that ran this many callbacks polls next time regardless:
-/// one `epoll_wait` is cheap next to that much work.
-const BUSY_ITERATION: usize = 64;
+/// At most this many objects leave the inbox per iteration, so that under a
+/// flood of posts from other threads, timers, I/O and `stop()` still get
+/// their turn every iteration.
+const INBOX_BATCH: usize = 1024;
+/// A post expected sooner than this is cheaper to wait for spinning than
+/// by sleeping in the poller and being woken (an eventfd write on the
+/// poster's side, a return from `epoll_wait` and a context switch here).
+const WORTH_SPINNING: Duration = Duration::from_micros(10);
+/// When posts have been slow, one idle period in this many spins the full
+/// window, to find out whether the peer has become responsive.
+const PROBE_EVERY: u32 = 16;
 
 pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
@@ -39,8 +59,7 @@ pub(crate) struct Core {
     pub(crate) tasks: RefCell<TaskRegistry>,
     /// The queue entry being run in step 5 (for `current_task`).
     running: Cell<Option<Running>>,
-    since_poll: Cell<u32>,
-    last_ntodo: Cell<usize>,
+    spin: Spin,
     iterations: Cell<u64>,
 }
 
@@ -50,7 +69,8 @@ pub(crate) struct Core {
 struct Running(NonNull<Header>);
 
 // Safety: set and read only by the thread holding the core, and cleared
-// before the core can move to another thread (at the end of step 5).
+// before the core can move to another thread (at the end of step 5, also
+// when a run unwinds).
 unsafe impl Send for Running {}
 
 /// What `Core::stats` reports (the loop thread's live view).
@@ -64,16 +84,15 @@ pub(crate) struct CoreStats {
 }
 
 impl Core {
-    pub(crate) fn new(poll: Poll, epoch: Instant) -> Core {
+    pub(crate) fn new(poll: Poll) -> Core {
         Core {
             ready: RefCell::new(VecDeque::with_capacity(256)),
-            timers: RefCell::new(TimerQueue::new(epoch)),
+            timers: RefCell::new(TimerQueue::default()),
             poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(1024)),
             tasks: RefCell::new(TaskRegistry::default()),
             running: Cell::new(None),
-            since_poll: Cell::new(0),
-            last_ntodo: Cell::new(0),
+            spin: Spin::default(),
             iterations: Cell::new(0),
         }
     }
@@ -84,20 +103,45 @@ impl Core {
         self.ready.borrow_mut().push_back(r);
     }
 
-    /// Queues a timer callback.
+    /// Queues a timer callback. A timer that arrives cancelled is kept
+    /// aside and dropped at the next [`Core::drop_removed_timers`].
     pub(crate) fn insert_timer(&self, r: Runnable, when: Instant) {
         self.timers.borrow_mut().insert(r, when);
-        self.drop_removed_timers();
     }
 
+    /// A queued timer was cancelled on the loop's thread (from user code,
+    /// so its destructors may run here).
     pub(crate) fn note_timer_cancelled(&self) {
-        self.timers.borrow_mut().note_cancelled();
+        self.timers.borrow_mut().add_cancelled(1);
         self.drop_removed_timers();
     }
 
     fn drop_removed_timers(&self) {
         let removed = self.timers.borrow_mut().take_removed();
         drop(removed);
+    }
+
+    /// Cancelled timers taken out of the queue, for a caller that must
+    /// drop them outside a lock.
+    pub(crate) fn take_garbage(&self) -> Vec<Runnable> {
+        self.timers.borrow_mut().take_removed()
+    }
+
+    /// Counts the timers other threads cancelled since the last look.
+    fn absorb_remote_cancels(&self, shared: &Shared) {
+        if shared.remote_timer_cancels.load(Ordering::Relaxed) != 0 {
+            let n = shared.remote_timer_cancels.swap(0, Ordering::AcqRel);
+            self.timers.borrow_mut().add_cancelled(n);
+            self.drop_removed_timers();
+        }
+    }
+
+    /// Whether timers cancelled on other threads now dominate the queue
+    /// (their reports woke, or would wake, a parked loop to purge them).
+    fn purge_pending(&self, shared: &Shared) -> bool {
+        let remote = shared.remote_timer_cancels.load(Ordering::Acquire);
+        let timers = self.timers.borrow();
+        remote > 0 && timers.would_purge_with(remote)
     }
 
     /// Files an object that arrived through the inbox.
@@ -118,14 +162,15 @@ impl Core {
 
     #[inline(never)]
     fn register_posted_task(&self, r: &Runnable) {
-        crate::task::register_in(self, crate::task::header_of(r));
+        crate::task::register_in(&self.tasks, crate::task::header_of(r));
     }
 
-    /// Moves everything in the inbox to the ready queue (or the timers), in
-    /// arrival order.
+    /// Moves up to `budget` objects from the inbox to the ready queue (or
+    /// the timers), in arrival order. Runs no user code: cancelled timers
+    /// met on the way wait in the timer queue's garbage.
     #[inline(never)]
-    pub(crate) fn drain_inbox(&self, shared: &Shared) {
-        loop {
+    pub(crate) fn drain_inbox(&self, shared: &Shared, budget: usize) {
+        for _ in 0..budget {
             // Safety: the holder of the core (the running loop, or `stats`
             // / `all_tasks` holding an idle loop's core under its slot
             // lock) is the inbox's only consumer.
@@ -142,12 +187,13 @@ impl Core {
         }
     }
 
-    /// One iteration of the loop; see DESIGN.md, "One iteration".
-    pub(crate) fn run_once(&self, inner: &LoopInner) {
-        let shared = &*inner.shared;
+    /// One iteration of the loop; see ARCHITECTURE.md, "One iteration".
+    pub(crate) fn run_once(&self, ctx: &RunContext) {
+        let shared = ctx.shared();
 
         // 1. How long may the poller block? (Cancelled timers at the top of
         // the queue are dropped first, as asyncio does every iteration.)
+        self.absorb_remote_cancels(shared);
         let next_timer = if self.timers.borrow().len() > 0 {
             let next = self.timers.borrow_mut().next_deadline();
             self.drop_removed_timers();
@@ -163,12 +209,14 @@ impl Core {
         };
 
         // 2. Poll for I/O (and sleep, if nothing is ready).
-        self.poll_io(inner, timeout);
+        self.poll_io(ctx, timeout);
 
-        // 3. Work posted from other threads (checked inline: usually none).
+        // 3. Work posted from other threads, in arrival order, at most a
+        // batch (checked inline: usually none).
         // Safety: the running loop is the inbox's only consumer.
         if !unsafe { shared.remote.is_empty() } {
-            self.drain_inbox(shared);
+            self.drain_inbox(shared, INBOX_BATCH);
+            self.drop_removed_timers();
         }
 
         // 4. Timers that are due.
@@ -182,109 +230,117 @@ impl Core {
 
         // 5. Run exactly what is ready now; what these schedule runs next time.
         let ntodo = self.ready.borrow().len();
-        if shared.debug.load(Ordering::Relaxed) {
-            let slow = shared.slow_callback_duration();
-            for _ in 0..ntodo {
-                let Some(r) = self.ready.borrow_mut().pop_front() else {
-                    break;
-                };
-                self.running.set(Some(Running(r.as_ptr())));
-                run_timed(r, slow);
+        {
+            /// Forgets the running entry when step 5 ends, also if a panic
+            /// escapes it (from a foreign waker, say), so that
+            /// `current_task` never reads a freed task.
+            struct ClearRunning<'a>(&'a Cell<Option<Running>>);
+            impl Drop for ClearRunning<'_> {
+                fn drop(&mut self) {
+                    self.0.set(None);
+                }
             }
-        } else {
+            let _clear = ClearRunning(&self.running);
+            let slow = shared
+                .debug
+                .load(Ordering::Relaxed)
+                .then(|| shared.slow_callback_duration());
             for _ in 0..ntodo {
                 let Some(r) = self.ready.borrow_mut().pop_front() else {
                     break;
                 };
                 self.running.set(Some(Running(r.as_ptr())));
-                r.run();
+                match slow {
+                    None => r.run(ctx),
+                    Some(slow) => run_timed(r, ctx, slow),
+                }
             }
         }
-        self.running.set(None);
-        self.last_ntodo.set(ntodo);
         self.iterations.set(self.iterations.get() + 1);
         self.publish(shared);
     }
 
-    /// Step 2: sleep in the poller, or just check it, or skip it.
-    fn poll_io(&self, inner: &LoopInner, timeout: Option<Duration>) {
-        let shared = &*inner.shared;
-        let mut timeout = timeout;
+    /// Step 2: sleep in the poller (after spinning, if that pays), or
+    /// check it without blocking if sources are registered.
+    fn poll_io(&self, ctx: &RunContext, timeout: Option<Duration>) {
+        let shared = ctx.shared();
+        let reactor = &ctx.event_loop.inner.reactor;
         if timeout != Some(Duration::ZERO) {
-            if self.spin_for_work(shared, timeout) {
-                timeout = Some(Duration::ZERO);
-            } else {
-                // Safety: the running loop is the inbox's only consumer.
-                let may_sleep = unsafe {
-                    shared
-                        .remote
-                        .park_begin(|| shared.stopping.load(Ordering::Relaxed))
-                };
-                if may_sleep {
-                    self.poll_and_dispatch(inner, timeout);
-                    shared.remote.park_end();
-                    return;
-                }
-                timeout = Some(Duration::ZERO);
+            let idle_since = Instant::now();
+            let window = self.spin.window(shared.spin());
+            let window = timeout.map_or(window, |t| t.min(window));
+            if !window.is_zero() && self.spin_for_work(ctx, window) {
+                self.spin.record(idle_since.elapsed(), true);
+                // The spin polled the sources if there are any.
+                return;
+            }
+            // Safety: the running loop is the inbox's only consumer.
+            let may_sleep = unsafe {
+                shared.remote.park_begin(|| {
+                    shared.stopping.load(Ordering::Relaxed) || self.purge_pending(shared)
+                })
+            };
+            if may_sleep {
+                self.poll_and_dispatch(ctx, timeout);
+                let posted = shared.remote.park_end();
+                self.spin.record(idle_since.elapsed(), posted);
+                return;
             }
         }
-        debug_assert_eq!(timeout, Some(Duration::ZERO));
-        if inner.reactor.has_watchers()
-            && (self.since_poll.get() >= MAX_ITERATIONS_WITHOUT_POLL
-                || self.last_ntodo.get() >= BUSY_ITERATION)
-        {
-            self.poll_and_dispatch(inner, timeout);
-        } else {
-            self.since_poll.set(self.since_poll.get() + 1);
+        // asyncio polls with a zero timeout on every iteration; so does a
+        // loop with registered sources (one that has none skips the call).
+        if reactor.has_watchers() {
+            self.poll_and_dispatch(ctx, Some(Duration::ZERO));
         }
     }
 
-    /// Before blocking, watch the inbox for up to the loop's spin time: a
-    /// reply that arrives within it costs no eventfd write and no wake-up
-    /// latency. Each check is followed by `sched_yield`, so a spinning loop
-    /// hands its core to any other runnable thread (the pool worker that
-    /// is computing its answer, say) and only burns it when the core would
-    /// otherwise be idle. Returns whether work arrived.
-    fn spin_for_work(&self, shared: &Shared, timeout: Option<Duration>) -> bool {
-        let spin = shared.spin();
-        if spin.is_zero() {
-            return false;
-        }
-        let spin = timeout.map_or(spin, |t| t.min(spin));
+    /// Watches the inbox (and the registered sources, with a zero-timeout
+    /// poll) for up to `window`; between checks the core is yielded to any
+    /// other runnable thread. Returns whether something arrived.
+    fn spin_for_work(&self, ctx: &RunContext, window: Duration) -> bool {
+        let shared = ctx.shared();
+        let has_sources = ctx.event_loop.inner.reactor.has_watchers();
         let start = Instant::now();
         loop {
             // Safety: the running loop is the inbox's only consumer.
             if !unsafe { shared.remote.is_empty() } || shared.stopping.load(Ordering::Relaxed) {
                 return true;
             }
-            if start.elapsed() >= spin {
+            if has_sources && self.poll_and_dispatch(ctx, Some(Duration::ZERO)) {
+                return true;
+            }
+            if start.elapsed() >= window {
                 return false;
             }
             std::thread::yield_now();
         }
     }
 
-    fn poll_and_dispatch(&self, inner: &LoopInner, timeout: Option<Duration>) {
-        self.since_poll.set(0);
+    /// Polls for I/O and queues the watchers that fired; returns whether
+    /// any did.
+    fn poll_and_dispatch(&self, ctx: &RunContext, timeout: Option<Duration>) -> bool {
         let mut events = self.events.borrow_mut();
         {
             let mut poll = self.poll.borrow_mut();
-            let Some(poll) = poll.as_mut() else { return };
+            let Some(poll) = poll.as_mut() else {
+                return false;
+            };
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(target: "evloop", "polling for I/O failed: {e}");
                 }
-                return;
+                return false;
             }
         }
         if events.iter().all(|e| e.token() == WAKER_TOKEN) {
-            return;
+            return false;
         }
         let mut woken = Vec::new();
-        inner.reactor.dispatch(&events, &mut woken);
+        ctx.event_loop.inner.reactor.dispatch(&events, &mut woken);
         drop(events);
-        let mut ready = self.ready.borrow_mut();
-        ready.extend(woken);
+        let fired = !woken.is_empty();
+        self.ready.borrow_mut().extend(woken);
+        fired
     }
 
     /// Refreshes the gauges other threads read through `EventLoop::stats`.
@@ -306,9 +362,10 @@ impl Core {
 
     /// Every task of the loop that is not done, tasks posted from other
     /// threads and not yet started included (so the inbox is sorted in
-    /// first; the caller holds the core).
+    /// first; the caller holds the core and drops [`Core::take_garbage`]
+    /// once it may run user code).
     pub(crate) fn all_tasks(&self, shared: &Shared) -> Vec<TaskInfo> {
-        self.drain_inbox(shared);
+        self.drain_inbox(shared, usize::MAX);
         self.tasks
             .borrow()
             .iter()
@@ -348,10 +405,10 @@ impl Core {
 
 /// Runs `r`, logging it through `tracing::warn!` if it takes longer than
 /// `slow` (debug mode; asyncio: "Executing <Handle> took 0.123 seconds").
-fn run_timed(r: Runnable, slow: Duration) {
+fn run_timed(r: Runnable, ctx: &RunContext, slow: Duration) {
     let what = describe(&r);
     let start = Instant::now();
-    r.run();
+    r.run(ctx);
     let took = start.elapsed();
     if took >= slow {
         tracing::warn!(target: "evloop", "Executing {what} took {:.3} seconds", took.as_secs_f64());
@@ -368,5 +425,57 @@ fn describe(r: &Runnable) -> String {
         Kind::Watcher => crate::reactor::describe(r),
         #[cfg(loom)]
         Kind::Test => "<test>".to_string(),
+    }
+}
+
+/// The adaptive spin-before-park policy (see the module docs). Loop
+/// thread only.
+#[derive(Default)]
+struct Spin {
+    /// Bit i: the i-th most recent idle period ended with work posted from
+    /// another thread.
+    posted: Cell<u16>,
+    /// How long such posts have recently taken to arrive, in ns: drops at
+    /// once to a quicker sample, rises gradually.
+    latency_ns: Cell<u64>,
+    /// Idle periods since the last probe.
+    since_probe: Cell<u32>,
+}
+
+impl Spin {
+    /// How long to spin before parking, given the configured cap.
+    fn window(&self, cap: Duration) -> Duration {
+        if cap.is_zero() || self.posted.get() == 0 {
+            return Duration::ZERO;
+        }
+        let latency = Duration::from_nanos(self.latency_ns.get());
+        if latency <= WORTH_SPINNING {
+            return cap.min(latency * 2 + Duration::from_micros(1));
+        }
+        let since = self.since_probe.get() + 1;
+        if since >= PROBE_EVERY {
+            self.since_probe.set(0);
+            cap
+        } else {
+            self.since_probe.set(since);
+            Duration::ZERO
+        }
+    }
+
+    /// An idle period ended after `waited`; `posted`: by work from another
+    /// thread.
+    fn record(&self, waited: Duration, posted: bool) {
+        self.posted
+            .set((self.posted.get() << 1) | u16::from(posted));
+        if posted {
+            let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            let old = self.latency_ns.get();
+            let new = if sample <= old || old == 0 {
+                sample
+            } else {
+                old + (sample - old) / 4
+            };
+            self.latency_ns.set(new);
+        }
     }
 }

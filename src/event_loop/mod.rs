@@ -14,7 +14,7 @@ use crate::handle::{Handle, TimerHandle};
 use crate::reactor::{Interest, Reactor, WAKER_TOKEN};
 use crate::task::{self, Task, TaskFactory};
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::hash::{Hash, Hasher};
 use std::os::fd::RawFd;
 use std::panic::Location;
@@ -37,7 +37,15 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// Clones are the same loop (`==` compares identity). The loop runs on at
 /// most one thread at a time, the one inside [`EventLoop::run_forever`] or
 /// [`EventLoop::run_until_complete`]; every method can be called from any
-/// thread. Dropping the last handle closes the loop.
+/// thread.
+///
+/// Dropping the last handle closes the loop (as [`EventLoop::close`]
+/// does). Handles captured by the loop's own pending callbacks and tasks
+/// count: a loop whose callbacks hold clones of it is kept alive by them,
+/// so close it explicitly (`evloop::run` does), capture a
+/// [`WeakEventLoop`] ([`EventLoop::downgrade`]), or call
+/// [`get_running_loop`](crate::get_running_loop) inside the callback
+/// instead of capturing the loop.
 ///
 /// ```
 /// use evloop::EventLoop;
@@ -74,6 +82,32 @@ pub(crate) struct LoopInner {
     slot: Mutex<Slot>,
     pub(crate) reactor: Reactor,
     pub(crate) executor: crate::executor::DefaultExecutorSlot,
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        // The last handle closes the loop while it can still be handed to
+        // the exception handler (which receives `&EventLoop`). A concurrent
+        // upgrade of a weak reference can at worst make a later drop do
+        // this instead; `close` is idempotent.
+        if Arc::strong_count(&self.inner) == 1 && !self.is_closed() {
+            let _ = self.close();
+        }
+    }
+}
+
+/// A handle that does not keep its loop alive (see
+/// [`EventLoop::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakEventLoop {
+    inner: std::sync::Weak<LoopInner>,
+}
+
+impl WeakEventLoop {
+    /// The loop, if some [`EventLoop`] handle still keeps it.
+    pub fn upgrade(&self) -> Option<EventLoop> {
+        self.inner.upgrade().map(|inner| EventLoop { inner })
+    }
 }
 
 impl Drop for LoopInner {
@@ -153,7 +187,7 @@ impl EventLoop {
         let debug = std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty() && v != "0");
         let inner = Arc::new_cyclic(|weak| {
             let shared = Arc::new(Shared::new(waker, weak.clone(), debug));
-            let core = Core::new(poll, shared.epoch);
+            let core = Core::new(poll);
             LoopInner {
                 shared,
                 slot: Mutex::new(Slot::Idle(Box::new(core))),
@@ -175,13 +209,13 @@ impl EventLoop {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if context::runs_here(self.shared().id()) {
+        if crate::sched::runs_here(self.shared().id()) {
             return Err(Error::AlreadyRunning);
         }
-        let mut slot = crate::util::lock(&self.inner.slot);
+        let mut slot = crate::sync::lock(&self.inner.slot);
         match std::mem::replace(&mut *slot, Slot::Running) {
             Slot::Idle(core) => {
-                if context::any_running() {
+                if crate::sched::any_running() {
                     *slot = Slot::Idle(core);
                     return Err(Error::AnotherLoopRunning);
                 }
@@ -213,7 +247,7 @@ impl EventLoop {
                 shared.stopping.store(false, Ordering::Relaxed);
                 shared.running.store(false, Ordering::Release);
                 let core = self.core.take().expect("core present until restore");
-                *crate::util::lock(&self.event_loop.inner.slot) = Slot::Idle(core);
+                *crate::sync::lock(&self.event_loop.inner.slot) = Slot::Idle(core);
             }
         }
 
@@ -223,17 +257,17 @@ impl EventLoop {
         };
         let core: &Core = restore.core.as_deref().expect("core present");
         let ctx = context::RunContext {
-            shared: self.shared(),
             core,
             event_loop: self.clone(),
             root: std::cell::Cell::new(root),
             root_panic: std::cell::Cell::new(None),
+            foreign_root: std::cell::Cell::new(false),
         };
         // Safety: `ctx` and the core outlive `_entered` (declared after them,
-        // dropped before them).
-        let _entered = unsafe { context::enter(&ctx) };
+        // dropped before them), which is dropped on this thread.
+        let _entered = unsafe { crate::sched::enter(self.shared().id(), &ctx) };
         loop {
-            core.run_once(&self.inner);
+            core.run_once(&ctx);
             if self.shared().stopping.load(Ordering::Relaxed) {
                 break;
             }
@@ -260,10 +294,14 @@ impl EventLoop {
     /// `loop.run_until_complete(fut)`).
     ///
     /// `fut` is polled on the calling thread, as a task of this loop, so it
-    /// need not be `Send`. If the loop is stopped first the result is
-    /// [`Error::StoppedBeforeComplete`]. A panic in `fut` propagates to the
-    /// caller once the loop has been put back in order.
-    pub fn run_until_complete<F: Future>(&self, fut: F) -> Result<F::Output, Error> {
+    /// need not be `Send`; anything awaitable works, `&task` and `&future`
+    /// included. If the loop is stopped first the result is
+    /// [`Error::StoppedBeforeComplete`]. A [`Task`] or [`LoopFuture`] of
+    /// another loop is refused with [`Error::ForeignFuture`], as asyncio
+    /// does (awaiting one from inside a task is fine). A panic in `fut`
+    /// propagates to the caller once the loop has been put back in order.
+    pub fn run_until_complete<F: IntoFuture>(&self, fut: F) -> Result<F::Output, Error> {
+        let fut = fut.into_future();
         let core = self.begin_run()?;
         let root_id = ROOT_IDS.fetch_add(1, Ordering::Relaxed);
         // Queued through the inbox (the loop is not entered yet), so it runs
@@ -271,20 +309,34 @@ impl EventLoop {
         let root_task = match task::spawn_root(self, root_id) {
             Ok(t) => t,
             Err(e) => {
-                *crate::util::lock(&self.inner.slot) = Slot::Idle(core);
+                *crate::sync::lock(&self.inner.slot) = Slot::Idle(core);
                 self.shared().running.store(false, Ordering::Release);
                 return Err(e);
             }
         };
         let mut fut = pin!(fut);
         let mut output = None;
+        let mut foreign = false;
         let panic = {
-            let mut poll_fn = |cx: &mut std::task::Context<'_>| match fut.as_mut().poll(cx) {
-                Poll::Ready(v) => {
-                    output = Some(v);
-                    Poll::Ready(())
+            let mut poll_fn = |cx: &mut std::task::Context<'_>| {
+                // Lets a loop-bound handle polled as the root itself (not
+                // from inside another future) check its loop.
+                let at = (
+                    &*fut as *const F::IntoFuture as usize,
+                    size_of::<F::IntoFuture>(),
+                );
+                let polled = context::with_root_future(at, || fut.as_mut().poll(cx));
+                match polled {
+                    (Poll::Ready(v), _) => {
+                        output = Some(v);
+                        Poll::Ready(())
+                    }
+                    (Poll::Pending, true) => {
+                        foreign = true;
+                        Poll::Ready(())
+                    }
+                    (Poll::Pending, false) => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
             };
             let ptr: *mut context::RootPoll<'_> = &mut poll_fn;
             // Safety: the pointer is only used while `run_core` runs, during
@@ -297,6 +349,7 @@ impl EventLoop {
         }
         match output {
             Some(v) => Ok(v),
+            None if foreign => Err(Error::ForeignFuture),
             None => {
                 root_task.cancel();
                 Err(Error::StoppedBeforeComplete)
@@ -336,7 +389,7 @@ impl EventLoop {
     /// down without waiting. Idempotent. Error: [`Error::CloseRunning`].
     pub fn close(&self) -> Result<(), Error> {
         let core = {
-            let mut slot = crate::util::lock(&self.inner.slot);
+            let mut slot = crate::sync::lock(&self.inner.slot);
             match std::mem::replace(&mut *slot, Slot::Closed) {
                 Slot::Idle(core) => core,
                 Slot::Running => {
@@ -373,7 +426,7 @@ impl EventLoop {
         let shared = self.shared();
         if shared.debug.load(Ordering::Relaxed)
             && self.is_running()
-            && !context::runs_here(shared.id())
+            && !crate::sched::runs_here(shared.id())
         {
             tracing::warn!(
                 target: "evloop",
@@ -382,7 +435,7 @@ impl EventLoop {
                 crate::util::thread_name()
             );
         }
-        shared.call_soon(None, location, f)
+        self.inner.shared.call_soon(None, location, f)
     }
 
     /// Schedules `f` from any thread and wakes the loop if it sleeps
@@ -392,7 +445,7 @@ impl EventLoop {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared().call_soon(None, Location::caller(), f)
+        self.inner.shared.call_soon(None, Location::caller(), f)
     }
 
     /// The loop's clock (asyncio: `loop.time()`), the monotonic clock that
@@ -423,18 +476,34 @@ impl EventLoop {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.shared()
+        self.inner
+            .shared
             .call_soon(Some(when), Location::caller(), f)
             .map(TimerHandle::new)
     }
 
-    /// Runs `f` on the core while the loop is idle (not running, not
-    /// closed).
-    pub(crate) fn with_idle_core<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
-        match &*crate::util::lock(&self.inner.slot) {
-            Slot::Idle(core) => Some(f(core)),
-            _ => None,
+    /// A handle that does not keep the loop alive: for callbacks and tasks
+    /// of the loop itself, which would otherwise keep their own loop from
+    /// closing when its last outside handle is dropped.
+    pub fn downgrade(&self) -> WeakEventLoop {
+        WeakEventLoop {
+            inner: Arc::downgrade(&self.inner),
         }
+    }
+
+    /// Runs `f` on the core while the loop is idle (not running, not
+    /// closed), under the slot lock. `f` must run no user code; what it
+    /// leaves in the core's garbage is dropped after the lock is released.
+    pub(crate) fn with_idle_core<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
+        let (r, garbage) = match &*crate::sync::lock(&self.inner.slot) {
+            Slot::Idle(core) => {
+                let r = f(core);
+                (Some(r), core.take_garbage())
+            }
+            _ => (None, Vec::new()),
+        };
+        drop(garbage);
+        r
     }
 
     // ----- diagnostics ------------------------------------------------------------
@@ -451,21 +520,20 @@ impl EventLoop {
             watched_fds: self.inner.reactor.len(),
             ..Stats::default()
         };
-        let live = context::with_core(shared, (), |core, ()| core.stats())
+        let live = context::with_run(shared, (), |ctx, ()| ctx.core().stats())
             .ok()
             .or_else(|| {
-                match &*crate::util::lock(&self.inner.slot) {
-                    Slot::Idle(core) => {
-                        // Work posted to an idle loop waits in the inbox;
-                        // holding the idle core makes us its only consumer,
-                        // so sort it in (as the next run would) and count it.
-                        core.drain_inbox(shared);
-                        Some(core.stats())
-                    }
-                    // Closed: nothing is pending any more.
-                    Slot::Closed => Some(self::core::CoreStats::default()),
-                    Slot::Running => None,
+                if self.is_closed() {
+                    // Nothing is pending any more.
+                    return Some(self::core::CoreStats::default());
                 }
+                // Work posted to an idle loop waits in the inbox; holding
+                // the idle core makes us its only consumer, so sort it in
+                // (as the next run would) and count it.
+                self.with_idle_core(|core| {
+                    core.drain_inbox(shared, usize::MAX);
+                    core.stats()
+                })
             });
         match live {
             Some(s) => {
@@ -612,16 +680,16 @@ impl EventLoop {
     /// ```
     pub fn all_tasks(&self) -> Result<Vec<TaskInfo>, Error> {
         let shared = self.shared();
-        if let Ok(tasks) = context::with_core(shared, (), |core, ()| core.all_tasks(shared)) {
+        if let Ok(tasks) = context::with_run(shared, (), |ctx, ()| ctx.core().all_tasks(shared)) {
             return Ok(tasks);
         }
-        match &*crate::util::lock(&self.inner.slot) {
-            Slot::Idle(core) => Ok(core.all_tasks(shared)),
-            Slot::Closed => Ok(Vec::new()),
-            Slot::Running => Err(Error::InvalidState(
-                "all_tasks() cannot look into a loop running on another thread",
-            )),
+        if self.is_closed() {
+            return Ok(Vec::new());
         }
+        self.with_idle_core(|core| core.all_tasks(shared))
+            .ok_or(Error::InvalidState(
+                "all_tasks() cannot look into a loop running on another thread",
+            ))
     }
 
     /// Sets the factory `create_task` uses (asyncio:

@@ -4,7 +4,8 @@
 //! core (ready queue, timers, poller, task registry), so a task holding
 //! `Arc<Shared>` never keeps its own loop's core alive: dropping the last
 //! `EventLoop` closes the loop even while tasks and handles are still
-//! referenced elsewhere.
+//! referenced elsewhere. It is the loop's implementation of
+//! [`Schedule`], the interface tasks and timers keep.
 
 use super::{EventLoop, LoopInner, context};
 use crate::error::{Error, PanicPayload};
@@ -12,11 +13,18 @@ use crate::exception::{ExceptionContext, ExceptionHandler, default_exception_han
 use crate::handle::{self, Handle};
 use crate::remote::{Pop, Remote};
 use crate::runnable::Runnable;
+use crate::sched::{LoopId, Schedule};
 use crate::task::TaskFactory;
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
+
+/// Below this many timers the purge rule never applies (asyncio's
+/// `_MIN_SCHEDULED_TIMER_HANDLES`), so remote cancellations never wake the
+/// loop for it.
+const MIN_PURGE_WAKE: usize = 100;
 
 /// Counters other threads can read while the loop runs; the loop refreshes
 /// the gauges once per iteration.
@@ -47,7 +55,9 @@ pub(crate) struct Shared {
     /// factory takes no lock.
     has_task_factory: AtomicBool,
     pub(crate) inner: Weak<LoopInner>,
-    pub(crate) epoch: Instant,
+    /// Timers in the heap cancelled from other threads since the loop last
+    /// looked (see `timers`).
+    pub(crate) remote_timer_cancels: AtomicUsize,
     pub(crate) counters: Counters,
 }
 
@@ -67,14 +77,14 @@ impl Shared {
             task_factory: RwLock::new(None),
             has_task_factory: AtomicBool::new(false),
             inner,
-            epoch: Instant::now(),
+            remote_timer_cancels: AtomicUsize::new(0),
             counters: Counters::default(),
         }
     }
 
     /// The identity that handles and the thread-local context compare.
     #[inline]
-    pub(crate) fn id(&self) -> *const () {
+    pub(crate) fn id(&self) -> LoopId {
         self as *const Shared as *const ()
     }
 
@@ -88,7 +98,7 @@ impl Shared {
     /// if the loop is closed.
     #[inline]
     pub(crate) fn schedule(&self, r: Runnable) -> Result<(), Runnable> {
-        match context::with_core(self, r, |core, r| core.push(r)) {
+        match context::with_run(self, r, |ctx, r| ctx.core().push(r)) {
             Ok(()) => Ok(()),
             Err(r) => self.post(r),
         }
@@ -113,12 +123,12 @@ impl Shared {
     /// Sets `stopping` so that a sleeping loop sees it.
     pub(crate) fn request_stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        if !context::runs_here(self.id()) && self.remote.signal() {
+        if !crate::sched::runs_here(self.id()) && self.remote.signal() {
             self.wake();
         }
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.counters.eventfd_writes.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.waker.wake() {
             tracing::error!(target: "evloop", "failed to wake the event loop: {e}");
@@ -138,7 +148,7 @@ impl Shared {
     pub(crate) fn drain_closed(&self) {
         let mut dropped = Vec::new();
         {
-            let _consumer = crate::util::lock(&self.drain_lock);
+            let _consumer = crate::sync::lock(&self.drain_lock);
             loop {
                 // Safety: the loop is closed, so it no longer consumes; the
                 // drain lock makes us the only consumer.
@@ -162,7 +172,7 @@ impl Shared {
     /// `call_later`, `call_at` and done callbacks of futures.
     #[inline]
     pub(crate) fn call_soon<F>(
-        &self,
+        self: &Arc<Self>,
         when: Option<Instant>,
         location: &'static Location<'static>,
         f: F,
@@ -170,22 +180,39 @@ impl Shared {
     where
         F: FnOnce() + Send + 'static,
     {
-        let local = context::with_core(self, f, |core, f| {
-            let (r, h) = handle::new_callback(self.id(), when, location, f);
+        let timer = when.map(|when| (when, self.clone() as Arc<dyn Schedule>));
+        self.schedule_callback(timer, location, f)
+    }
+
+    /// The one path behind every `call_*`: on the loop's own thread straight
+    /// into its queues, from anywhere else through the inbox.
+    #[inline]
+    fn schedule_callback<F>(
+        &self,
+        timer: Option<(Instant, Arc<dyn Schedule>)>,
+        location: &'static Location<'static>,
+        f: F,
+    ) -> Result<Handle, Error>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let local = context::with_run(self, (timer, f), |ctx, (timer, f)| {
+            let when = timer.as_ref().map(|(when, _)| *when);
+            let (r, h) = handle::new_callback(self.id(), timer, location, f);
             match when {
-                Some(when) => core.insert_timer(r, when),
-                None => core.push(r),
+                Some(when) => ctx.core().insert_timer(r, when),
+                None => ctx.core().push(r),
             }
             h
         });
-        let f = match local {
+        let (timer, f) = match local {
             Ok(h) => return Ok(h),
-            Err(f) => f,
+            Err(args) => args,
         };
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let (r, h) = handle::new_callback(self.id(), when, location, f);
+        let (r, h) = handle::new_callback(self.id(), timer, location, f);
         match self.post(r) {
             Ok(()) => Ok(h),
             Err(r) => {
@@ -217,11 +244,11 @@ impl Shared {
         if !self.has_task_factory.load(Ordering::Acquire) {
             return None;
         }
-        crate::util::read(&self.task_factory).clone()
+        crate::sync::read(&self.task_factory).clone()
     }
 
     pub(crate) fn set_task_factory(&self, factory: Option<TaskFactory>) {
-        let mut slot = crate::util::write(&self.task_factory);
+        let mut slot = crate::sync::write(&self.task_factory);
         self.has_task_factory
             .store(factory.is_some(), Ordering::Release);
         let previous = std::mem::replace(&mut *slot, factory);
@@ -230,23 +257,35 @@ impl Shared {
     }
 
     pub(crate) fn exception_handler(&self) -> Option<ExceptionHandler> {
-        crate::util::read(&self.exception_handler).clone()
+        crate::sync::read(&self.exception_handler).clone()
     }
 
     pub(crate) fn set_exception_handler(&self, handler: Option<ExceptionHandler>) {
-        *crate::util::write(&self.exception_handler) = handler;
+        let previous =
+            std::mem::replace(&mut *crate::sync::write(&self.exception_handler), handler);
+        // The old handler's captures are dropped outside the lock.
+        drop(previous);
     }
 
     /// Hands `ctx` to the exception handler (the default one when none is
     /// set or the loop is gone). A panicking handler is itself reported
     /// through the default handler, as asyncio does.
     pub(crate) fn call_exception_handler(&self, ctx: ExceptionContext) {
+        self.call_exception_handler_with(ctx, self.event_loop().as_ref());
+    }
+
+    /// [`Shared::call_exception_handler`] with the loop handle at hand
+    /// (while the last handle is being dropped, it cannot be upgraded).
+    pub(crate) fn call_exception_handler_with(
+        &self,
+        ctx: ExceptionContext,
+        event_loop: Option<&EventLoop>,
+    ) {
         let handler = self.exception_handler();
-        let event_loop = self.event_loop();
         match (handler, event_loop) {
             (Some(handler), Some(event_loop)) => {
                 let outcome =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| handler(&event_loop, &ctx)));
+                    std::panic::catch_unwind(AssertUnwindSafe(|| handler(event_loop, &ctx)));
                 if let Err(payload) = outcome {
                     default_exception_handler(
                         &ExceptionContext::new("Unhandled error in exception handler")
@@ -262,5 +301,49 @@ impl Shared {
     /// Reports a panic whose payload nobody will read.
     pub(crate) fn report_panic(&self, ctx: ExceptionContext, payload: PanicPayload) {
         self.call_exception_handler(ctx.with_panic(payload));
+    }
+}
+
+impl Schedule for Shared {
+    fn id(&self) -> LoopId {
+        Shared::id(self)
+    }
+
+    #[inline]
+    fn schedule(&self, r: Runnable) -> Result<(), Runnable> {
+        Shared::schedule(self, r)
+    }
+
+    fn call_soon(
+        &self,
+        location: &'static Location<'static>,
+        f: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Error> {
+        self.schedule_callback(None, location, f).map(drop)
+    }
+
+    fn call_exception_handler(&self, ctx: ExceptionContext) {
+        Shared::call_exception_handler(self, ctx)
+    }
+
+    fn timer_cancelled_remotely(&self) {
+        let n = self.remote_timer_cancels.fetch_add(1, Ordering::AcqRel) + 1;
+        let timers = self.counters.timers.load(Ordering::Relaxed);
+        // Wake the loop once, when the cancellations it has not seen yet
+        // come to dominate its timer queue (as of its last iteration), so
+        // it purges them even if its next deadline is far away. A loop
+        // about to park checks the count itself (`Core::purge_pending`),
+        // and `signal` orders this report before that check or wakes it.
+        if timers > MIN_PURGE_WAKE
+            && n * 2 > timers
+            && (n - 1) * 2 <= timers
+            && self.remote.signal()
+        {
+            self.wake();
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
     }
 }

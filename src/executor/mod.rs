@@ -109,7 +109,7 @@ struct DefaultExecutor {
 
 impl DefaultExecutorSlot {
     fn get_or_create(&self) -> Result<Arc<dyn Executor>, Error> {
-        let mut slot = crate::util::lock(&self.inner);
+        let mut slot = crate::sync::lock(&self.inner);
         if slot.shut_down {
             return Err(Error::ExecutorShutdown);
         }
@@ -120,12 +120,12 @@ impl DefaultExecutorSlot {
     }
 
     fn set(&self, executor: Arc<dyn Executor>) {
-        let previous = crate::util::lock(&self.inner).executor.replace(executor);
+        let previous = crate::sync::lock(&self.inner).executor.replace(executor);
         drop(previous);
     }
 
     fn take_for_shutdown(&self) -> Option<Arc<dyn Executor>> {
-        let mut slot = crate::util::lock(&self.inner);
+        let mut slot = crate::sync::lock(&self.inner);
         slot.shut_down = true;
         slot.executor.take()
     }

@@ -334,7 +334,7 @@ impl Pool {
         let pool = self.clone();
         match builder.spawn(move || pool.work()) {
             Ok(handle) => {
-                let mut threads = crate::util::lock(&self.threads);
+                let mut threads = crate::sync::lock(&self.threads);
                 threads.retain(|t| !t.is_finished());
                 threads.push(handle);
             }
@@ -351,7 +351,7 @@ impl Pool {
     fn take_deque(&self) -> (usize, Worker<Job>) {
         loop {
             for (i, slot) in self.deques.iter().enumerate() {
-                if let Some(d) = crate::util::lock(slot).take() {
+                if let Some(d) = crate::sync::lock(slot).take() {
                     return (i, d);
                 }
             }
@@ -409,7 +409,7 @@ impl Pool {
         };
         CURRENT.with(|c| c.set((std::ptr::null(), std::ptr::null())));
         debug_assert!(local.is_empty());
-        *crate::util::lock(&self.deques[slot]) = Some(local);
+        *crate::sync::lock(&self.deques[slot]) = Some(local);
         if exit {
             self.sleepers.exit();
         }
@@ -449,7 +449,7 @@ impl Pool {
             return false;
         }
         let me = std::thread::current().id();
-        let threads: Vec<_> = std::mem::take(&mut *crate::util::lock(&self.threads));
+        let threads: Vec<_> = std::mem::take(&mut *crate::sync::lock(&self.threads));
         for t in threads {
             if t.thread().id() != me {
                 let _ = t.join();

@@ -15,13 +15,8 @@
 //! `loom-tests/executor.rs` checks that every job runs exactly once and
 //! that shutdown lets every worker exit.
 
-use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering, fence};
 use std::time::Duration;
-
-#[cfg(loom)]
-use loom::sync::atomic::fence;
-#[cfg(not(loom))]
-use std::sync::atomic::fence;
 
 struct State {
     /// Wake-ups granted and not yet taken by a worker.

@@ -5,13 +5,17 @@ mod raw;
 pub(crate) mod registry;
 pub(crate) mod state;
 
+use crate::cancellation::{Awaited, CancelMessage};
 use crate::error::{Error, TaskError};
+use crate::event_loop::shared::Shared;
 use crate::event_loop::{EventLoop, context};
 use crate::exception::TaskInfo;
-use crate::future::CallbackId;
+use crate::handle::CallbackId;
+use crate::sched::{self, Schedule};
+use crate::waiters::{self, WaitKey};
 use raw::TaskHeader;
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
@@ -25,13 +29,17 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// [`EventLoop::create_task`].
 ///
 /// Awaiting it gives the future's output, or [`TaskError::Cancelled`] /
-/// [`TaskError::Panicked`]. Dropping the handle detaches the task: it keeps
-/// running. If a detached task panics, the panic goes to the loop's
+/// [`TaskError::Panicked`]. As in asyncio, a finished task's outcome can
+/// be read any number of times without taking it: [`Task::result`] (for
+/// `T: Clone`), [`Task::exception`], and `(&task).await`, which any number
+/// of tasks may do at once. Dropping the handle detaches the task: it
+/// keeps running. If a detached task panics, the panic goes to the loop's
 /// exception handler ("Task exception was never retrieved").
 ///
 /// Cancellation follows the await chain as in asyncio: if the task that
 /// is awaiting this one is cancelled (or a [`wait_for`](crate::wait_for)
-/// around it times out), this task is cancelled too.
+/// around it times out), this task is cancelled too. A handle that is only
+/// held, not awaited at that moment, is left alone.
 ///
 /// ```
 /// use evloop::EventLoop;
@@ -43,9 +51,8 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// ```
 pub struct Task<T> {
     ptr: NonNull<TaskHeader>,
-    /// The last poll of this handle returned `Pending`: something awaits
-    /// it (see `cancellation`).
-    awaited: bool,
+    /// When this handle was last awaited (see `cancellation`).
+    awaited: Awaited,
     _output: PhantomData<T>,
 }
 
@@ -66,7 +73,38 @@ impl<T> Task<T> {
     /// as cancelled. Returns `false` if the task is already done. A task
     /// cancelled before its first step never runs.
     pub fn cancel(&self) -> bool {
-        if self.head().state.request_cancel() {
+        self.cancel_inner(None)
+    }
+
+    /// [`Task::cancel`] with a message (asyncio: `Task.cancel(msg)`): the
+    /// task ends with `TaskError::Cancelled(Some(message))`, and what it
+    /// was awaiting is cancelled with the same message. A later call
+    /// replaces the message, as in asyncio.
+    ///
+    /// ```
+    /// use evloop::EventLoop;
+    /// use std::time::Duration;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let task = lp.create_task(evloop::sleep(Duration::from_secs(60)))?;
+    /// assert!(task.cancel_with("deadline passed"));
+    /// let err = lp.run_until_complete(task)?.unwrap_err();
+    /// assert_eq!(err.to_string(), "CancelledError: deadline passed");
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn cancel_with(&self, message: impl Into<Arc<str>>) -> bool {
+        self.cancel_inner(Some(message.into()))
+    }
+
+    fn cancel_inner(&self, message: CancelMessage) -> bool {
+        let head = self.head();
+        if head.state.load() & state::COMPLETE != 0 {
+            return false;
+        }
+        if message.is_some() {
+            crate::sync::lock(&head.meta).cancel_message = message;
+        }
+        if head.state.request_cancel() {
             raw::wake_by_ref(self.ptr);
             true
         } else {
@@ -91,7 +129,9 @@ impl<T> Task<T> {
 
     /// Renames the task (asyncio: `set_name`).
     pub fn set_name(&self, name: impl Into<String>) {
-        crate::util::lock(&self.head().meta).name = Some(name.into());
+        let name = raw::Name::Given(name.into());
+        let previous = std::mem::replace(&mut crate::sync::lock(&self.head().meta).name, name);
+        drop(previous);
     }
 
     /// Adds a callback to run on the task's loop (via `call_soon`) when the
@@ -124,9 +164,9 @@ impl<T> Task<T> {
     {
         let location = Location::caller();
         let head = self.head();
-        let mut meta = crate::util::lock(&head.meta);
+        let mut meta = crate::sync::lock(&head.meta);
         let id = meta.next_callback_id();
-        let Err(outcome) = head.state.mark_done_callbacks() else {
+        let Err(outcome) = head.state.mark_listeners() else {
             meta.push_callback(id, Box::new(callback), location);
             return Ok(id);
         };
@@ -138,7 +178,65 @@ impl<T> Task<T> {
     /// Removes a done callback that has not been scheduled yet; returns how
     /// many were removed (0 or 1; asyncio: `Task.remove_done_callback`).
     pub fn remove_done_callback(&self, id: CallbackId) -> usize {
-        crate::util::lock(&self.head().meta).remove_callback(id)
+        let removed = crate::sync::lock(&self.head().meta).remove_callback(id);
+        // Its captures are dropped outside the lock.
+        usize::from(removed.is_some())
+    }
+
+    /// The task's value without taking it (asyncio: `Task.result()`):
+    /// the value (cloned), or the error it ended with; an `InvalidState`
+    /// exception if it is not done ("Result is not set.") or an owning
+    /// `.await` took the value. A panic is reported as an
+    /// [`Error::Panicked`] exception carrying its message (the payload
+    /// itself stays for `.await`). Marks a failure as retrieved.
+    ///
+    /// ```
+    /// use evloop::EventLoop;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let task = lp.create_task(async { String::from("hi") })?;
+    /// assert!(task.result().is_err()); // not done yet
+    /// lp.run_until_complete(&task)?.unwrap();
+    /// assert_eq!(task.result().unwrap(), "hi");
+    /// assert_eq!(task.result().unwrap(), "hi"); // as often as you like
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn result(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.inspect(|outcome| match outcome {
+            None => Err(TaskError::invalid("Result is not set.")),
+            Some(None) => Err(TaskError::invalid("the result was already taken")),
+            Some(Some(Ok(v))) => Ok(v.clone()),
+            Some(Some(Err(e))) => Err(e.share()),
+        })
+    }
+
+    /// The error the task ended with, without taking anything (asyncio:
+    /// `Task.exception()`): `Ok(None)` if it returned a value,
+    /// `Ok(Some(error))` if it panicked or failed, `Err(Cancelled)` if it
+    /// was cancelled, an `InvalidState` error if it is not done
+    /// ("Exception is not set.") or the outcome was taken. Needs no
+    /// `T: Clone`; marks a failure as retrieved.
+    pub fn exception(&self) -> Result<Option<TaskError>, TaskError> {
+        self.inspect(|outcome| match outcome {
+            None => Err(TaskError::invalid("Exception is not set.")),
+            Some(None) => Err(TaskError::invalid("the result was already taken")),
+            Some(Some(Ok(_))) => Ok(None),
+            Some(Some(Err(e @ TaskError::Cancelled(_)))) => Err(e.share()),
+            Some(Some(Err(e))) => Ok(Some(e.share())),
+        })
+    }
+
+    /// `None`: not done; `Some(None)`: taken; `Some(Some(outcome))`.
+    fn inspect<R>(&self, read: impl FnOnce(Option<Option<&Result<T, TaskError>>>) -> R) -> R {
+        if !self.done() {
+            return read(None);
+        }
+        // Safety: complete, `T` is the output type, and the reference lives
+        // only for this borrow of the handle.
+        read(Some(unsafe { raw::output_ref::<T>(self.ptr) }))
     }
 
     /// A process-unique id.
@@ -148,7 +246,13 @@ impl<T> Task<T> {
 
     /// The loop the task belongs to, while that loop exists.
     pub fn get_loop(&self) -> Option<EventLoop> {
-        self.head().shared.event_loop()
+        let sched: &(dyn std::any::Any + Send + Sync) = self.head().sched.as_any();
+        sched.downcast_ref::<Shared>()?.event_loop()
+    }
+
+    /// The identity of the task's loop.
+    pub(crate) fn loop_id(&self) -> sched::LoopId {
+        self.head().sched.id()
     }
 }
 
@@ -183,22 +287,25 @@ impl<T> Future for Task<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if context::root_is_foreign(crate::future::at(&*self), self.loop_id()) {
+            return Poll::Pending;
+        }
         let head = self.head();
         if head.state.load() & state::COMPLETE == 0 {
             head.awaiter.register(cx.waker());
             if head.state.load() & state::COMPLETE == 0 {
-                self.awaited = true;
+                self.awaited.pending();
                 return Poll::Pending;
             }
         }
-        self.awaited = false;
+        self.awaited.ready();
         // Safety: complete with the handle alive: the output is ours, of
         // type `T`.
         match unsafe { raw::read_output::<T>(self.ptr) } {
             Some(result) => Poll::Ready(result),
-            None => Poll::Ready(Err(TaskError::Exception(Arc::new(Error::InvalidState(
+            None => Poll::Ready(Err(TaskError::invalid(
                 "the task's result was already taken",
-            ))))),
+            ))),
         }
     }
 }
@@ -207,8 +314,8 @@ impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         // The task awaiting this one is being cancelled: so is this one,
         // as in asyncio. Otherwise dropping the handle detaches the task.
-        if self.awaited && crate::cancellation::propagating() {
-            self.cancel();
+        if let Some(message) = self.awaited.cancellation() {
+            self.cancel_inner(message);
         }
         match self.head().state.drop_handle_if_incomplete() {
             Ok(free) => {
@@ -220,15 +327,111 @@ impl<T> Drop for Task<T> {
             Err(()) => {
                 // Complete: the output is ours to drop.
                 // Safety: as in `poll`.
-                if let Some(payload) = unsafe { raw::drop_output(self.ptr) } {
-                    raw::report_unretrieved(self.head(), payload);
-                }
+                unsafe { raw::drop_output(self.ptr) };
                 if self.head().state.drop_handle() {
                     // Safety: as above.
                     unsafe { raw::dealloc(self.ptr) };
                 }
             }
         }
+    }
+}
+
+/// The future of `(&task).await`: waits for the task and reads its
+/// outcome without taking it (see [`Task::result`]).
+#[must_use = "futures do nothing unless awaited"]
+pub struct ReadTask<'a, T: Clone> {
+    task: &'a Task<T>,
+    key: WaitKey,
+    awaited: Awaited,
+}
+
+/// Awaiting a *reference* to a task reads its outcome without taking it,
+/// so several tasks can await one task, as in asyncio (`T: Clone`).
+///
+/// ```
+/// use evloop::EventLoop;
+///
+/// let lp = EventLoop::new()?;
+/// let shared = std::sync::Arc::new(lp.create_task(async { 21 * 2 })?);
+/// let readers: Vec<_> = (0..3)
+///     .map(|_| {
+///         let t = shared.clone();
+///         lp.create_task(async move { (&*t).await.unwrap() }).unwrap()
+///     })
+///     .collect();
+/// for r in readers {
+///     assert_eq!(lp.run_until_complete(r)?.unwrap(), 42);
+/// }
+/// # Ok::<(), evloop::Error>(())
+/// ```
+impl<'a, T: Clone> IntoFuture for &'a Task<T> {
+    type Output = Result<T, TaskError>;
+    type IntoFuture = ReadTask<'a, T>;
+
+    fn into_future(self) -> ReadTask<'a, T> {
+        ReadTask {
+            task: self,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+        }
+    }
+}
+
+impl<T: Clone> Future for ReadTask<'_, T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if context::root_is_foreign(crate::future::at(this), this.task.loop_id()) {
+            return Poll::Pending;
+        }
+        let head = this.task.head();
+        let polled = if head.state.load() & state::COMPLETE != 0 {
+            Poll::Ready(())
+        } else {
+            waiters::poll_wait(
+                || crate::sync::lock(&head.meta),
+                &mut this.key,
+                cx,
+                // Registering marks the task as listened to, under the same
+                // lock the completer takes to wake the listeners.
+                |_meta: &mut raw::Meta| head.state.mark_listeners().err().map(drop),
+                |meta| &mut meta.listeners().waiters,
+            )
+        };
+        match polled {
+            Poll::Pending => {
+                this.awaited.pending();
+                Poll::Pending
+            }
+            Poll::Ready(()) => {
+                this.awaited.ready();
+                Poll::Ready(this.task.result())
+            }
+        }
+    }
+}
+
+impl<T: Clone> Drop for ReadTask<'_, T> {
+    fn drop(&mut self) {
+        let head = self.task.head();
+        waiters::forget(
+            || crate::sync::lock(&head.meta),
+            &mut self.key,
+            |meta: &mut raw::Meta| &mut meta.listeners().waiters,
+        );
+        if let Some(message) = self.awaited.cancellation() {
+            self.task.cancel_inner(message);
+        }
+    }
+}
+
+impl<T: Clone> fmt::Debug for ReadTask<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadTask")
+            .field("task", &self.task.id())
+            .finish()
     }
 }
 
@@ -309,7 +512,7 @@ impl<T> Future for Factored<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         match self.inner.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => match crate::util::lock(&self.output).take() {
+            Poll::Ready(()) => match crate::sync::lock(&*self.output).take() {
                 Some(v) => Poll::Ready(v),
                 None => {
                     panic!("the task factory's future completed without running the task's future")
@@ -331,7 +534,7 @@ where
     F::Output: Send + 'static,
 {
     let factory = event_loop.inner.shared.task_factory();
-    create_with(event_loop, fut, name, location, factory)
+    create_with(event_loop, fut, name, location, factory, false)
 }
 
 fn create_with<F>(
@@ -340,6 +543,7 @@ fn create_with<F>(
     name: Option<String>,
     location: &'static Location<'static>,
     factory: Option<TaskFactory>,
+    lazy_name: bool,
 ) -> Result<Task<F::Output>, Error>
 where
     F: Future + Send + 'static,
@@ -349,8 +553,9 @@ where
     if event_loop.is_closed() {
         return Err(Error::Closed);
     }
+    let sched: Arc<dyn Schedule> = shared.clone();
     let (runnable, ptr) = match factory {
-        None => raw::allocate(shared.clone(), fut, name, location),
+        None => raw::allocate(sched, fut, name, lazy_name, location),
         Some(factory) => {
             let output = Arc::new(Mutex::new(None));
             let slot = output.clone();
@@ -359,7 +564,7 @@ where
                 TaskSpec {
                     future: Box::pin(async move {
                         let v = fut.await;
-                        *crate::util::lock(&slot) = Some(v);
+                        *crate::sync::lock(&*slot) = Some(v);
                     }),
                     name,
                 },
@@ -368,19 +573,19 @@ where
                 inner: spec.future,
                 output,
             };
-            raw::allocate(shared.clone(), fut, spec.name, location)
+            raw::allocate(sched, fut, spec.name, lazy_name, location)
         }
     };
     let task = Task {
         ptr,
-        awaited: false,
+        awaited: Awaited::default(),
         _output: PhantomData,
     };
-    if context::runs_here(shared.id()) {
-        // Known to the registry from birth, so that `close()` and `run()`'s
-        // shutdown see tasks that have not started yet.
-        raw::register(ptr);
-    }
+    // Known to the registry from birth on the loop's thread, so that
+    // `close()` and `run()`'s shutdown see tasks that have not started yet.
+    let _ = sched::with_local(shared.id(), ptr, |local, ptr| {
+        raw::register_in(local.tasks(), ptr)
+    });
     match shared.schedule(runnable) {
         Ok(()) => Ok(task),
         Err(runnable) => {
@@ -421,7 +626,10 @@ impl Drop for RootPoller {
 }
 
 /// The root task is evloop's own driver of a future that is not even
-/// `Send`, so the task factory does not wrap it.
+/// `Send`, so the task factory does not wrap it. It takes a `Task-<n>`
+/// number only if someone asks its name (asyncio numbers the task that
+/// `run_until_complete` wraps around a coroutine, and none when it is
+/// given a task).
 #[track_caller]
 pub(crate) fn spawn_root(event_loop: &EventLoop, id: u64) -> Result<Task<()>, Error> {
     create_with(
@@ -430,5 +638,6 @@ pub(crate) fn spawn_root(event_loop: &EventLoop, id: u64) -> Result<Task<()>, Er
         None,
         Location::caller(),
         None,
+        true,
     )
 }

@@ -1,18 +1,23 @@
 //! The task allocation: one `Box` holding the header, the state word, the
 //! awaiter slot and the future (later its output), plus the type-erased
 //! operations on it (run, discard, wake, read the output, free).
+//!
+//! A task knows its loop only through [`Schedule`] (kept, to queue itself
+//! from any thread) and [`Local`] (handed to each run by the loop).
 
-use super::state::{COMPLETE, DONE_CALLBACKS, HANDLE, Start, State, WakeByVal};
+use super::state::{COMPLETE, HANDLE, LISTENERS, RETRIEVED, Start, State, WakeByVal};
 use super::{TaskDone, TaskOutcome};
 use crate::atomic_waker::AtomicWaker;
+use crate::cancellation::{self, CancelMessage};
 use crate::error::{PanicPayload, TaskError};
-use crate::event_loop::context;
-use crate::event_loop::core::Core;
-use crate::event_loop::shared::Shared;
 use crate::exception::{ExceptionContext, TaskInfo};
-use crate::future::CallbackId;
+use crate::handle::CallbackId;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
-use crate::sync::UnsafeCell;
+use crate::sched::{Local, Schedule};
+use crate::sync::{Mutex, UnsafeCell};
+use crate::task::registry::{TaskRef, TaskRegistry};
+use crate::waiters::Waiters;
+use std::cell::RefCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
@@ -27,16 +32,27 @@ pub(crate) const NO_SLOT: usize = usize::MAX;
 
 static TASK_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// asyncio's process-wide `_task_name_counter`: advanced only by tasks
+/// created without a name.
+static TASK_NAMES: AtomicU64 = AtomicU64::new(1);
+
+fn next_name_number() -> u64 {
+    TASK_NAMES.fetch_add(1, Ordering::Relaxed)
+}
+
 #[repr(C)]
 pub(crate) struct TaskVtable {
     base: Vtable,
     dealloc: unsafe fn(NonNull<TaskHeader>),
     /// Moves the output into `*mut Option<Result<T, TaskError>>`.
     read_output: unsafe fn(NonNull<TaskHeader>, *mut ()),
+    /// Points at the output (`*const Result<T, TaskError>`), or null if it
+    /// was taken.
+    output_ref: unsafe fn(NonNull<TaskHeader>) -> *const (),
     /// Drops the output; returns the panic payload if it was a panic.
     drop_output: unsafe fn(NonNull<TaskHeader>) -> Option<PanicPayload>,
     /// Drops the future and stores `Cancelled` (caller holds `RUNNING`).
-    cancel_future: unsafe fn(NonNull<TaskHeader>),
+    cancel_future: unsafe fn(NonNull<TaskHeader>, CancelMessage),
 }
 
 /// The future-independent prefix of a task.
@@ -44,37 +60,60 @@ pub(crate) struct TaskVtable {
 pub(crate) struct TaskHeader {
     header: Header,
     pub(crate) state: State,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) sched: Arc<dyn Schedule>,
+    /// The waker of the task awaiting the handle itself (`task.await`).
     pub(crate) awaiter: AtomicWaker,
     pub(crate) id: u64,
-    /// The name and the done callbacks: rarely touched, so one lock.
-    pub(crate) meta: std::sync::Mutex<Meta>,
+    /// Name, listeners and cancellation message: rarely touched, so one
+    /// lock.
+    pub(crate) meta: Mutex<Meta>,
     /// Index in the loop's task registry; touched only by the loop thread.
-    pub(crate) slot: UnsafeCell<usize>,
+    slot: UnsafeCell<usize>,
+    /// Generation of the task's last poll (see `cancellation`); touched
+    /// only by the loop thread.
+    last_poll: UnsafeCell<u64>,
     pub(crate) location: &'static Location<'static>,
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(TaskDone) + Send + 'static>;
 
-/// The parts of a task that user calls change from any thread.
-pub(crate) struct Meta {
-    pub(crate) name: Option<String>,
-    /// Boxed on the first `add_done_callback`: most tasks never have one,
-    /// and an empty `Option` costs them nothing to create or drop.
-    done: Option<Box<DoneCallbacks>>,
+/// How a task is named.
+pub(crate) enum Name {
+    Given(String),
+    /// `Task-<n>`, numbered at creation.
+    Numbered(u64),
+    /// `run_until_complete`'s driver: numbered only if someone asks, so
+    /// that driving a task someone else created consumes no number.
+    Lazy,
 }
 
+/// The parts of a task that user calls change from any thread.
+pub(crate) struct Meta {
+    pub(crate) name: Name,
+    /// Boxed on first use: most tasks never have a listener, and an empty
+    /// `Option` costs them nothing to create or drop.
+    pub(crate) listeners: Option<Box<Listeners>>,
+    /// The message of the last `cancel_with`.
+    pub(crate) cancel_message: CancelMessage,
+}
+
+/// Done callbacks and by-reference awaiters.
 #[derive(Default)]
-struct DoneCallbacks {
-    list: Vec<(CallbackId, DoneCallback, &'static Location<'static>)>,
+pub(crate) struct Listeners {
+    callbacks: Vec<(CallbackId, DoneCallback, &'static Location<'static>)>,
     next_id: u64,
+    pub(crate) waiters: Waiters,
 }
 
 impl Meta {
+    pub(crate) fn listeners(&mut self) -> &mut Listeners {
+        self.listeners.get_or_insert_default()
+    }
+
     pub(crate) fn next_callback_id(&mut self) -> CallbackId {
-        let done = self.done.get_or_insert_default();
-        done.next_id += 1;
-        CallbackId::new(done.next_id)
+        let l = self.listeners();
+        l.next_id += 1;
+        CallbackId::new(l.next_id)
     }
 
     pub(crate) fn push_callback(
@@ -83,33 +122,20 @@ impl Meta {
         callback: DoneCallback,
         location: &'static Location<'static>,
     ) {
-        self.done
-            .get_or_insert_default()
-            .list
-            .push((id, callback, location));
+        self.listeners().callbacks.push((id, callback, location));
     }
 
-    /// Removes the callback `id` if it is still waiting; returns how many
-    /// were removed.
-    pub(crate) fn remove_callback(&mut self, id: CallbackId) -> usize {
-        let Some(done) = &mut self.done else {
-            return 0;
-        };
-        let before = done.list.len();
-        done.list.retain(|(cid, _, _)| *cid != id);
-        before - done.list.len()
-    }
-
-    fn take_callbacks(&mut self) -> Vec<(CallbackId, DoneCallback, &'static Location<'static>)> {
-        self.done
-            .as_mut()
-            .map(|d| std::mem::take(&mut d.list))
-            .unwrap_or_default()
+    /// Takes the callback `id` out if it is still waiting, for the caller
+    /// to drop after unlocking.
+    pub(crate) fn remove_callback(&mut self, id: CallbackId) -> Option<DoneCallback> {
+        let l = self.listeners.as_mut()?;
+        let i = l.callbacks.iter().position(|(cid, _, _)| *cid == id)?;
+        Some(l.callbacks.remove(i).1)
     }
 }
 
-// Safety: shared fields are atomics, a mutex and an `Arc<Shared>`; `slot` is
-// only used by the thread running the loop.
+// Safety: shared fields are atomics, a mutex and an `Arc<dyn Schedule>`;
+// `slot` and `last_poll` are only used by the thread running the loop.
 unsafe impl Send for TaskHeader {}
 unsafe impl Sync for TaskHeader {}
 
@@ -140,34 +166,56 @@ impl TaskHeader {
     }
 
     pub(crate) fn name(&self) -> String {
-        match &crate::util::lock(&self.meta).name {
-            Some(name) => name.clone(),
-            None => format!("Task-{}", self.id),
+        let mut meta = crate::sync::lock(&self.meta);
+        if let Name::Lazy = meta.name {
+            meta.name = Name::Numbered(next_name_number());
         }
+        match &meta.name {
+            Name::Given(name) => name.clone(),
+            Name::Numbered(n) => format!("Task-{n}"),
+            Name::Lazy => unreachable!("numbered above"),
+        }
+    }
+
+    /// Takes the message of the cancellation being carried out.
+    fn take_cancel_message(&self) -> CancelMessage {
+        crate::sync::lock(&self.meta).cancel_message.take()
     }
 }
 
 /// Allocates a task; returns its first queue entry and the handle's
-/// pointer (which owns the `HANDLE` flag).
+/// pointer (which owns the `HANDLE` flag). `name: None` numbers the task
+/// (`Task-<n>`) unless it is `run_until_complete`'s driver (`lazy`).
 pub(crate) fn allocate<F>(
-    shared: Arc<Shared>,
+    sched: Arc<dyn Schedule>,
     future: F,
     name: Option<String>,
+    lazy_name: bool,
     location: &'static Location<'static>,
 ) -> (Runnable, NonNull<TaskHeader>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let name = match name {
+        Some(name) => Name::Given(name),
+        None if lazy_name => Name::Lazy,
+        None => Name::Numbered(next_name_number()),
+    };
     let cell = Box::new(TaskCell {
         head: TaskHeader {
             header: Header::new(&TaskCell::<F>::VTABLE.base),
             state: State::new(),
-            shared,
+            sched,
             awaiter: AtomicWaker::new(),
             id: TASK_IDS.fetch_add(1, Ordering::Relaxed),
-            meta: std::sync::Mutex::new(Meta { name, done: None }),
+            meta: Mutex::new(Meta {
+                name,
+                listeners: None,
+                cancel_message: None,
+            }),
             slot: UnsafeCell::new(NO_SLOT),
+            last_poll: UnsafeCell::new(0),
             location,
         },
         stage: UnsafeCell::new(Stage::Running(future)),
@@ -175,6 +223,18 @@ where
     let ptr = NonNull::from(Box::leak(cell)).cast::<TaskHeader>();
     // Safety: the new task holds one reference, for its queue entry.
     (unsafe { Runnable::from_raw(ptr.cast()) }, ptr)
+}
+
+/// Releases a queue reference when dropped, also when what follows a poll
+/// unwinds (a foreign waker or a tracing layer that panics), so a panic
+/// escaping a run never leaks the task.
+struct ReleaseOnDrop(NonNull<TaskHeader>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        // Safety: the guard owns one reference.
+        unsafe { release(self.0) }
+    }
 }
 
 impl<F> TaskCell<F>
@@ -190,6 +250,7 @@ where
         },
         dealloc: Self::dealloc,
         read_output: Self::read_output,
+        output_ref: Self::output_ref,
         drop_output: Self::drop_output,
         cancel_future: Self::cancel_future,
     };
@@ -204,12 +265,10 @@ where
                 .stage
                 .with_mut(|s| std::mem::replace(&mut *s, new))
         };
-        if catch_unwind(AssertUnwindSafe(|| drop(old))).is_err() {
-            tracing::error!(target: "evloop", "a task's future panicked while being dropped");
-        }
+        crate::util::drop_quietly(old, "a task's future");
     }
 
-    unsafe fn run(ptr: NonNull<Header>) {
+    unsafe fn run(ptr: NonNull<Header>, local: &dyn Local) {
         let ptr = ptr.cast::<TaskHeader>();
         // Safety: the queue reference keeps the task alive.
         let head = unsafe { ptr.as_ref() };
@@ -220,17 +279,24 @@ where
                 return;
             }
             Start::Cancel => {
+                let message = head.take_cancel_message();
+                // Safety: only the loop thread touches `last_poll`.
+                let last_poll = head.last_poll.with(|p| unsafe { *p });
+                let stored = TaskError::Cancelled(message.clone());
                 // Safety: RUNNING is ours. Dropping the future cancels what
-                // it was awaiting.
-                crate::cancellation::propagate(|| unsafe {
-                    Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled)))
+                // it was awaiting when it last yielded, with the message.
+                cancellation::propagate(last_poll, message, || unsafe {
+                    Self::set_stage(ptr, Stage::Finished(Err(stored)))
                 });
-                unsafe { finish(ptr, TaskOutcome::Cancelled) };
+                unsafe { finish(ptr, local.tasks(), TaskOutcome::Cancelled) };
                 return;
             }
             Start::Poll => {}
         }
-        register(ptr);
+        register_in(local.tasks(), ptr);
+        let generation = cancellation::begin_poll();
+        // Safety: only the loop thread touches `last_poll`.
+        head.last_poll.with_mut(|p| unsafe { *p = generation });
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(ptr)) });
         let mut cx = Context::from_waker(&waker);
         // Safety: RUNNING is ours, so is the future; it never moves (boxed).
@@ -247,7 +313,7 @@ where
             Ok(Poll::Pending) => {
                 if head.state.end_run() {
                     // Woken while running: back of the queue, same reference.
-                    context::push_ready(unsafe { Runnable::from_raw(ptr.cast()) });
+                    local.push(unsafe { Runnable::from_raw(ptr.cast()) });
                 } else {
                     unsafe { release(ptr) };
                 }
@@ -258,31 +324,27 @@ where
         };
         unsafe {
             Self::set_stage(ptr, Stage::Finished(output));
-            finish(ptr, outcome);
+            finish(ptr, local.tasks(), outcome);
         }
     }
 
     unsafe fn discard(ptr: NonNull<Header>) {
         let ptr = ptr.cast::<TaskHeader>();
+        let _release = ReleaseOnDrop(ptr);
         // Safety: the queue reference keeps the task alive; closing needs
         // the claim.
-        unsafe {
-            close(ptr);
-            release(ptr);
-        }
+        unsafe { close(ptr) };
     }
 
-    unsafe fn cancel_future(ptr: NonNull<TaskHeader>) {
+    unsafe fn cancel_future(ptr: NonNull<TaskHeader>, message: CancelMessage) {
         // Safety: caller holds RUNNING.
-        unsafe { Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled))) };
+        unsafe { Self::set_stage(ptr, Stage::Finished(Err(TaskError::Cancelled(message)))) };
     }
 
     unsafe fn dealloc(ptr: NonNull<TaskHeader>) {
         // Safety: no reference and no handle remain.
         let cell = unsafe { Box::from_raw(ptr.cast::<TaskCell<F>>().as_ptr()) };
-        if catch_unwind(AssertUnwindSafe(|| drop(cell))).is_err() {
-            tracing::error!(target: "evloop", "a task's output panicked while being dropped");
-        }
+        crate::util::drop_quietly(cell, "a task's output");
     }
 
     unsafe fn read_output(ptr: NonNull<TaskHeader>, dst: *mut ()) {
@@ -302,6 +364,20 @@ where
         }
     }
 
+    unsafe fn output_ref(ptr: NonNull<TaskHeader>) -> *const () {
+        // Safety: the caller holds the handle after COMPLETE: the stage no
+        // longer changes except through the handle's exclusive methods.
+        unsafe {
+            ptr.cast::<TaskCell<F>>()
+                .as_ref()
+                .stage
+                .with(|s| match &*s {
+                    Stage::Finished(r) => r as *const Result<F::Output, TaskError> as *const (),
+                    _ => std::ptr::null(),
+                })
+        }
+    }
+
     unsafe fn drop_output(ptr: NonNull<TaskHeader>) -> Option<PanicPayload> {
         // Safety: the caller owns the output.
         let stage = unsafe {
@@ -313,9 +389,7 @@ where
         match stage {
             Stage::Finished(Err(TaskError::Panicked(p))) => Some(p),
             other => {
-                if catch_unwind(AssertUnwindSafe(|| drop(other))).is_err() {
-                    tracing::error!(target: "evloop", "a task's output panicked while being dropped");
-                }
+                crate::util::drop_quietly(other, "a task's output");
                 None
             }
         }
@@ -324,30 +398,16 @@ where
 
 /// Records a task in its loop's registry (which holds a reference, so
 /// that `close()` and `all_tasks()` reach tasks that wait on something),
-/// unless it is there already. Loop thread only.
-pub(crate) fn register(ptr: NonNull<TaskHeader>) {
-    if is_registered(ptr) {
-        return;
-    }
-    context::with_current(|ctx| {
-        // Safety: the core lives as long as the context.
-        register_in(unsafe { &*ctx.core }, ptr)
-    });
-}
-
-/// [`register`] with the core at hand (the loop's thread, or the holder of
-/// an idle loop's core).
-pub(crate) fn register_in(core: &Core, ptr: NonNull<TaskHeader>) {
+/// unless it is there already or done. Only the holder of the loop's core
+/// (the loop's thread, or a caller holding an idle loop's core) calls this.
+pub(crate) fn register_in(tasks: &RefCell<TaskRegistry>, ptr: NonNull<TaskHeader>) {
     // Safety: the caller holds a reference.
     let head = unsafe { ptr.as_ref() };
     // A complete task would never leave the registry: `finish` removes
     // only what it finds there.
     if !is_registered(ptr) && head.state.load() & COMPLETE == 0 {
         head.state.ref_inc();
-        let idx = core
-            .tasks
-            .borrow_mut()
-            .insert(super::registry::TaskRef(ptr));
+        let idx = tasks.borrow_mut().insert(TaskRef(ptr));
         head.slot.with_mut(|s| unsafe { *s = idx });
     }
 }
@@ -375,30 +435,30 @@ pub(crate) fn info_of(header: NonNull<Header>) -> Option<TaskInfo> {
     }
 }
 
-/// The future is gone and the output stored: publish it.
-unsafe fn finish(ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
-    // Safety: the caller's queue reference keeps the task alive.
+/// The future is gone and the output stored: leave the registry, publish
+/// the output, release the run's reference (also if publishing unwinds).
+unsafe fn finish(ptr: NonNull<TaskHeader>, tasks: &RefCell<TaskRegistry>, outcome: TaskOutcome) {
+    let _release = ReleaseOnDrop(ptr);
+    // Safety: the run's reference keeps the task alive.
     let head = unsafe { ptr.as_ref() };
-    complete(head, ptr, outcome);
     let slot = head
         .slot
         .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
     if slot != NO_SLOT {
-        let removed =
-            context::with_current(|ctx| unsafe { &*ctx.core }.tasks.borrow_mut().remove(slot));
+        let removed = tasks.borrow_mut().remove(slot);
         drop(removed);
     }
-    unsafe { release(ptr) };
+    complete(head, ptr, outcome);
 }
 
-/// Sets COMPLETE, schedules the done callbacks, then either wakes the
-/// handle's awaiter or, if there is no handle, drops the output (reporting
-/// a panic nobody will retrieve).
+/// Sets COMPLETE, serves the listeners (done callbacks queued, by-reference
+/// awaiters woken), then either wakes the handle's awaiter or, if there is
+/// no handle, drops the output (reporting a panic nobody will retrieve).
 #[inline]
 fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
     let prev = head.state.complete(outcome);
-    if prev & DONE_CALLBACKS != 0 {
-        schedule_done_callbacks(head, outcome);
+    if prev & LISTENERS != 0 {
+        serve_listeners(head, outcome);
     }
     if prev & HANDLE != 0 {
         head.awaiter.wake();
@@ -410,17 +470,22 @@ fn complete(head: &TaskHeader, ptr: NonNull<TaskHeader>, outcome: TaskOutcome) {
     }
 }
 
-/// Queues every waiting done callback (kept out of line: most tasks have
-/// none).
+/// Queues every waiting done callback and wakes every by-reference awaiter
+/// (kept out of line: most tasks have neither).
 #[cold]
 #[inline(never)]
-fn schedule_done_callbacks(head: &TaskHeader, outcome: TaskOutcome) {
-    let callbacks = crate::util::lock(&head.meta).take_callbacks();
+fn serve_listeners(head: &TaskHeader, outcome: TaskOutcome) {
+    let (callbacks, wakers) = {
+        let mut meta = crate::sync::lock(&head.meta);
+        let l = meta.listeners();
+        (std::mem::take(&mut l.callbacks), l.waiters.take_all())
+    };
     let info = head.info();
     for (_, callback, location) in callbacks {
         // On a closed loop the callbacks are dropped with the task.
         let _ = schedule_done_callback(head, callback, location, info.clone(), outcome);
     }
+    crate::waiters::wake_all(wakers);
 }
 
 /// Queues one done callback on the task's loop (asyncio never runs them
@@ -429,18 +494,19 @@ pub(crate) fn schedule_done_callback(
     head: &TaskHeader,
     callback: DoneCallback,
     location: &'static Location<'static>,
-    info: crate::exception::TaskInfo,
+    info: TaskInfo,
     outcome: TaskOutcome,
 ) -> Result<(), crate::error::Error> {
     let done = TaskDone { info, outcome };
-    head.shared
-        .call_soon(None, location, move || callback(done))
-        .map(drop)
+    head.sched
+        .call_soon(location, Box::new(move || callback(done)))
 }
 
 pub(crate) fn report_unretrieved(head: &TaskHeader, payload: PanicPayload) {
-    let ctx = ExceptionContext::new("Task exception was never retrieved").with_task(head.info());
-    head.shared.report_panic(ctx, payload);
+    let ctx = ExceptionContext::new("Task exception was never retrieved")
+        .with_task(head.info())
+        .with_panic(payload);
+    head.sched.call_exception_handler(ctx);
 }
 
 /// Closes a task that is not running: drops its future, completes it as
@@ -452,9 +518,9 @@ pub(crate) unsafe fn close(ptr: NonNull<TaskHeader>) {
     // Safety: the caller holds a reference.
     let head = unsafe { ptr.as_ref() };
     if head.state.try_claim() {
-        unsafe { (head.vtable().cancel_future)(ptr) };
+        unsafe { (head.vtable().cancel_future)(ptr, None) };
         complete(head, ptr, TaskOutcome::Cancelled);
-        head.shared.call_exception_handler(
+        head.sched.call_exception_handler(
             ExceptionContext::new("Task was destroyed but it is pending!").with_task(head.info()),
         );
     }
@@ -481,9 +547,36 @@ pub(crate) unsafe fn read_output<T>(ptr: NonNull<TaskHeader>) -> Option<Result<T
     out
 }
 
-pub(crate) unsafe fn drop_output(ptr: NonNull<TaskHeader>) -> Option<PanicPayload> {
+/// The output, by reference, for a caller that holds the handle of a
+/// complete task (`None` if it was taken); marks it retrieved.
+///
+/// # Safety
+/// `T` is the task's output type, the task is complete, and the returned
+/// reference does not outlive the caller's borrow of the handle.
+pub(crate) unsafe fn output_ref<'a, T>(
+    ptr: NonNull<TaskHeader>,
+) -> Option<&'a Result<T, TaskError>> {
     // Safety: forwarded.
-    unsafe { (ptr.as_ref().vtable().drop_output)(ptr) }
+    let head = unsafe { ptr.as_ref() };
+    head.state.mark_retrieved();
+    let p = unsafe { (head.vtable().output_ref)(ptr) } as *const Result<T, TaskError>;
+    // Safety: a non-null pointer points into the live, no longer changing
+    // output.
+    unsafe { p.as_ref() }
+}
+
+/// Drops the output when the handle goes (the handle owns it once the task
+/// is complete); reports a panic nobody retrieved.
+pub(crate) unsafe fn drop_output(ptr: NonNull<TaskHeader>) {
+    // Safety: forwarded.
+    let head = unsafe { ptr.as_ref() };
+    if let Some(payload) = unsafe { (head.vtable().drop_output)(ptr) } {
+        if head.state.load() & RETRIEVED == 0 {
+            report_unretrieved(head, payload);
+        } else {
+            crate::util::drop_quietly(payload, "a panic payload");
+        }
+    }
 }
 
 /// Queues a task that a wake-up made runnable (the caller gives the queue
@@ -493,7 +586,7 @@ fn schedule(ptr: NonNull<TaskHeader>) {
     // Safety: the caller hands over a queue reference.
     let head = unsafe { ptr.as_ref() };
     let r = unsafe { Runnable::from_raw(ptr.cast()) };
-    if let Err(r) = head.shared.schedule(r) {
+    if let Err(r) = head.sched.schedule(r) {
         drop(r);
     }
 }

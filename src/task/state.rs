@@ -29,13 +29,17 @@ pub(crate) const CANCEL_REQUESTED: usize = 1 << 4;
 pub(crate) const CANCELLED: usize = 1 << 5;
 /// The task completed because its future panicked.
 pub(crate) const PANICKED: usize = 1 << 6;
-/// Done callbacks wait in the task's list; whoever completes the task
-/// schedules them. Set only while `COMPLETE` is clear, under the list's
-/// lock, so a callback is either seen by the completer or added after
-/// completion (and then scheduled by its adder).
-pub(crate) const DONE_CALLBACKS: usize = 1 << 7;
+/// Done callbacks or by-reference awaiters wait in the task's `meta`;
+/// whoever completes the task schedules / wakes them. Set only while
+/// `COMPLETE` is clear, under `meta`'s lock, so a listener is either seen
+/// by the completer or added after completion (and then served by its
+/// adder). Tasks nobody listens to never take that lock.
+pub(crate) const LISTENERS: usize = 1 << 7;
+/// `result()` / `exception()` read the outcome: a panic is no longer
+/// "never retrieved" when the handle drops.
+pub(crate) const RETRIEVED: usize = 1 << 8;
 /// One reference.
-pub(crate) const REF_ONE: usize = 1 << 8;
+pub(crate) const REF_ONE: usize = 1 << 9;
 
 const REF_MASK: usize = !(REF_ONE - 1);
 
@@ -204,20 +208,25 @@ impl State {
         self.update(|cur| Ok(((cur & !(RUNNING | SCHEDULED)) | set, cur)))
     }
 
-    /// A done callback is being added (the caller holds the callback
-    /// list's lock). `Ok`: the completer will schedule it, so the caller
-    /// stores it in the list; `Err(outcome)`: the task is complete, so the
-    /// caller schedules it itself.
-    pub(crate) fn mark_done_callbacks(&self) -> Result<(), TaskOutcome> {
+    /// A listener (done callback, by-reference awaiter) is being added
+    /// (the caller holds `meta`'s lock). `Ok`: the completer will serve it,
+    /// so the caller stores it; `Err(outcome)`: the task is complete, so
+    /// the caller serves it itself.
+    pub(crate) fn mark_listeners(&self) -> Result<(), TaskOutcome> {
         self.update(|cur| {
             if cur & COMPLETE != 0 {
                 Err(Err(outcome_of(cur)))
-            } else if cur & DONE_CALLBACKS != 0 {
+            } else if cur & LISTENERS != 0 {
                 Err(Ok(()))
             } else {
-                Ok((cur | DONE_CALLBACKS, Ok(())))
+                Ok((cur | LISTENERS, Ok(())))
             }
         })
+    }
+
+    /// The outcome was read by reference.
+    pub(crate) fn mark_retrieved(&self) {
+        self.word.fetch_or(RETRIEVED, Ordering::AcqRel);
     }
 
     /// Takes the future away from a task that is neither running nor done
