@@ -7,7 +7,7 @@ use crate::cancellation::Awaited;
 use crate::error::{Error, TaskError};
 use crate::waiters::{self, WaitKey, Waiters};
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
@@ -56,7 +56,7 @@ unsafe impl<T: Send> Sync for Inner<T> {}
 /// (`run_coroutine_threadsafe`) or in a thread pool (`Executor::submit`).
 ///
 /// Clones are the same future. [`ConcurrentFuture::result`] and `.await`
-/// take the result; after that, others see an `InvalidState` error. A task
+/// (through [`ConcurrentAwait`]) take the result; after that, others see an `InvalidState` error. A task
 /// awaiting it that is cancelled cancels it too (asyncio's `wrap_future`
 /// does the same), so a queued pool job never starts.
 ///
@@ -78,32 +78,12 @@ unsafe impl<T: Send> Sync for Inner<T> {}
 /// ```
 pub struct ConcurrentFuture<T> {
     inner: Arc<Inner<T>>,
-    /// This clone's place among the waiters while it is awaited.
-    key: WaitKey,
-    /// If the task awaiting this clone is cancelled, so is the future
-    /// (see `cancellation`).
-    awaited: Awaited,
 }
 
 impl<T> Clone for ConcurrentFuture<T> {
     fn clone(&self) -> Self {
         ConcurrentFuture {
             inner: self.inner.clone(),
-            key: WaitKey::default(),
-            awaited: Awaited::default(),
-        }
-    }
-}
-
-impl<T> Drop for ConcurrentFuture<T> {
-    fn drop(&mut self) {
-        waiters::forget(
-            || crate::sync::lock(&self.inner.state),
-            &mut self.key,
-            |st| &mut st.waiters,
-        );
-        if self.awaited.cancellation().is_some() {
-            self.cancel();
         }
     }
 }
@@ -128,8 +108,6 @@ impl<T> ConcurrentFuture<T> {
 
     fn with_owner(completed_by_loop: Option<crate::sched::LoopId>) -> ConcurrentFuture<T> {
         ConcurrentFuture {
-            key: WaitKey::default(),
-            awaited: Awaited::default(),
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     status: Status::Pending,
@@ -229,11 +207,10 @@ impl<T> ConcurrentFuture<T> {
             if let Err(payload) =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(self)))
             {
-                tracing::error!(
-                    target: "evloop",
+                crate::util::log_error(format_args!(
                     "exception calling callback for a concurrent future: {}",
                     crate::error::panic_message(&payload)
-                );
+                ));
             }
         }
     }
@@ -340,13 +317,35 @@ fn take<T>(st: &mut State<T>) -> Result<T, TaskError> {
     }
 }
 
-impl<T> Future for ConcurrentFuture<T> {
+/// The future of `fut.await` on a [`ConcurrentFuture`]: waits for the
+/// result and takes it.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ConcurrentAwait<T> {
+    fut: ConcurrentFuture<T>,
+    key: WaitKey,
+    awaited: Awaited,
+}
+
+impl<T> IntoFuture for ConcurrentFuture<T> {
+    type Output = Result<T, TaskError>;
+    type IntoFuture = ConcurrentAwait<T>;
+
+    fn into_future(self) -> ConcurrentAwait<T> {
+        ConcurrentAwait {
+            fut: self,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+        }
+    }
+}
+
+impl<T> Future for ConcurrentAwait<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let polled = waiters::poll_wait(
-            || crate::sync::lock(&this.inner.state),
+            || crate::sync::lock(&this.fut.inner.state),
             &mut this.key,
             cx,
             |st: &mut State<T>| (st.status == Status::Done).then(|| take(st)),
@@ -357,6 +356,30 @@ impl<T> Future for ConcurrentFuture<T> {
             Poll::Ready(_) => this.awaited.ready(),
         }
         polled
+    }
+}
+
+impl<T> Drop for ConcurrentAwait<T> {
+    fn drop(&mut self) {
+        let fut = &self.fut;
+        waiters::forget(
+            || crate::sync::lock(&fut.inner.state),
+            &mut self.key,
+            |st| &mut st.waiters,
+        );
+        // The task awaiting this is being cancelled: so is the work
+        // (asyncio's `wrap_future` cancels the concurrent future).
+        if self.awaited.cancellation().is_some() {
+            fut.cancel();
+        }
+    }
+}
+
+impl<T> fmt::Debug for ConcurrentAwait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrentAwait")
+            .field("fut", &self.fut)
+            .finish()
     }
 }
 

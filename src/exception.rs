@@ -149,7 +149,10 @@ impl fmt::Debug for ExceptionContext {
 
 /// The handler every loop starts with: logs the context with
 /// `tracing::error!` (asyncio's `default_exception_handler` logs with
-/// `logger.error`).
+/// `logger.error`). With no `tracing` subscriber installed it writes to
+/// standard error instead, as Python's unconfigured logging does (its
+/// "last resort" handler), so a program that merely links evloop does not
+/// lose its errors.
 pub fn default_exception_handler(context: &ExceptionContext) {
-    tracing::error!(target: "evloop", "{context}");
+    crate::util::log_error(format_args!("{context}"));
 }

@@ -45,9 +45,10 @@ struct Inner<T> {
 /// awaiting it is woken, and its done callbacks are scheduled on its loop
 /// with `call_soon`, in registration order, never run inline.
 ///
-/// Clones are the same future. Awaiting yields the result *by value*: the
-/// first awaiter to see it takes it; a later awaiter of a clone gets an
-/// `InvalidState` error. Awaiting `&fut` (for `T: Clone`) reads it
+/// Clones are the same future. Awaiting it (`fut.await`, through
+/// [`FutureAwait`]) yields the result *by value*: the first awaiter to see
+/// it takes it; a later awaiter of a clone gets an `InvalidState` error.
+/// Awaiting `&fut` (for `T: Clone`, through [`FutureRead`]) reads it
 /// instead, so many tasks can await one future as in asyncio, and
 /// [`LoopFuture::result`] reads it without waiting. Done callbacks are
 /// queued before awaiters are woken, so a callback on the loop always sees
@@ -56,7 +57,7 @@ struct Inner<T> {
 ///
 /// An awaiter that goes away before the result arrives (a `wait_for`
 /// timeout, a losing `select!` branch) leaves nothing behind in the
-/// future. As in asyncio, cancelling a task that is awaiting the future
+/// future. As in asyncio, cancelling a task while it awaits the future
 /// cancels the future too.
 ///
 /// ```
@@ -71,35 +72,12 @@ struct Inner<T> {
 /// ```
 pub struct LoopFuture<T> {
     inner: Arc<Inner<T>>,
-    /// This clone's place among the future's waiters while it is awaited.
-    key: WaitKey,
-    awaited: Awaited,
-    /// How to cancel the future if the awaiting task is cancelled, set by
-    /// the first poll. A function pointer because `Drop` cannot name the
-    /// `T: Send` bound that cancelling needs.
-    canceller: Option<fn(&LoopFuture<T>, CancelMessage)>,
 }
 
 impl<T> Clone for LoopFuture<T> {
     fn clone(&self) -> Self {
         LoopFuture {
             inner: self.inner.clone(),
-            key: WaitKey::default(),
-            awaited: Awaited::default(),
-            canceller: None,
-        }
-    }
-}
-
-impl<T> Drop for LoopFuture<T> {
-    fn drop(&mut self) {
-        waiters::forget(
-            || crate::sync::lock(&self.inner.state),
-            &mut self.key,
-            |st| &mut st.waiters,
-        );
-        if let (Some(message), Some(cancel)) = (self.awaited.cancellation(), self.canceller) {
-            cancel(self, message);
         }
     }
 }
@@ -107,9 +85,6 @@ impl<T> Drop for LoopFuture<T> {
 impl<T: Send + 'static> LoopFuture<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> LoopFuture<T> {
         LoopFuture {
-            key: WaitKey::default(),
-            awaited: Awaited::default(),
-            canceller: None,
             inner: Arc::new(Inner {
                 shared,
                 state: Mutex::new(State {
@@ -322,16 +297,37 @@ impl<T: Send + 'static> LoopFuture<T> {
     }
 }
 
-impl<T: Send + 'static> Future for LoopFuture<T> {
+/// The future of `fut.await`: waits for the result and takes it.
+#[must_use = "futures do nothing unless awaited"]
+pub struct FutureAwait<T: Send + 'static> {
+    fut: LoopFuture<T>,
+    key: WaitKey,
+    awaited: Awaited,
+}
+
+impl<T: Send + 'static> IntoFuture for LoopFuture<T> {
+    type Output = Result<T, TaskError>;
+    type IntoFuture = FutureAwait<T>;
+
+    fn into_future(self) -> FutureAwait<T> {
+        FutureAwait {
+            fut: self,
+            key: WaitKey::default(),
+            awaited: Awaited::default(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for FutureAwait<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if crate::event_loop::context::root_is_foreign(at(this), this.loop_id()) {
+        if crate::event_loop::context::root_is_foreign(at(this), this.fut.loop_id()) {
             return Poll::Pending;
         }
         let polled = waiters::poll_wait(
-            || crate::sync::lock(&this.inner.state),
+            || crate::sync::lock(&this.fut.inner.state),
             &mut this.key,
             cx,
             |st: &mut State<T>| match std::mem::replace(&mut st.outcome, Outcome::Taken) {
@@ -345,21 +341,38 @@ impl<T: Send + 'static> Future for LoopFuture<T> {
             |st| &mut st.waiters,
         );
         match polled {
-            Poll::Pending => {
-                this.awaited.pending();
-                this.canceller = Some(|f, message| {
-                    f.cancel_inner(message);
-                });
-            }
+            Poll::Pending => this.awaited.pending(),
             Poll::Ready(_) => this.awaited.ready(),
         }
         polled
     }
 }
 
+impl<T: Send + 'static> Drop for FutureAwait<T> {
+    fn drop(&mut self) {
+        let fut = &self.fut;
+        waiters::forget(
+            || crate::sync::lock(&fut.inner.state),
+            &mut self.key,
+            |st| &mut st.waiters,
+        );
+        if let Some(message) = self.awaited.cancellation() {
+            fut.cancel_inner(message);
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for FutureAwait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FutureAwait")
+            .field("fut", &self.fut)
+            .finish()
+    }
+}
+
 /// The future of `(&fut).await`: reads the result without taking it.
 #[must_use = "futures do nothing unless awaited"]
-pub struct ReadResult<'a, T: Clone + Send + 'static> {
+pub struct FutureRead<'a, T: Clone + Send + 'static> {
     fut: &'a LoopFuture<T>,
     key: WaitKey,
     awaited: Awaited,
@@ -388,10 +401,10 @@ pub struct ReadResult<'a, T: Clone + Send + 'static> {
 /// ```
 impl<'a, T: Clone + Send + 'static> IntoFuture for &'a LoopFuture<T> {
     type Output = Result<T, TaskError>;
-    type IntoFuture = ReadResult<'a, T>;
+    type IntoFuture = FutureRead<'a, T>;
 
-    fn into_future(self) -> ReadResult<'a, T> {
-        ReadResult {
+    fn into_future(self) -> FutureRead<'a, T> {
+        FutureRead {
             fut: self,
             key: WaitKey::default(),
             awaited: Awaited::default(),
@@ -399,7 +412,7 @@ impl<'a, T: Clone + Send + 'static> IntoFuture for &'a LoopFuture<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Future for ReadResult<'_, T> {
+impl<T: Clone + Send + 'static> Future for FutureRead<'_, T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -427,7 +440,7 @@ impl<T: Clone + Send + 'static> Future for ReadResult<'_, T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Drop for ReadResult<'_, T> {
+impl<T: Clone + Send + 'static> Drop for FutureRead<'_, T> {
     fn drop(&mut self) {
         waiters::forget(
             || crate::sync::lock(&self.fut.inner.state),
@@ -440,9 +453,9 @@ impl<T: Clone + Send + 'static> Drop for ReadResult<'_, T> {
     }
 }
 
-impl<T: Clone + Send + 'static> fmt::Debug for ReadResult<'_, T> {
+impl<T: Clone + Send + 'static> fmt::Debug for FutureRead<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadResult").field("fut", self.fut).finish()
+        f.debug_struct("FutureRead").field("fut", self.fut).finish()
     }
 }
 

@@ -50,19 +50,22 @@ mod waiters;
 #[doc(hidden)]
 pub mod loom_api;
 
-pub use concurrent::ConcurrentFuture;
+pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
 pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, Stats, WeakEventLoop};
 pub use exception::{ExceptionContext, ExceptionHandler, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
-pub use future::{LoopFuture, ReadResult};
+pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, HandleInfo, TimerHandle};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,
 };
 pub use runners::{
-    Gather, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe, sleep,
-    spawn, wait_for,
+    Gather, Shield, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe,
+    shield, sleep, spawn, wait_for,
 };
-pub use task::{BoxFuture, ReadTask, Task, TaskDone, TaskFactory, TaskOutcome, TaskSpec};
+pub use task::{
+    BoxFuture, Task, TaskAwait, TaskAwaitMut, TaskDone, TaskFactory, TaskOutcome, TaskRead,
+    TaskSpec,
+};

@@ -5,7 +5,7 @@
 use crate::error::Error;
 use crate::event_loop::{EventLoop, context};
 use std::cell::RefCell;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::ThreadId;
 use thread_local::ThreadLocal;
 
@@ -66,7 +66,9 @@ pub trait EventLoopPolicy: Send + Sync {
 /// The policy evloop starts with: each thread's loop in a
 /// `thread_local::ThreadLocal` owned by the policy object, so two policies
 /// never see each other's loops and a loop set on one thread is invisible
-/// on every other.
+/// on every other. When a thread exits, the loop it set is released (and
+/// closed, if that was its last handle), as Python releases a thread's
+/// loop with the thread's state.
 ///
 /// ```
 /// use evloop::{DefaultEventLoopPolicy, Error, EventLoopPolicy};
@@ -85,9 +87,62 @@ pub trait EventLoopPolicy: Send + Sync {
 /// ```
 #[derive(Default)]
 pub struct DefaultEventLoopPolicy {
-    /// The thread id is kept with the loop because `ThreadLocal` reuses a
-    /// finished thread's slot for a new thread.
-    loops: ThreadLocal<RefCell<Option<(ThreadId, EventLoop)>>>,
+    loops: ThreadLocal<ThreadSlot>,
+}
+
+/// One thread's entry: shared with that thread's exit guard, which empties
+/// it when the thread exits. The thread id is kept with the loop because
+/// `ThreadLocal` hands a finished thread's entry to a new thread.
+type ThreadSlot = Arc<Mutex<ThreadEntry>>;
+type ThreadEntry = Option<(ThreadId, EventLoop)>;
+
+/// Empties, when its thread exits, the policy entries the thread filled.
+struct ExitGuard {
+    thread: ThreadId,
+    slots: RefCell<Vec<Weak<Mutex<ThreadEntry>>>>,
+}
+
+thread_local! {
+    static EXIT_GUARD: ExitGuard = ExitGuard {
+        thread: std::thread::current().id(),
+        slots: RefCell::new(Vec::new()),
+    };
+}
+
+impl ExitGuard {
+    /// Makes sure `slot` is emptied when this thread exits.
+    fn watch(slot: &ThreadSlot) {
+        // During the thread's own teardown there is nothing left to watch.
+        let _ = EXIT_GUARD.try_with(|g| {
+            let mut slots = g.slots.borrow_mut();
+            slots.retain(|w| w.strong_count() > 0);
+            if !slots
+                .iter()
+                .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(slot)))
+            {
+                slots.push(Arc::downgrade(slot));
+            }
+        });
+    }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        for weak in self.slots.take() {
+            let Some(slot) = weak.upgrade() else { continue };
+            let released = {
+                let mut entry = crate::sync::lock(&*slot);
+                match &*entry {
+                    // Only this thread's own loop: the entry may already
+                    // have been handed to a new thread.
+                    Some((owner, _)) if *owner == self.thread => entry.take(),
+                    _ => None,
+                }
+            };
+            // Dropping the loop may close it: outside the lock.
+            drop(released);
+        }
+    }
 }
 
 impl DefaultEventLoopPolicy {
@@ -107,26 +162,31 @@ impl std::fmt::Debug for DefaultEventLoopPolicy {
 impl EventLoopPolicy for DefaultEventLoopPolicy {
     fn get_event_loop(&self) -> Result<EventLoop, Error> {
         let me = std::thread::current().id();
-        let slot = self.loops.get_or_default();
-        let mut slot = slot.borrow_mut();
-        match &*slot {
-            Some((owner, event_loop)) if *owner == me => Ok(event_loop.clone()),
-            Some(_) => {
-                // Left behind by a finished thread that had this slot.
-                *slot = None;
-                Err(no_current_loop())
+        let Some(slot) = self.loops.get() else {
+            return Err(no_current_loop());
+        };
+        let stale = {
+            let mut entry = crate::sync::lock(&**slot);
+            match &*entry {
+                Some((owner, event_loop)) if *owner == me => return Ok(event_loop.clone()),
+                // Left behind by a finished thread that had this entry.
+                Some(_) => entry.take(),
+                None => None,
             }
-            None => Err(no_current_loop()),
-        }
+        };
+        drop(stale);
+        Err(no_current_loop())
     }
 
     fn set_event_loop(&self, event_loop: Option<EventLoop>) {
         let me = std::thread::current().id();
-        let previous = self
-            .loops
-            .get_or_default()
-            .replace(event_loop.map(|l| (me, l)));
-        // Dropping the previous loop may close it: outside the borrow.
+        let slot = self.loops.get_or_default();
+        ExitGuard::watch(slot);
+        let previous = std::mem::replace(
+            &mut *crate::sync::lock(&**slot),
+            event_loop.map(|l| (me, l)),
+        );
+        // Dropping the previous loop may close it: outside the lock.
         drop(previous);
     }
 
@@ -141,24 +201,24 @@ fn no_current_loop() -> Error {
     }
 }
 
-fn default_policy() -> Arc<dyn EventLoopPolicy> {
-    static DEFAULT: OnceLock<Arc<DefaultEventLoopPolicy>> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| Arc::new(DefaultEventLoopPolicy::new()))
-        .clone()
-}
-
+/// The installed policy; `None` until first asked for, and again after
+/// `set_event_loop_policy(None)` (asyncio's `_event_loop_policy`).
 static POLICY: RwLock<Option<Arc<dyn EventLoopPolicy>>> = RwLock::new(None);
 
-/// The installed policy (the default one unless
-/// [`set_event_loop_policy`] installed another).
+/// The installed policy: a [`DefaultEventLoopPolicy`], created on first
+/// use, unless [`set_event_loop_policy`] installed another.
 pub fn get_event_loop_policy() -> Arc<dyn EventLoopPolicy> {
-    crate::sync::read(&POLICY)
+    if let Some(policy) = crate::sync::read(&POLICY).clone() {
+        return policy;
+    }
+    crate::sync::write(&POLICY)
+        .get_or_insert_with(|| Arc::new(DefaultEventLoopPolicy::new()))
         .clone()
-        .unwrap_or_else(default_policy)
 }
 
-/// Installs `policy` for the whole process; `None` restores the default.
+/// Installs `policy` for the whole process. `None` goes back to a *new*
+/// default policy, as asyncio does: the loops set under the old one are
+/// no longer returned by [`get_event_loop`].
 pub fn set_event_loop_policy(policy: Option<Arc<dyn EventLoopPolicy>>) {
     let previous = std::mem::replace(&mut *crate::sync::write(&POLICY), policy);
     drop(previous);

@@ -2,7 +2,6 @@
 //! `wait_for`, `gather`, and `run_coroutine_threadsafe`.
 
 use crate::atomic_waker::AtomicWaker;
-use crate::cancellation::Awaited;
 use crate::concurrent::ConcurrentFuture;
 use crate::error::{Error, TaskError};
 use crate::event_loop::{EventLoop, context};
@@ -11,7 +10,7 @@ use crate::handle::TimerHandle;
 use crate::policy::{get_running_loop, new_event_loop, set_event_loop};
 use crate::sync::{AtomicBool, Mutex, Ordering};
 use crate::task::Task;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,12 +81,13 @@ fn cancel_remaining_tasks(lp: &EventLoop) {
 #[track_caller]
 pub fn spawn<F>(fut: F) -> Result<Task<F::Output>, Error>
 where
-    F: Future + Send + 'static,
+    F: IntoFuture,
+    F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
     let location = Location::caller();
     let lp = get_running_loop()?;
-    crate::task::create(&lp, fut, None, location)
+    crate::task::create(&lp, fut.into_future(), None, location)
 }
 
 /// The task whose step is running on this thread's loop, or `None` in a
@@ -210,7 +210,7 @@ impl Drop for Sleep {
 
 /// The future returned by [`wait_for`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct WaitFor<F> {
+pub struct WaitFor<F: Future> {
     /// `None` once the timeout dropped it.
     fut: Option<F>,
     sleep: Sleep,
@@ -222,9 +222,9 @@ pub struct WaitFor<F> {
 /// awaiting is cancelled with it (a [`Task`], a `LoopFuture`, a
 /// `ConcurrentFuture`). A zero timeout still gives `fut` one poll, so a
 /// future that is ready at once returns its value (as in Python 3.12+).
-pub fn wait_for<F: Future>(fut: F, timeout: Duration) -> WaitFor<F> {
+pub fn wait_for<F: IntoFuture>(fut: F, timeout: Duration) -> WaitFor<F::IntoFuture> {
     WaitFor {
-        fut: Some(fut),
+        fut: Some(fut.into_future()),
         sleep: sleep(timeout),
     }
 }
@@ -252,8 +252,66 @@ impl<F: Future> Future for WaitFor<F> {
         if !timed_out {
             return Poll::Pending;
         }
-        crate::cancellation::propagate_now(|| fut.set(None));
+        crate::cancellation::propagate(None, || fut.set(None));
         Poll::Ready(Err(Error::Timeout))
+    }
+}
+
+/// The future returned by [`shield`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Shield<F> {
+    /// Dropped by hand, with cancellation suppressed.
+    fut: std::mem::ManuallyDrop<F>,
+}
+
+/// Awaits `fut` without letting a cancellation through (asyncio:
+/// `asyncio.shield`): if the task awaiting the shield is cancelled, or a
+/// `wait_for` around it times out, what `fut` awaits — a [`Task`], a
+/// `LoopFuture`, a `ConcurrentFuture` — is not cancelled and carries on.
+/// (A Rust future only makes progress while polled: to keep a computation
+/// running past the wait, make it a task and shield the task.)
+///
+/// ```
+/// use evloop::EventLoop;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::new()?;
+/// let out = lp.run_until_complete(async {
+///     let mut save = evloop::spawn(async {
+///         evloop::sleep(Duration::from_millis(10)).await.unwrap();
+///         "saved"
+///     })
+///     .unwrap();
+///     let r = evloop::wait_for(evloop::shield(save.wait()), Duration::from_millis(1)).await;
+///     assert!(r.is_err()); // timed out, but the save goes on
+///     save.await.unwrap()
+/// })?;
+/// assert_eq!(out, "saved");
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub fn shield<F: IntoFuture>(fut: F) -> Shield<F::IntoFuture> {
+    Shield {
+        fut: std::mem::ManuallyDrop::new(fut.into_future()),
+    }
+}
+
+impl<F: Future> Future for Shield<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Safety: `fut` is structurally pinned: never moved out, dropped
+        // in place.
+        unsafe { self.map_unchecked_mut(|s| &mut *s.fut) }.poll(cx)
+    }
+}
+
+impl<F> Drop for Shield<F> {
+    fn drop(&mut self) {
+        // The inner future's drop is what must not propagate a
+        // cancellation.
+        // Safety: `fut` is dropped exactly once, here, in place (it may be
+        // pinned); `ManuallyDrop` keeps the drop glue from doing it again.
+        crate::cancellation::suppress(|| unsafe { std::mem::ManuallyDrop::drop(&mut self.fut) });
     }
 }
 
@@ -330,7 +388,6 @@ pub struct Gather<F: Future> {
     wakers: Vec<Waker>,
     shared: Arc<GatherWake>,
     remaining: usize,
-    awaited: Awaited,
 }
 
 impl<F: Future> Unpin for Gather<F> {}
@@ -342,12 +399,15 @@ impl<F: Future> Unpin for Gather<F> {}
 /// child never keeps the loop from its other work. For fallible children,
 /// gather `Result`s and inspect them. Cancelling the task that awaits the
 /// gather cancels every child that is waiting, as in asyncio.
-pub fn gather<I>(futs: I) -> Gather<I::Item>
+pub fn gather<I>(futs: I) -> Gather<<I::Item as IntoFuture>::IntoFuture>
 where
     I: IntoIterator,
-    I::Item: Future,
+    I::Item: IntoFuture,
 {
-    let children: Vec<_> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let children: Vec<_> = futs
+        .into_iter()
+        .map(|f| Some(Box::pin(f.into_future())))
+        .collect();
     let n = children.len();
     let shared = Arc::new(GatherWake::new(n));
     let wakers = (0..n)
@@ -364,7 +424,6 @@ where
         wakers,
         shared,
         remaining: n,
-        awaited: Awaited::default(),
     }
 }
 
@@ -386,7 +445,6 @@ impl<F: Future> Future for Gather<F> {
             }
         }
         if this.remaining == 0 {
-            this.awaited.ready();
             let outputs = std::mem::take(&mut this.outputs);
             return Poll::Ready(
                 outputs
@@ -400,21 +458,7 @@ impl<F: Future> Future for Gather<F> {
             // poll it on the next iteration, not in this one.
             cx.waker().wake_by_ref();
         }
-        this.awaited.pending();
         Poll::Pending
-    }
-}
-
-impl<F: Future> Drop for Gather<F> {
-    fn drop(&mut self) {
-        // Children that were not woken lately were not polled in the
-        // cancelled task's last poll, yet they are awaited as much as the
-        // gather itself: if it is being cancelled, all of them are.
-        let children = std::mem::take(&mut self.children);
-        match self.awaited.cancellation() {
-            Some(message) => crate::cancellation::propagate_all(message, || drop(children)),
-            None => crate::cancellation::suppress(|| drop(children)),
-        }
     }
 }
 
@@ -476,13 +520,14 @@ pub fn run_coroutine_threadsafe<F>(
     event_loop: &EventLoop,
 ) -> Result<ConcurrentFuture<F::Output>, Error>
 where
-    F: Future + Send + 'static,
+    F: IntoFuture,
+    F::IntoFuture: Send + 'static,
     F::Output: Send + 'static,
 {
     let location = Location::caller();
     let result = ConcurrentFuture::completed_by(event_loop.inner.shared.id());
     let forward = Forward {
-        fut: Box::pin(fut),
+        fut: Box::pin(fut.into_future()),
         result: Some(result.clone()),
     };
     let task = crate::task::create(event_loop, forward, None, location)?;

@@ -19,6 +19,13 @@ pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
+/// Gives the processor to another thread (loom: lets the model schedule
+/// another thread, so spin-waits terminate under the model checker).
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
+
 /// An `UnsafeCell` with loom's closure-based access API, so that loom can
 /// check that no two threads touch the contents at once.
 #[cfg(loom)]

@@ -20,6 +20,19 @@ pub(crate) fn thread_name() -> String {
 #[inline]
 pub(crate) fn drop_quietly<T>(value: T, what: &str) {
     if std::mem::needs_drop::<T>() && catch_unwind(AssertUnwindSafe(|| drop(value))).is_err() {
-        tracing::error!(target: "evloop", "{what} panicked while being dropped");
+        log_error(format_args!("{what} panicked while being dropped"));
+    }
+}
+
+/// Logs an error evloop cannot hand to anyone: through `tracing`, or to
+/// standard error when no `tracing` subscriber is installed (Python's
+/// unconfigured logging prints errors the same way).
+pub(crate) fn log_error(message: std::fmt::Arguments<'_>) {
+    let unobserved =
+        tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if unobserved {
+        eprintln!("evloop: {message}");
+    } else {
+        tracing::error!(target: "evloop", "{message}");
     }
 }

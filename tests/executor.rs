@@ -409,7 +409,10 @@ fn a_custom_default_executor_is_used_and_shut_down() {
         })
         .unwrap();
     assert_eq!(out.0, 3);
-    assert!(matches!(out.1, Some(Error::ExecutorShutdown)));
+    // asyncio: RuntimeError('Executor shutdown has been called').
+    let refused = out.1.unwrap();
+    assert!(matches!(refused, Error::DefaultExecutorShutdown));
+    assert_eq!(refused.to_string(), "Executor shutdown has been called");
     assert_eq!(mine.jobs.load(Ordering::SeqCst), 1);
     assert!(mine.closed.load(Ordering::SeqCst));
     // Submitting through the trait object works like the pool's submit.

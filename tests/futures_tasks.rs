@@ -167,9 +167,7 @@ fn task_result_name_and_state() {
     assert_eq!(task.get_loop().unwrap(), lp);
     let named = lp.create_task_named(async {}, "named").unwrap();
     assert_eq!(named.get_name(), "named");
-    let out = lp
-        .run_until_complete(async { (&mut { task }).await })
-        .unwrap();
+    let out = lp.run_until_complete(async { task.await }).unwrap();
     assert_eq!(out.unwrap(), 42);
 }
 
@@ -198,7 +196,7 @@ fn cancelled_task_drops_its_future_at_the_next_step() {
                 task.cancel(),
                 "a second request while pending is still true"
             );
-            let r = (&mut { task }).await;
+            let r = task.await;
             let _ = lp2;
             r
         })
@@ -584,7 +582,7 @@ fn task_done_callback_added_late_is_scheduled_not_inline() {
     let lp = EventLoop::new().unwrap();
     let log = Log::new();
     let mut task = lp.create_task(async { 1 }).unwrap();
-    assert_eq!(lp.run_until_complete(&mut task).unwrap().unwrap(), 1);
+    assert_eq!(lp.run_until_complete(task.wait()).unwrap().unwrap(), 1);
     let l = log.clone();
     let id = task
         .add_done_callback(move |done| l.push(done.outcome))

@@ -57,6 +57,10 @@ pub(crate) struct Core {
     poll: RefCell<Option<Poll>>,
     events: RefCell<Events>,
     pub(crate) tasks: RefCell<TaskRegistry>,
+    /// Watchers the last poll found ready, queued after the work posted
+    /// from other threads (as asyncio's ready queue holds what was posted
+    /// before I/O events are processed).
+    io_ready: RefCell<Vec<Runnable>>,
     /// The queue entry being run in step 5 (for `current_task`).
     running: Cell<Option<Running>>,
     spin: Spin,
@@ -91,6 +95,7 @@ impl Core {
             poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(1024)),
             tasks: RefCell::new(TaskRegistry::default()),
+            io_ready: RefCell::new(Vec::new()),
             running: Cell::new(None),
             spin: Spin::default(),
             iterations: Cell::new(0),
@@ -212,11 +217,15 @@ impl Core {
         self.poll_io(ctx, timeout);
 
         // 3. Work posted from other threads, in arrival order, at most a
-        // batch (checked inline: usually none).
+        // batch (checked inline: usually none); then the I/O callbacks.
         // Safety: the running loop is the inbox's only consumer.
         if !unsafe { shared.remote.is_empty() } {
             self.drain_inbox(shared, INBOX_BATCH);
             self.drop_removed_timers();
+        }
+        if !self.io_ready.borrow().is_empty() {
+            let mut io = self.io_ready.borrow_mut();
+            self.ready.borrow_mut().extend(io.drain(..));
         }
 
         // 4. Timers that are due.
@@ -327,7 +336,7 @@ impl Core {
             };
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(target: "evloop", "polling for I/O failed: {e}");
+                    crate::util::log_error(format_args!("polling for I/O failed: {e}"));
                 }
                 return false;
             }
@@ -335,12 +344,10 @@ impl Core {
         if events.iter().all(|e| e.token() == WAKER_TOKEN) {
             return false;
         }
-        let mut woken = Vec::new();
-        ctx.event_loop.inner.reactor.dispatch(&events, &mut woken);
-        drop(events);
-        let fired = !woken.is_empty();
-        self.ready.borrow_mut().extend(woken);
-        fired
+        let mut io = self.io_ready.borrow_mut();
+        let before = io.len();
+        ctx.event_loop.inner.reactor.dispatch(&events, &mut io);
+        io.len() > before
     }
 
     /// Refreshes the gauges other threads read through `EventLoop::stats`.
@@ -386,7 +393,8 @@ impl Core {
 
     /// Drops every pending callback, timer and task, then the poller.
     pub(crate) fn shutdown(self) {
-        let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+        let mut ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+        ready.append(&mut self.io_ready.borrow_mut());
         let timers = self.timers.borrow_mut().drain();
         let tasks = self.tasks.borrow_mut().drain();
         // Close the tasks first: their futures may own handles to callbacks

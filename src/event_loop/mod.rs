@@ -630,15 +630,17 @@ impl EventLoop {
     }
 
     /// Wraps `fut` in a task and schedules its first step for the next
-    /// iteration (asyncio: `loop.create_task`). With a task factory set, the
-    /// factory builds the task. Error: [`Error::Closed`].
+    /// iteration (asyncio: `loop.create_task`). Anything awaitable works (a
+    /// `LoopFuture` too, as with asyncio's `ensure_future`). With a task
+    /// factory set, the factory builds the task. Error: [`Error::Closed`].
     #[track_caller]
     pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>, Error>
     where
-        F: Future + Send + 'static,
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
         F::Output: Send + 'static,
     {
-        task::create(self, fut, None, Location::caller())
+        task::create(self, fut.into_future(), None, Location::caller())
     }
 
     /// [`EventLoop::create_task`] with a name (asyncio's `name=` argument).
@@ -649,10 +651,16 @@ impl EventLoop {
         name: impl Into<String>,
     ) -> Result<Task<F::Output>, Error>
     where
-        F: Future + Send + 'static,
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
         F::Output: Send + 'static,
     {
-        task::create(self, fut, Some(name.into()), Location::caller())
+        task::create(
+            self,
+            fut.into_future(),
+            Some(name.into()),
+            Location::caller(),
+        )
     }
 
     /// The tasks of this loop that are not done (asyncio:

@@ -131,7 +131,7 @@ impl Shared {
     pub(crate) fn wake(&self) {
         self.counters.eventfd_writes.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.waker.wake() {
-            tracing::error!(target: "evloop", "failed to wake the event loop: {e}");
+            crate::util::log_error(format_args!("failed to wake the event loop: {e}"));
         }
     }
 

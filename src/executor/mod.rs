@@ -2,6 +2,7 @@
 //! process pools"): the [`Executor`] trait, the work-stealing
 //! [`ThreadPoolExecutor`], and the loop's `run_in_executor`.
 
+pub(crate) mod gate;
 mod pool;
 pub(crate) mod sleepers;
 
@@ -89,9 +90,48 @@ where
     T: Send + 'static,
 {
     let fut = ConcurrentFuture::new();
-    let job_fut = fut.clone();
-    executor.execute(Box::new(move || pool::run_submitted(&job_fut, f)))?;
+    let guard = FailIfDropped::new(fut.clone(), |fut: ConcurrentFuture<T>, e| {
+        fut.complete(Err(e));
+    });
+    executor.execute(Box::new(move || {
+        if let Some(fut) = guard.disarm() {
+            pool::run_submitted(&fut, f);
+        }
+    }))?;
     Ok(fut)
+}
+
+/// Completes a job's future with an error if the job is dropped without
+/// having run (an executor that cannot start a thread drops what it
+/// queued), so that nobody waits for it forever.
+struct FailIfDropped<F> {
+    fut: Option<F>,
+    fail: fn(F, TaskError),
+}
+
+impl<F> FailIfDropped<F> {
+    fn new(fut: F, fail: fn(F, TaskError)) -> Self {
+        FailIfDropped {
+            fut: Some(fut),
+            fail,
+        }
+    }
+
+    /// The job runs: hands the future over.
+    fn disarm(mut self) -> Option<F> {
+        self.fut.take()
+    }
+}
+
+impl<F> Drop for FailIfDropped<F> {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            let error = Error::ThreadSpawn(std::io::Error::other(
+                "the executor could not start a worker thread and dropped the job",
+            ));
+            (self.fail)(fut, TaskError::Exception(Arc::new(error)));
+        }
+    }
 }
 
 /// The loop's default executor, created on first use.
@@ -111,7 +151,7 @@ impl DefaultExecutorSlot {
     fn get_or_create(&self) -> Result<Arc<dyn Executor>, Error> {
         let mut slot = crate::sync::lock(&self.inner);
         if slot.shut_down {
-            return Err(Error::ExecutorShutdown);
+            return Err(Error::DefaultExecutorShutdown);
         }
         Ok(slot
             .executor
@@ -148,8 +188,10 @@ impl EventLoop {
     ///
     /// The default executor is a [`ThreadPoolExecutor`] of asyncio's size,
     /// `min(32, cpus + 4)`, created on first use. Errors: [`Error::Closed`];
-    /// [`Error::ExecutorShutdown`] after `shutdown_default_executor` or
-    /// after the given executor was shut down.
+    /// [`Error::DefaultExecutorShutdown`] after `shutdown_default_executor`
+    /// (asyncio: "Executor shutdown has been called");
+    /// [`Error::ExecutorShutdown`] after the given executor was shut down;
+    /// [`Error::ThreadSpawn`] if the pool could not start a thread.
     pub fn run_in_executor<F, T>(
         &self,
         executor: Option<&dyn Executor>,
@@ -163,8 +205,13 @@ impl EventLoop {
             return Err(Error::Closed);
         }
         let fut = self.create_future::<T>();
-        let job_fut = fut.clone();
+        let guard = FailIfDropped::new(fut.clone(), |fut: LoopFuture<T>, e| {
+            let _ = fut.complete(Err(e));
+        });
         let job: Job = Box::new(move || {
+            let Some(job_fut) = guard.disarm() else {
+                return;
+            };
             if job_fut.done() {
                 return; // cancelled before it started
             }

@@ -6,6 +6,7 @@
 //! demand up to `max_workers`, park when idle (see `sleepers`), and exit
 //! after `keep_alive` without work.
 
+use super::gate::Gate;
 use super::sleepers::{Notify, Park, Sleepers};
 use super::{Executor, Job};
 use crate::concurrent::ConcurrentFuture;
@@ -19,11 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Set while submissions are refused.
-const SHUTDOWN: usize = 1;
-/// One submission in progress (counted above the flag).
-const SUBMITTING: usize = 2;
-
 struct Pool {
     injector: Injector<Job>,
     /// One deque per worker slot, created up front so that stealing needs
@@ -31,9 +27,8 @@ struct Pool {
     deques: Vec<Mutex<Option<Worker<Job>>>>,
     stealers: Vec<Stealer<Job>>,
     sleepers: Sleepers,
-    /// `SHUTDOWN` flag plus submissions in flight, so that shutdown waits
-    /// for a submission that has passed the check to finish its push.
-    accepting: AtomicUsize,
+    /// Submissions are refused once this closes.
+    accepting: Gate,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// `ThreadPoolExecutor` handles alive; the last one shuts the pool down.
     handles: AtomicUsize,
@@ -146,7 +141,7 @@ impl ThreadPoolBuilder {
                 deques: deques.into_iter().map(|d| Mutex::new(Some(d))).collect(),
                 stealers,
                 sleepers: Sleepers::new(),
-                accepting: AtomicUsize::new(0),
+                accepting: Gate::new(),
                 threads: Mutex::new(Vec::new()),
                 handles: AtomicUsize::new(1),
                 max_workers: n,
@@ -296,15 +291,12 @@ impl Executor for ThreadPoolExecutor {
 
 impl Pool {
     fn execute(self: &Arc<Self>, job: Job) -> Result<(), Error> {
-        let prev = self.accepting.fetch_add(SUBMITTING, Ordering::AcqRel);
-        if prev & SHUTDOWN != 0 {
-            self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
+        let Some(pass) = self.accepting.enter() else {
             return Err(Error::ExecutorShutdown);
-        }
+        };
         if let Some(max) = self.max_queued {
             if self.queued.fetch_add(1, Ordering::Relaxed) >= max {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
-                self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
                 return Err(Error::QueueFull);
             }
         }
@@ -318,14 +310,43 @@ impl Pool {
             self.injector.push(job);
         }
         let spawn = self.sleepers.notify(self.max_workers) == Notify::Spawn;
-        self.accepting.fetch_sub(SUBMITTING, Ordering::AcqRel);
+        drop(pass);
         if spawn {
-            self.spawn_worker();
+            if let Err(e) = self.spawn_worker() {
+                if self.sleepers.live() == 0 {
+                    // Nobody will ever run what is queued: fail it rather
+                    // than strand it. Jobs of `submit` and `run_in_executor`
+                    // complete their futures with an error when dropped
+                    // unrun; this submission gets the OS error. The next
+                    // submission tries to start a worker again.
+                    self.abandon_queued();
+                    return Err(Error::ThreadSpawn(e));
+                }
+            }
         }
         Ok(())
     }
 
-    fn spawn_worker(self: &Arc<Self>) {
+    /// Drops every job in the global queue (no worker is alive to run
+    /// them).
+    fn abandon_queued(&self) {
+        let mut dropped = 0;
+        loop {
+            match self.injector.steal() {
+                Steal::Success(job) => {
+                    dropped += 1;
+                    crate::util::drop_quietly(job, "an abandoned executor job");
+                }
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        if self.max_queued.is_some() {
+            self.queued.fetch_sub(dropped, Ordering::Relaxed);
+        }
+    }
+
+    fn spawn_worker(self: &Arc<Self>) -> std::io::Result<()> {
         let n = self.next_thread.fetch_add(1, Ordering::Relaxed);
         let mut builder = std::thread::Builder::new().name(format!("{}-{n}", self.name_prefix));
         if let Some(size) = self.stack_size {
@@ -334,14 +355,23 @@ impl Pool {
         let pool = self.clone();
         match builder.spawn(move || pool.work()) {
             Ok(handle) => {
-                let mut threads = crate::sync::lock(&self.threads);
-                threads.retain(|t| !t.is_finished());
-                threads.push(handle);
+                let finished = {
+                    let mut threads = crate::sync::lock(&self.threads);
+                    let (finished, running) = std::mem::take(&mut *threads)
+                        .into_iter()
+                        .partition::<Vec<_>, _>(|t| t.is_finished());
+                    *threads = running;
+                    threads.push(handle);
+                    finished
+                };
+                drop(finished);
+                Ok(())
             }
             Err(e) => {
-                tracing::error!(target: "evloop", "could not start an executor thread: {e}");
+                crate::util::log_error(format_args!("could not start an executor thread: {e}"));
                 // `notify` counted it as live; it never will be.
                 self.sleepers.exit();
+                Err(e)
             }
         }
     }
@@ -429,11 +459,8 @@ impl Pool {
 
     /// Returns whether every worker exited in time.
     fn shutdown(&self, wait: bool, timeout: Option<Duration>) -> bool {
-        self.accepting.fetch_or(SHUTDOWN, Ordering::AcqRel);
-        // Let submissions that passed the check land in a queue first.
-        while self.accepting.load(Ordering::Acquire) >= SUBMITTING {
-            std::thread::yield_now();
-        }
+        // Let submissions that passed the gate land in a queue first.
+        self.accepting.close();
         self.sleepers.shutdown();
         if !wait {
             return true;
@@ -462,11 +489,10 @@ impl Pool {
 fn run_job(job: Job) {
     if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
         // `submit` catches panics itself; this is a raw `execute` job.
-        tracing::error!(
-            target: "evloop",
+        crate::util::log_error(format_args!(
             "an executor job panicked: {}",
             crate::error::panic_message(&payload)
-        );
+        ));
     }
 }
 

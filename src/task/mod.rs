@@ -28,7 +28,8 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// A future being driven by a loop (asyncio: `Task`), returned by
 /// [`EventLoop::create_task`].
 ///
-/// Awaiting it gives the future's output, or [`TaskError::Cancelled`] /
+/// Awaiting it (`task.await`, or `task.wait().await` to keep the handle)
+/// gives the future's output, or [`TaskError::Cancelled`] /
 /// [`TaskError::Panicked`]. As in asyncio, a finished task's outcome can
 /// be read any number of times without taking it: [`Task::result`] (for
 /// `T: Clone`), [`Task::exception`], and `(&task).await`, which any number
@@ -36,9 +37,9 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// keeps running. If a detached task panics, the panic goes to the loop's
 /// exception handler ("Task exception was never retrieved").
 ///
-/// Cancellation follows the await chain as in asyncio: if the task that
-/// is awaiting this one is cancelled (or a [`wait_for`](crate::wait_for)
-/// around it times out), this task is cancelled too. A handle that is only
+/// Cancellation follows the await chain as in asyncio: if a task is
+/// cancelled (or a [`wait_for`](crate::wait_for) times out) while it is
+/// awaiting this task, this task is cancelled too. A handle that is only
 /// held, not awaited at that moment, is left alone.
 ///
 /// ```
@@ -51,8 +52,6 @@ pub(crate) use raw::{describe, header_of, info_of, register_in};
 /// ```
 pub struct Task<T> {
     ptr: NonNull<TaskHeader>,
-    /// When this handle was last awaited (see `cancellation`).
-    awaited: Awaited,
     _output: PhantomData<T>,
 }
 
@@ -283,22 +282,61 @@ impl TaskDone {
     }
 }
 
-impl<T> Future for Task<T> {
-    type Output = Result<T, TaskError>;
+impl<T> Task<T> {
+    /// Awaits the task without giving up the handle (asyncio: `await
+    /// task`, for a task you keep): the output is taken, as by
+    /// `task.await`. Use it in `select!`, or under `wait_for` with
+    /// [`shield`](crate::shield), where the task must outlive the wait.
+    /// Cancelling the task that awaits it cancels this task too (and so
+    /// does a `wait_for` timeout, as in asyncio), but a wait that merely
+    /// ends (a losing `select!` branch) does not.
+    ///
+    /// ```
+    /// use evloop::EventLoop;
+    /// use std::time::Duration;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let out = lp.run_until_complete(async {
+    ///     let mut slow = evloop::spawn(async {
+    ///         evloop::sleep(Duration::from_millis(20)).await.unwrap();
+    ///         "late"
+    ///     })
+    ///     .unwrap();
+    ///     // Too early: the wait times out; shielded, the task goes on.
+    ///     let first =
+    ///         evloop::wait_for(evloop::shield(slow.wait()), Duration::from_millis(1)).await;
+    ///     assert!(first.is_err());
+    ///     slow.wait().await.unwrap()
+    /// })?;
+    /// assert_eq!(out, "late");
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn wait(&mut self) -> TaskAwaitMut<'_, T> {
+        TaskAwaitMut {
+            task: self,
+            awaited: Awaited::default(),
+        }
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if context::root_is_foreign(crate::future::at(&*self), self.loop_id()) {
+    /// The owning poll shared by `task.await` and `task.wait()`.
+    fn poll_take(
+        &mut self,
+        awaited: &mut Awaited,
+        at: (usize, usize),
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, TaskError>> {
+        if context::root_is_foreign(at, self.loop_id()) {
             return Poll::Pending;
         }
         let head = self.head();
         if head.state.load() & state::COMPLETE == 0 {
             head.awaiter.register(cx.waker());
             if head.state.load() & state::COMPLETE == 0 {
-                self.awaited.pending();
+                awaited.pending();
                 return Poll::Pending;
             }
         }
-        self.awaited.ready();
+        awaited.ready();
         // Safety: complete with the handle alive: the output is ours, of
         // type `T`.
         match unsafe { raw::read_output::<T>(self.ptr) } {
@@ -312,11 +350,7 @@ impl<T> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        // The task awaiting this one is being cancelled: so is this one,
-        // as in asyncio. Otherwise dropping the handle detaches the task.
-        if let Some(message) = self.awaited.cancellation() {
-            self.cancel_inner(message);
-        }
+        // Dropping the handle detaches the task.
         match self.head().state.drop_handle_if_incomplete() {
             Ok(free) => {
                 if free {
@@ -326,7 +360,7 @@ impl<T> Drop for Task<T> {
             }
             Err(()) => {
                 // Complete: the output is ours to drop.
-                // Safety: as in `poll`.
+                // Safety: the handle owns the output of a complete task.
                 unsafe { raw::drop_output(self.ptr) };
                 if self.head().state.drop_handle() {
                     // Safety: as above.
@@ -337,10 +371,92 @@ impl<T> Drop for Task<T> {
     }
 }
 
+/// The future of `task.await`: owns the task, waits for it and takes its
+/// output.
+#[must_use = "futures do nothing unless awaited"]
+pub struct TaskAwait<T> {
+    task: Task<T>,
+    awaited: Awaited,
+}
+
+impl<T> IntoFuture for Task<T> {
+    type Output = Result<T, TaskError>;
+    type IntoFuture = TaskAwait<T>;
+
+    fn into_future(self) -> TaskAwait<T> {
+        TaskAwait {
+            task: self,
+            awaited: Awaited::default(),
+        }
+    }
+}
+
+impl<T> Future for TaskAwait<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let at = crate::future::at(this);
+        this.task.poll_take(&mut this.awaited, at, cx)
+    }
+}
+
+impl<T> Drop for TaskAwait<T> {
+    fn drop(&mut self) {
+        // The task awaiting this one is being cancelled: so is this one,
+        // as in asyncio.
+        if let Some(message) = self.awaited.cancellation() {
+            self.task.cancel_inner(message);
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskAwait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskAwait")
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+/// The future of [`Task::wait`]: waits for the task and takes its output,
+/// leaving the handle with its owner.
+#[must_use = "futures do nothing unless awaited"]
+pub struct TaskAwaitMut<'a, T> {
+    task: &'a mut Task<T>,
+    awaited: Awaited,
+}
+
+impl<T> Future for TaskAwaitMut<'_, T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let at = crate::future::at(this);
+        this.task.poll_take(&mut this.awaited, at, cx)
+    }
+}
+
+impl<T> Drop for TaskAwaitMut<'_, T> {
+    fn drop(&mut self) {
+        if let Some(message) = self.awaited.cancellation() {
+            self.task.cancel_inner(message);
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskAwaitMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskAwaitMut")
+            .field("task", &*self.task)
+            .finish()
+    }
+}
+
 /// The future of `(&task).await`: waits for the task and reads its
 /// outcome without taking it (see [`Task::result`]).
 #[must_use = "futures do nothing unless awaited"]
-pub struct ReadTask<'a, T: Clone> {
+pub struct TaskRead<'a, T: Clone> {
     task: &'a Task<T>,
     key: WaitKey,
     awaited: Awaited,
@@ -367,10 +483,10 @@ pub struct ReadTask<'a, T: Clone> {
 /// ```
 impl<'a, T: Clone> IntoFuture for &'a Task<T> {
     type Output = Result<T, TaskError>;
-    type IntoFuture = ReadTask<'a, T>;
+    type IntoFuture = TaskRead<'a, T>;
 
-    fn into_future(self) -> ReadTask<'a, T> {
-        ReadTask {
+    fn into_future(self) -> TaskRead<'a, T> {
+        TaskRead {
             task: self,
             key: WaitKey::default(),
             awaited: Awaited::default(),
@@ -378,7 +494,7 @@ impl<'a, T: Clone> IntoFuture for &'a Task<T> {
     }
 }
 
-impl<T: Clone> Future for ReadTask<'_, T> {
+impl<T: Clone> Future for TaskRead<'_, T> {
     type Output = Result<T, TaskError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -413,7 +529,7 @@ impl<T: Clone> Future for ReadTask<'_, T> {
     }
 }
 
-impl<T: Clone> Drop for ReadTask<'_, T> {
+impl<T: Clone> Drop for TaskRead<'_, T> {
     fn drop(&mut self) {
         let head = self.task.head();
         waiters::forget(
@@ -427,9 +543,9 @@ impl<T: Clone> Drop for ReadTask<'_, T> {
     }
 }
 
-impl<T: Clone> fmt::Debug for ReadTask<'_, T> {
+impl<T: Clone> fmt::Debug for TaskRead<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadTask")
+        f.debug_struct("TaskRead")
             .field("task", &self.task.id())
             .finish()
     }
@@ -578,7 +694,6 @@ where
     };
     let task = Task {
         ptr,
-        awaited: Awaited::default(),
         _output: PhantomData,
     };
     // Known to the registry from birth on the loop's thread, so that

@@ -69,9 +69,6 @@ pub(crate) struct TaskHeader {
     pub(crate) meta: Mutex<Meta>,
     /// Index in the loop's task registry; touched only by the loop thread.
     slot: UnsafeCell<usize>,
-    /// Generation of the task's last poll (see `cancellation`); touched
-    /// only by the loop thread.
-    last_poll: UnsafeCell<u64>,
     pub(crate) location: &'static Location<'static>,
 }
 
@@ -135,7 +132,7 @@ impl Meta {
 }
 
 // Safety: shared fields are atomics, a mutex and an `Arc<dyn Schedule>`;
-// `slot` and `last_poll` are only used by the thread running the loop.
+// `slot` is only used by the thread running the loop.
 unsafe impl Send for TaskHeader {}
 unsafe impl Sync for TaskHeader {}
 
@@ -215,7 +212,6 @@ where
                 cancel_message: None,
             }),
             slot: UnsafeCell::new(NO_SLOT),
-            last_poll: UnsafeCell::new(0),
             location,
         },
         stage: UnsafeCell::new(Stage::Running(future)),
@@ -280,12 +276,10 @@ where
             }
             Start::Cancel => {
                 let message = head.take_cancel_message();
-                // Safety: only the loop thread touches `last_poll`.
-                let last_poll = head.last_poll.with(|p| unsafe { *p });
                 let stored = TaskError::Cancelled(message.clone());
                 // Safety: RUNNING is ours. Dropping the future cancels what
-                // it was awaiting when it last yielded, with the message.
-                cancellation::propagate(last_poll, message, || unsafe {
+                // it is awaiting, with the message.
+                cancellation::propagate(message, || unsafe {
                     Self::set_stage(ptr, Stage::Finished(Err(stored)))
                 });
                 unsafe { finish(ptr, local.tasks(), TaskOutcome::Cancelled) };
@@ -294,9 +288,6 @@ where
             Start::Poll => {}
         }
         register_in(local.tasks(), ptr);
-        let generation = cancellation::begin_poll();
-        // Safety: only the loop thread touches `last_poll`.
-        head.last_poll.with_mut(|p| unsafe { *p = generation });
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(ptr)) });
         let mut cx = Context::from_waker(&waker);
         // Safety: RUNNING is ours, so is the future; it never moves (boxed).
