@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Log, capture_tracing};
+use common::{Log, capture_tracing, within};
 use evloop::{ConcurrentFuture, EventLoop, ExceptionContext, TaskError, ThreadPoolExecutor};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,15 +111,22 @@ fn spin_before_park_is_configurable() {
     assert_eq!(lp.spin_before_park(), evloop::DEFAULT_SPIN);
     lp.set_spin_before_park(Duration::ZERO);
     assert_eq!(lp.spin_before_park(), Duration::ZERO);
-    // With spinning off the loop still wakes for posts.
-    let lp2 = lp.clone();
-    let thread = std::thread::spawn(move || lp2.run_forever().unwrap());
-    while !lp.is_running() {
-        std::thread::yield_now();
-    }
-    let stopper = lp.clone();
-    lp.call_soon_threadsafe(move || stopper.stop()).unwrap();
-    thread.join().unwrap();
+    // With spinning off the loop still wakes for posts: a parked loop
+    // runs a post, and is woken by an eventfd write to do so.
+    within(Duration::from_secs(30), move || {
+        let lp2 = lp.clone();
+        let thread = std::thread::spawn(move || lp2.run_forever().unwrap());
+        while lp.stats().parks == 0 {
+            std::thread::yield_now();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        lp.call_soon_threadsafe(move || tx.send(()).unwrap())
+            .unwrap();
+        rx.recv().unwrap();
+        assert_eq!(lp.stats().eventfd_writes, 1);
+        lp.stop();
+        thread.join().unwrap();
+    });
 }
 
 #[test]

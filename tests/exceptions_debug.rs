@@ -100,8 +100,10 @@ fn debug_mode_toggles_and_logs_slow_callbacks_with_their_origin() {
         logged.contains("Executing <Handle scheduled at"),
         "{logged}"
     );
+    // The slow callback is named by where it was scheduled. (The trivial
+    // one may be reported too on a loaded machine; nothing asserts that
+    // it is fast.)
     assert!(logged.contains(&format!("{}:{line}", file!())), "{logged}");
-    assert_eq!(logged.matches("Executing").count(), 1, "{logged}");
     // A slow task step is reported too, with the task's name.
     let t = lp
         .create_task_named(

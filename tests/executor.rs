@@ -183,7 +183,13 @@ fn idle_workers_retire_after_keep_alive_and_come_back() {
     for f in &futs {
         f.result(None).unwrap();
     }
+    // A worker is certainly alive while it runs this.
+    let gate = Arc::new(Barrier::new(2));
+    let g = gate.clone();
+    let busy = pool.submit(move || g.wait()).unwrap();
+    gate.wait();
     assert!(pool.workers() >= 1);
+    busy.result(None).unwrap();
     wait_until(Duration::from_secs(10), || pool.workers() == 0);
     assert_eq!(pool.submit(|| 9).unwrap().result(None).unwrap(), 9);
     pool.shutdown(true);
@@ -206,24 +212,28 @@ fn a_submission_wakes_one_idle_worker_not_all() {
     for f in &warm {
         f.result(None).unwrap();
     }
-    wait_until(Duration::from_secs(10), || pool.idle_workers() == 4);
-    // Let them reach their condition-variable wait.
-    std::thread::sleep(Duration::from_millis(20));
+    // All four blocked in their condition-variable wait.
+    wait_until(Duration::from_secs(10), || pool.sleeping_workers() == 4);
     let wakeups = pool.wakeups();
-    let gate = Arc::new(Barrier::new(2));
-    let g = gate.clone();
-    let job = pool.submit(move || g.wait()).unwrap();
-    // While that job holds one worker, the other three stay parked.
-    std::thread::sleep(Duration::from_millis(30));
-    assert_eq!(pool.idle_workers(), 3);
-    // Under a thundering herd all four would have woken (and three gone
-    // back to sleep by now); the wake-up count tells them apart.
+    let (started, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (s2, r2) = (started.clone(), release.clone());
+    let job = pool
+        .submit(move || {
+            s2.wait();
+            r2.wait();
+        })
+        .unwrap();
+    started.wait();
+    // One worker runs the job; the other three stay asleep (or went back
+    // to sleep). Under a thundering herd all four would have woken; the
+    // wake-up count tells them apart.
+    wait_until(Duration::from_secs(10), || pool.sleeping_workers() == 3);
     assert!(
         pool.wakeups() - wakeups <= 1,
         "{} wake-ups for one job",
         pool.wakeups() - wakeups
     );
-    gate.wait();
+    release.wait();
     job.result(None).unwrap();
     assert_eq!(pool.workers(), 4);
     pool.shutdown(true);

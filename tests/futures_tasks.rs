@@ -445,20 +445,24 @@ fn run_until_complete_refuses_a_task_or_future_of_another_loop() {
 }
 
 #[test]
-fn cancelling_the_main_task_ends_run_until_complete() {
-    // The loop's own root task is an ordinary task of the loop: if
-    // something cancels every task, run_until_complete must still return.
+fn stopping_the_loop_ends_run_until_complete() {
+    // asyncio: RuntimeError('Event loop stopped before Future completed.'),
+    // and the future's task is cancelled (here, at its next step).
     let lp = EventLoop::new().unwrap();
-    let lp2 = lp.clone();
-    let handle = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        lp2.stop();
-    });
+    let stopper = lp.clone();
     let r = within(Duration::from_secs(10), move || {
-        lp.run_until_complete(evloop::sleep(Duration::from_secs(3600)))
+        lp.call_soon(move || stopper.stop()).unwrap();
+        let r = lp.run_until_complete(evloop::sleep(Duration::from_secs(3600)));
+        // The abandoned driver task is gone after the next iteration.
+        run_one_iteration(&lp);
+        assert!(lp.all_tasks().unwrap().is_empty());
+        r
     });
     assert!(matches!(r, Err(Error::StoppedBeforeComplete)));
-    handle.join().unwrap();
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "Event loop stopped before Future completed."
+    );
 }
 
 #[test]

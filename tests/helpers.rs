@@ -278,9 +278,12 @@ fn run_coroutine_threadsafe_result_cancel_and_panic() {
             Err(TaskError::Panicked(p)) => assert_eq!(evloop::panic_message(&p), "remote boom"),
             other => panic!("{other:?}"),
         }
-        // Let the cancellation reach the loop, then check no task is left.
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(lp.stats().tasks, 0);
+        // The cancellation reaches the loop: no task is left.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lp.stats().tasks != 0 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", lp.stats());
+            std::thread::yield_now();
+        }
         lp.stop();
         thread.join().unwrap();
         lp.close().unwrap();
@@ -388,9 +391,9 @@ fn cancellation_follows_the_await_chain_like_asyncio() {
             assert!(matches!(timed_out, Err(Error::Timeout)));
             let wait_for_cancelled = probe.await.unwrap();
 
-            let held = lp2
-                .create_task(evloop::sleep(Duration::from_millis(30)))
-                .unwrap();
+            let release = lp2.create_future::<()>();
+            let r = release.clone();
+            let held = lp2.create_task(async move { r.await }).unwrap();
             let holder = lp2
                 .create_task(async move {
                     let _held = held; // held, never awaited
@@ -401,6 +404,7 @@ fn cancellation_follows_the_await_chain_like_asyncio() {
             holder.cancel();
             tick().await.unwrap();
             let tasks_left = evloop::all_tasks().unwrap().len(); // `held` + this one
+            release.set_result(()).unwrap();
 
             let a = lp2.create_future::<()>();
             let b = lp2.create_future::<()>();

@@ -132,3 +132,55 @@ fn a_custom_policy_drives_the_free_functions() {
     set_event_loop_policy(None);
     assert!(get_event_loop().is_err(), "the default policy is back");
 }
+
+#[test]
+fn set_event_loop_policy_none_installs_a_fresh_default_policy() {
+    let _g = serial();
+    let lp = new_event_loop().unwrap();
+    set_event_loop(Some(lp.clone()));
+    assert_eq!(get_event_loop().unwrap(), lp);
+    // asyncio: set_event_loop_policy(None) drops the policy; the next one
+    // is new and knows no loops.
+    set_event_loop_policy(None);
+    assert!(matches!(get_event_loop(), Err(Error::NoCurrentLoop { .. })));
+    set_event_loop(Some(lp.clone()));
+    assert_eq!(get_event_loop().unwrap(), lp);
+    set_event_loop(None);
+}
+
+#[test]
+fn a_thread_that_exits_releases_the_loop_it_set() {
+    // No global state: a policy object of our own, alive throughout.
+    let policy = Arc::new(DefaultEventLoopPolicy::new());
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Token(Arc<AtomicUsize>);
+    impl Drop for Token {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // `join` (unlike a scope's end) waits for the thread's thread-locals
+    // to be torn down.
+    let spawn_setting = |loops: usize| {
+        let (policy, dropped) = (policy.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            for _ in 0..loops {
+                let lp = policy.new_event_loop().unwrap();
+                let token = Token(dropped.clone());
+                lp.call_later(std::time::Duration::from_secs(3600), move || drop(token))
+                    .unwrap();
+                policy.set_event_loop(Some(lp));
+            }
+        })
+        .join()
+        .unwrap();
+    };
+    spawn_setting(1);
+    // The thread is gone: its loop was closed, its callback dropped, while
+    // the policy lives on.
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert!(policy.get_event_loop().is_err());
+    // A thread that replaces its loop before exiting releases both.
+    spawn_setting(2);
+    assert_eq!(dropped.load(Ordering::SeqCst), 3);
+}

@@ -177,14 +177,3 @@ pub(crate) fn root_is_foreign(at: (usize, usize), owner: crate::sched::LoopId) -
     })
     .unwrap_or(false)
 }
-
-/// The root task went away without finishing the root future: stop the
-/// run, so `run_until_complete` reports `StoppedBeforeComplete`.
-pub(crate) fn abandon_root(id: u64) {
-    with_current(|ctx| {
-        if matches!(ctx.root.get(), Some((root_id, _)) if root_id == id) {
-            ctx.root.set(None);
-            ctx.shared().request_stop();
-        }
-    });
-}

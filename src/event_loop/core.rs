@@ -65,6 +65,7 @@ pub(crate) struct Core {
     running: Cell<Option<Running>>,
     spin: Spin,
     iterations: Cell<u64>,
+    parks: Cell<u64>,
 }
 
 /// The header of the entry step 5 is running; only read while that run
@@ -99,6 +100,7 @@ impl Core {
             running: Cell::new(None),
             spin: Spin::default(),
             iterations: Cell::new(0),
+            parks: Cell::new(0),
         }
     }
 
@@ -290,6 +292,14 @@ impl Core {
                 })
             };
             if may_sleep {
+                // Published before blocking (a store, no read-modify-write):
+                // a post seen after this count rose is sure to find the
+                // loop parked.
+                self.parks.set(self.parks.get() + 1);
+                shared
+                    .counters
+                    .parks
+                    .store(self.parks.get(), Ordering::Relaxed);
                 self.poll_and_dispatch(ctx, timeout);
                 let posted = shared.remote.park_end();
                 self.spin.record(idle_since.elapsed(), posted);

@@ -170,6 +170,8 @@ pub struct Stats {
     pub watched_fds: usize,
     /// Times another thread wrote the loop's eventfd to wake it.
     pub eventfd_writes: u64,
+    /// Times the loop blocked in the poller, having nothing to do.
+    pub parks: u64,
     /// Iterations run so far.
     pub iterations: u64,
 }
@@ -509,7 +511,7 @@ impl EventLoop {
     // ----- diagnostics ------------------------------------------------------------
 
     /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
-    /// watched fds, eventfd writes, iterations. Exact on the loop's thread
+    /// watched fds, eventfd writes, parks, iterations. Exact on the loop's thread
     /// or while the loop is idle (work already posted to it included); from
     /// another thread while it runs, as of the end of its last iteration.
     pub fn stats(&self) -> Stats {
@@ -517,6 +519,7 @@ impl EventLoop {
         let c = &shared.counters;
         let mut stats = Stats {
             eventfd_writes: c.eventfd_writes.load(Ordering::Relaxed),
+            parks: c.parks.load(Ordering::Relaxed),
             watched_fds: self.inner.reactor.len(),
             ..Stats::default()
         };

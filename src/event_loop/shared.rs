@@ -31,6 +31,7 @@ const MIN_PURGE_WAKE: usize = 100;
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) eventfd_writes: AtomicU64,
+    pub(crate) parks: AtomicU64,
     pub(crate) iterations: AtomicU64,
     pub(crate) ready: AtomicUsize,
     pub(crate) timers: AtomicUsize,

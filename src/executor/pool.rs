@@ -265,6 +265,13 @@ impl ThreadPoolExecutor {
         self.pool.sleepers.idle()
     }
 
+    /// Workers blocked waiting to be handed work (a subset of
+    /// [`idle_workers`](ThreadPoolExecutor::idle_workers): those past
+    /// their last look at the queues).
+    pub fn sleeping_workers(&self) -> usize {
+        self.pool.sleepers.sleeping()
+    }
+
     /// Jobs accepted and not yet started; counted only when the pool was
     /// built with [`ThreadPoolBuilder::max_queued`] (`None` otherwise).
     pub fn queued(&self) -> Option<usize> {

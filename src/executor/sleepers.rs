@@ -51,6 +51,10 @@ pub(crate) enum Park {
 
 pub(crate) struct Sleepers {
     idle: AtomicUsize,
+    /// Workers blocked in the condition-variable wait (a subset of
+    /// `idle`); changed under the lock, so a notification sent after a
+    /// reader saw a worker counted here reaches that worker.
+    sleeping: AtomicUsize,
     /// Times a parked worker returned from its wait (woken, or timed out).
     wakeups: AtomicUsize,
     /// Mirror of `State::live` for the submitters' lock-free check.
@@ -64,6 +68,7 @@ impl Sleepers {
     pub(crate) fn new() -> Sleepers {
         Sleepers {
             idle: AtomicUsize::new(0),
+            sleeping: AtomicUsize::new(0),
             wakeups: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             state: Mutex::new(State {
@@ -122,11 +127,13 @@ impl Sleepers {
                 self.idle.fetch_sub(1, Ordering::SeqCst);
                 return Park::Shutdown;
             }
+            self.sleeping.fetch_add(1, Ordering::Relaxed);
             let (guard, timeout) = self
                 .wakeup
                 .wait_timeout(st, keep_alive)
                 .unwrap_or_else(|p| p.into_inner());
             st = guard;
+            self.sleeping.fetch_sub(1, Ordering::Relaxed);
             self.wakeups.fetch_add(1, Ordering::Relaxed);
             if timeout.timed_out() && st.tokens == 0 && !st.shutdown {
                 // Under the lock: a submitter that saw us idle has not
@@ -186,6 +193,10 @@ impl Sleepers {
 
     pub(crate) fn wakeups(&self) -> usize {
         self.wakeups.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn sleeping(&self) -> usize {
+        self.sleeping.load(Ordering::Relaxed)
     }
 
     pub(crate) fn idle(&self) -> usize {

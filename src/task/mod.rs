@@ -732,14 +732,6 @@ impl Future for RootPoller {
     }
 }
 
-impl Drop for RootPoller {
-    fn drop(&mut self) {
-        // Dropped before the root future finished (its task was cancelled
-        // or the loop is closing): end the run rather than wait forever.
-        context::abandon_root(self.id);
-    }
-}
-
 /// The root task is evloop's own driver of a future that is not even
 /// `Send`, so the task factory does not wrap it. It takes a `Task-<n>`
 /// number only if someone asks its name (asyncio numbers the task that
