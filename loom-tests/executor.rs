@@ -4,7 +4,7 @@
 //! exit (a worker that never exits shows up as a deadlock at join).
 #![cfg(loom)]
 
-use evloop::loom_api::{Notify, Park, Sleepers};
+use evloop::loom_api::{Gate, Notify, Park, Sleepers};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread::{self, JoinHandle};
@@ -115,5 +115,44 @@ fn a_job_submitted_while_the_only_worker_parks_is_not_stranded() {
         for r in &pool.ran {
             assert_eq!(r.load(Ordering::SeqCst), 1);
         }
+    });
+}
+
+#[test]
+fn a_worker_retiring_at_its_keep_alive_never_strands_a_job() {
+    // The keep-alive expires (a clock the model drives) at every point of
+    // a submission: either the worker sees the wake-up token, or the
+    // submitter sees it gone and starts another worker.
+    loom::model(|| {
+        let pool = pool(2);
+        submit(&pool, 0);
+        let p = pool.clone();
+        let clock = thread::spawn(move || p.sleepers.expire_keep_alive());
+        submit(&pool, 1);
+        clock.join().unwrap();
+        while pool.ran.iter().any(|r| r.load(Ordering::SeqCst) == 0) {
+            thread::yield_now();
+        }
+        shutdown_and_join(&pool);
+        for r in &pool.ran {
+            assert_eq!(r.load(Ordering::SeqCst), 1);
+        }
+    });
+}
+
+#[test]
+fn a_submission_past_the_gate_is_queued_before_shutdown_returns() {
+    // `accepting` (src/executor/gate.rs): a job accepted while shutdown
+    // closes the gate is in the queue by the time `close` returns, so the
+    // draining workers run it; a refused one is not.
+    loom::model(|| {
+        let gate = Arc::new(Gate::default());
+        let queue = Arc::new(Mutex::new(Vec::new()));
+        let (g, q) = (gate.clone(), queue.clone());
+        let submitter = thread::spawn(move || g.submit(|| q.lock().unwrap().push(1)));
+        gate.close();
+        let queued_at_close = queue.lock().unwrap().len();
+        let accepted = submitter.join().unwrap();
+        assert_eq!(queued_at_close, usize::from(accepted));
     });
 }

@@ -36,16 +36,21 @@ impl AtomicWaker {
     /// Stores `waker` to be woken by the next [`AtomicWaker::wake`]. Only one
     /// thread registers at a time (the task's single handle).
     pub(crate) fn register(&self, waker: &Waker) {
+        // A foreign waker's clone is user code: it runs before the slot is
+        // taken, so a panicking clone cannot leave the slot held.
+        let new = waker.clone();
         match self
             .state
             .compare_exchange(IDLE, REGISTERING, Ordering::Acquire, Ordering::Acquire)
         {
             Ok(_) => {
-                // Safety: REGISTERING gives us the slot.
+                // Safety: REGISTERING gives us the slot. `will_wake` only
+                // compares pointers. What is replaced (or not needed) is
+                // dropped after the slot is released.
                 let stale = self.waker.with_mut(|slot| unsafe {
                     match &*slot {
-                        Some(old) if old.will_wake(waker) => None,
-                        _ => (*slot).replace(waker.clone()),
+                        Some(old) if old.will_wake(&new) => Some(new),
+                        _ => (*slot).replace(new),
                     }
                 });
                 match self.state.compare_exchange(
@@ -71,11 +76,11 @@ impl AtomicWaker {
             Err(WAKING) => {
                 // A wake is taking the previous waker right now; it may miss
                 // this one, so wake it directly.
-                waker.wake_by_ref();
+                new.wake();
             }
             Err(_) => {
                 // Concurrent registration (not done by this crate): be safe.
-                waker.wake_by_ref();
+                new.wake();
             }
         }
     }

@@ -5,11 +5,12 @@
 
 use crate::cancellation::Awaited;
 use crate::error::{Error, TaskError};
+use crate::sync::{Condvar, Mutex};
 use crate::waiters::{self, WaitKey, Waiters};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -123,7 +124,7 @@ impl<T> ConcurrentFuture<T> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+    fn lock(&self) -> crate::sync::MutexGuard<'_, State<T>> {
         crate::sync::lock(&self.inner.state)
     }
 

@@ -2,16 +2,9 @@
 //! with nobody to report to (asyncio's `call_exception_handler` context).
 
 use crate::error::{PanicPayload, SharedError, panic_message};
-use crate::event_loop::EventLoop;
 use crate::handle::HandleInfo;
 use std::fmt;
 use std::panic::Location;
-use std::sync::Arc;
-
-/// A loop's exception handler (asyncio: `loop.set_exception_handler`). It
-/// runs on the thread that found the problem — the loop's thread for a
-/// panicking callback or task, any thread for a task result dropped unread.
-pub type ExceptionHandler = Arc<dyn Fn(&EventLoop, &ExceptionContext) + Send + Sync>;
 
 /// Which task an [`ExceptionContext`] is about.
 #[derive(Clone, Debug)]

@@ -4,17 +4,17 @@
 //! A callback is one allocation: a [`CallbackHeader`] followed by the
 //! closure. Two parties own it: the loop (from the moment it is scheduled
 //! until it has run or been discarded) and the user's handle. Their shares
-//! are two bits of `state` rather than a counter, and a party that releases
-//! its share on the thread that runs the loop does so with a plain load and
-//! store: on that thread the other party cannot be acting concurrently,
-//! because the loop's share is only ever used by the thread running the
-//! loop. So `loop.call_soon(f)` on the loop's own thread, with the handle
-//! dropped at once, costs one allocation and no atomic read-modify-write.
-//! From any other thread the same bits are updated with `fetch_and` /
-//! `fetch_or`; `loom-tests/handle.rs` checks that exactly one party frees
-//! the allocation.
+//! are two bits of `state` rather than a counter. A handle dropped on the
+//! thread that runs its loop releases its share with a plain load and
+//! store: on that thread the loop cannot be using its share at the same
+//! moment. The loop, releasing its share after a run, needs no atomic
+//! read-modify-write either when the handle is already gone — the common
+//! case of `loop.call_soon(f)` whose handle is dropped at once, which thus
+//! costs one allocation and no read-modify-write; only while a handle is
+//! alive does it clear its bit with `fetch_and`. From any other thread the
+//! bits are updated with `fetch_and` / `fetch_or`; `loom-tests/handle.rs`
+//! checks that exactly one party frees the allocation.
 
-use crate::exception::ExceptionContext;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::{self, Local, LoopId, Schedule};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
@@ -118,10 +118,7 @@ impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
         }
         if let Some(f) = unsafe { cell.as_ref().func.with_mut(|p| (*p).take()) } {
             if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
-                let info = HandleInfo::of(head);
-                let ctx = ExceptionContext::new(format!("Exception in callback {info}"))
-                    .with_handle(info);
-                local.report_panic(ctx, payload);
+                local.report_callback_panic(HandleInfo::of(head), payload);
             }
         }
     }
@@ -464,24 +461,5 @@ impl fmt::Display for HandleInfo {
             Some(_) => write!(f, "<TimerHandle scheduled at {}>", self.scheduled_at),
             None => write!(f, "<Handle scheduled at {}>", self.scheduled_at),
         }
-    }
-}
-
-#[cfg(loom)]
-pub(crate) mod loom_api {
-    //! Entry points for `loom-tests/handle.rs`: the two shares of a callback
-    //! released from two threads.
-    use super::*;
-
-    /// A callback owned by a loop that never runs on the model's threads, so
-    /// every release takes the atomic path.
-    pub fn new_test_callback<F: FnOnce() + Send + 'static>(f: F) -> (Runnable, Handle) {
-        let location = Location::caller();
-        new_callback(
-            std::ptr::null::<u8>().wrapping_add(1).cast(),
-            None,
-            location,
-            f,
-        )
     }
 }

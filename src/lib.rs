@@ -52,8 +52,8 @@ pub mod loom_api;
 
 pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
-pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, Stats, WeakEventLoop};
-pub use exception::{ExceptionContext, ExceptionHandler, TaskInfo, default_exception_handler};
+pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, WeakEventLoop};
+pub use exception::{ExceptionContext, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, HandleInfo, TimerHandle};

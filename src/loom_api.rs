@@ -1,32 +1,65 @@
 //! Entry points for the loom models in `loom-tests/` (built only with
 //! `RUSTFLAGS="--cfg loom"`). Each wrapper forwards to the production code
-//! of one lock-free protocol, so the models check the code that ships.
+//! of one protocol, so the models check the code that ships. Real tasks and
+//! callbacks run on [`MockLoop`], a minimal loop that implements the same
+//! `sched` interfaces the real one does.
 #![allow(missing_docs)]
 
+use crate::error::{Error, PanicPayload};
+use crate::exception::ExceptionContext;
 use crate::remote::{Pop, Remote};
 use crate::runnable::{Header, Kind, Runnable, Vtable};
+use crate::sched::{self, Local, LoopId, Schedule};
+use crate::task::registry::TaskRegistry;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::Location;
 use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
-// ----- the remote inbox and its wake-up state ---------------------------------------
+// ----- the remote inbox, its wake-up state and its closing --------------------------------
 
 #[repr(C)]
 struct TestNode {
     header: Header,
     value: usize,
+    /// Counts how many times the node was run or dropped.
+    done: Option<loom::sync::Arc<AtomicUsize>>,
+}
+
+unsafe fn run_test_node(ptr: NonNull<Header>, _: &dyn Local) {
+    unsafe { free_test_node(ptr) }
 }
 
 unsafe fn free_test_node(ptr: NonNull<Header>) {
-    drop(unsafe { Box::from_raw(ptr.cast::<TestNode>().as_ptr()) });
+    let node = unsafe { Box::from_raw(ptr.cast::<TestNode>().as_ptr()) };
+    if let Some(done) = &node.done {
+        done.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 static TEST_VTABLE: Vtable = Vtable {
     kind: Kind::Test,
-    run: free_test_node,
+    run: run_test_node,
     discard: free_test_node,
 };
 
-/// An object taken out of the inbox.
+fn test_node(value: usize, done: Option<loom::sync::Arc<AtomicUsize>>) -> Runnable {
+    let node = Box::new(TestNode {
+        header: Header::new(&TEST_VTABLE),
+        value,
+        done,
+    });
+    let ptr = NonNull::from(Box::leak(node)).cast::<Header>();
+    unsafe { Runnable::from_raw(ptr) }
+}
+
+/// An object taken out of the inbox (dropping it counts as consumed).
 pub struct Item(Runnable);
 
 impl Item {
@@ -53,12 +86,7 @@ impl Default for Inbox {
 impl Inbox {
     /// Pushes a node carrying `value`; `true` means "write the eventfd".
     pub fn push(&self, value: usize) -> bool {
-        let node = Box::new(TestNode {
-            header: Header::new(&TEST_VTABLE),
-            value,
-        });
-        let ptr = NonNull::from(Box::leak(node)).cast::<Header>();
-        self.0.push(unsafe { Runnable::from_raw(ptr) })
+        self.0.push(test_node(value, None))
     }
 
     /// Publishes a flag already set; `true` means "write the eventfd".
@@ -85,113 +113,198 @@ impl Inbox {
     }
 }
 
-// ----- a callback's two shares --------------------------------------------------------
+/// The inbox with its closing protocol (`remote::Inbox`).
+pub struct ClosingInbox(crate::remote::Inbox);
 
-/// The loop's share of a callback.
-pub struct QueuedCallback(Runnable);
-
-impl QueuedCallback {
-    /// Runs the callback (as the loop does), releasing the loop's share.
-    pub fn run(self) {
-        self.0.run()
-    }
-}
-
-/// Allocates a callback; drop the `QueuedCallback` to discard it unrun.
-pub fn callback<F: FnOnce() + Send + 'static>(f: F) -> (QueuedCallback, crate::Handle) {
-    let (r, h) = crate::handle::loom_api::new_test_callback(f);
-    (QueuedCallback(r), h)
-}
-
-// ----- a task's state word ------------------------------------------------------------
-
-use crate::task::state::{self, State};
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Start {
-    Poll,
-    Cancel,
-    Skip,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum WakeByVal {
-    Enqueue,
-    Dealloc,
-    Nothing,
-}
-
-/// A task's state word (`task::state::State`).
-pub struct TaskState(State);
-
-impl Default for TaskState {
+impl Default for ClosingInbox {
     fn default() -> Self {
-        TaskState(State::new())
+        ClosingInbox(crate::remote::Inbox::new())
     }
 }
 
-impl TaskState {
-    pub fn ref_inc(&self) {
-        self.0.ref_inc()
+impl ClosingInbox {
+    /// Posts a node that adds one to `done` when it is run or dropped;
+    /// `false` if the inbox refused it (closed; the node was dropped).
+    pub fn post(&self, done: &loom::sync::Arc<AtomicUsize>) -> bool {
+        self.0.post(test_node(0, Some(done.clone()))).is_ok()
     }
-    pub fn ref_dec(&self) -> bool {
-        self.0.ref_dec()
+
+    pub fn close(&self) {
+        self.0.close()
     }
-    pub fn wake_by_ref(&self) -> bool {
-        self.0.wake_by_ref()
-    }
-    pub fn wake_by_val(&self) -> WakeByVal {
-        match self.0.wake_by_val() {
-            state::WakeByVal::Enqueue => WakeByVal::Enqueue,
-            state::WakeByVal::Dealloc => WakeByVal::Dealloc,
-            state::WakeByVal::Nothing => WakeByVal::Nothing,
+
+    /// The loop consuming (only while the inbox is open, as the loop only
+    /// runs before it is closed): runs one node if there is one.
+    pub fn run_one(&self) -> bool {
+        match unsafe { self.0.remote().pop() } {
+            Pop::Item(r) => {
+                drop(r);
+                true
+            }
+            Pop::Empty | Pop::Busy => false,
         }
     }
-    pub fn start_run(&self) -> Start {
-        match self.0.start_run() {
-            state::Start::Poll => Start::Poll,
-            state::Start::Cancel => Start::Cancel,
-            state::Start::Skip => Start::Skip,
+}
+
+// ----- a mock loop for real callbacks and tasks ----------------------------------------------
+
+struct MockShared {
+    queue: loom::sync::Mutex<VecDeque<Runnable>>,
+    exceptions: AtomicUsize,
+}
+
+impl Schedule for MockShared {
+    fn id(&self) -> LoopId {
+        self as *const MockShared as *const ()
+    }
+
+    fn schedule(&self, r: Runnable) -> Result<(), Runnable> {
+        crate::sync::lock(&self.queue).push_back(r);
+        Ok(())
+    }
+
+    fn call_soon(
+        &self,
+        location: &'static Location<'static>,
+        f: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Error> {
+        let (r, h) = crate::handle::new_callback(Schedule::id(self), None, location, f);
+        drop(h);
+        crate::sync::lock(&self.queue).push_back(r);
+        Ok(())
+    }
+
+    fn call_exception_handler(&self, _ctx: ExceptionContext) {
+        self.exceptions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn timer_cancelled_remotely(&self) {}
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// A minimal loop: a locked run queue. Any thread may queue; one thread at
+/// a time drives it through a [`Driver`].
+#[derive(Clone)]
+pub struct MockLoop {
+    shared: Arc<MockShared>,
+}
+
+impl Default for MockLoop {
+    fn default() -> Self {
+        MockLoop {
+            shared: Arc::new(MockShared {
+                queue: loom::sync::Mutex::new(VecDeque::new()),
+                exceptions: AtomicUsize::new(0),
+            }),
         }
     }
-    pub fn end_run(&self) -> bool {
-        self.0.end_run()
+}
+
+/// The loop thread's side of a [`MockLoop`].
+pub struct Driver {
+    shared: Arc<MockShared>,
+    tasks: RefCell<TaskRegistry>,
+}
+
+impl Local for Driver {
+    fn push(&self, r: Runnable) {
+        crate::sync::lock(&self.shared.queue).push_back(r);
     }
-    /// Returns whether the handle was alive when the task completed.
-    pub fn complete(&self, cancelled: bool) -> bool {
-        let outcome = if cancelled {
-            crate::task::TaskOutcome::Cancelled
-        } else {
-            crate::task::TaskOutcome::Returned
-        };
-        self.0.complete(outcome) & state::HANDLE != 0
+
+    fn tasks(&self) -> &RefCell<TaskRegistry> {
+        &self.tasks
     }
-    /// Completes the task; returns whether done callbacks were waiting.
-    pub fn complete_finds_callbacks(&self) -> bool {
-        self.0.complete(crate::task::TaskOutcome::Returned) & state::DONE_CALLBACKS != 0
+
+    fn timer_cancelled(&self) {}
+
+    fn report_panic(&self, _ctx: ExceptionContext, _payload: PanicPayload) {
+        self.shared.exceptions.fetch_add(1, Ordering::SeqCst);
     }
-    /// A done callback is being added (caller holds the list's lock);
-    /// `true`: store it for the completer.
-    pub fn mark_done_callbacks(&self) -> bool {
-        self.0.mark_done_callbacks().is_ok()
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
-    pub fn try_claim(&self) -> bool {
-        self.0.try_claim()
+}
+
+impl MockLoop {
+    /// Spawns a real task (first step queued).
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> crate::Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let sched: Arc<dyn Schedule> = self.shared.clone();
+        let (r, ptr) = crate::task::raw::allocate(sched, fut, None, false, Location::caller());
+        crate::sync::lock(&self.shared.queue).push_back(r);
+        crate::Task::from_allocation(ptr)
     }
-    pub fn request_cancel(&self) -> bool {
-        self.0.request_cancel()
+
+    /// A real callback owned by this loop: the loop's share is queued.
+    #[track_caller]
+    pub fn call_soon<F: FnOnce() + Send + 'static>(&self, f: F) -> crate::Handle {
+        let id = Schedule::id(&*self.shared);
+        let (r, h) = crate::handle::new_callback(id, None, Location::caller(), f);
+        crate::sync::lock(&self.shared.queue).push_back(r);
+        h
     }
-    pub fn drop_handle_if_incomplete(&self) -> Result<bool, ()> {
-        self.0.drop_handle_if_incomplete()
+
+    /// The driver for the calling thread.
+    pub fn driver(&self) -> Driver {
+        Driver {
+            shared: self.shared.clone(),
+            tasks: RefCell::new(TaskRegistry::default()),
+        }
     }
-    pub fn drop_handle(&self) -> bool {
-        self.0.drop_handle()
+
+    pub fn exceptions(&self) -> usize {
+        self.shared.exceptions.load(Ordering::SeqCst)
     }
-    pub fn is_complete(&self) -> bool {
-        self.0.load() & state::COMPLETE != 0
+}
+
+impl Driver {
+    /// Runs what is queued, as the loop does, with this thread marked as
+    /// the loop's (so handles take their loop-thread paths); returns how
+    /// many objects ran.
+    pub fn run_queued(&self) -> usize {
+        let id = Schedule::id(&*self.shared);
+        // Safety: `self` outlives the guard, dropped on this thread.
+        let _entered = unsafe { sched::enter(id, self) };
+        let mut ran = 0;
+        loop {
+            let next = crate::sync::lock(&self.shared.queue).pop_front();
+            match next {
+                Some(r) => {
+                    r.run(self);
+                    ran += 1;
+                }
+                None => return ran,
+            }
+        }
     }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load() & state::CANCELLED != 0
+
+    /// Runs queued objects until `done()`, yielding to the model between
+    /// rounds.
+    pub fn run_until(&self, done: impl Fn() -> bool) {
+        while !done() {
+            if self.run_queued() == 0 {
+                loom::thread::yield_now();
+            }
+        }
+    }
+
+    /// Closes the loop: drops what is queued and closes the tasks left.
+    pub fn close(self) {
+        let queued: Vec<Runnable> = crate::sync::lock(&self.shared.queue).drain(..).collect();
+        drop(queued);
+        let tasks = self.tasks.borrow_mut().drain();
+        for t in &tasks {
+            t.close();
+        }
+        drop(tasks);
     }
 }
 
@@ -202,7 +315,7 @@ impl TaskState {
 pub struct AtomicWaker(crate::atomic_waker::AtomicWaker);
 
 impl AtomicWaker {
-    pub fn register(&self, waker: &std::task::Waker) {
+    pub fn register(&self, waker: &Waker) {
         self.0.register(waker)
     }
     pub fn wake(&self) {
@@ -210,7 +323,45 @@ impl AtomicWaker {
     }
 }
 
-// ----- the executor's parking ---------------------------------------------------------
+// ----- sleep and gather ----------------------------------------------------------------
+
+/// What a `Sleep` shares with its timer (`runners::SleepState`).
+pub struct SleepState(crate::runners::SleepState);
+
+impl Default for SleepState {
+    fn default() -> Self {
+        SleepState(crate::runners::SleepState::new())
+    }
+}
+
+impl SleepState {
+    pub fn fire(&self) {
+        self.0.fire()
+    }
+    pub fn poll_fired(&self, waker: &Waker) -> bool {
+        self.0.poll_fired(waker)
+    }
+}
+
+/// Which children of a gather were woken (`runners::GatherWake`).
+pub struct GatherWake(crate::runners::GatherWake);
+
+impl GatherWake {
+    pub fn new(children: usize) -> GatherWake {
+        GatherWake(crate::runners::GatherWake::new(children))
+    }
+    pub fn wake_child(&self, i: usize) {
+        self.0.wake_child(i)
+    }
+    pub fn take_woken(&self) -> Vec<usize> {
+        self.0.take_woken()
+    }
+    pub fn register_parent(&self, waker: &Waker) {
+        self.0.register_parent(waker)
+    }
+}
+
+// ----- the executor ----------------------------------------------------------------------
 
 use crate::executor::sleepers::{self, Sleepers as Inner};
 
@@ -258,5 +409,35 @@ impl Sleepers {
     }
     pub fn live(&self) -> usize {
         self.0.live()
+    }
+    /// The model's clock: keep-alives expire from now on.
+    pub fn expire_keep_alive(&self) {
+        self.0.expire_keep_alive()
+    }
+}
+
+/// The pool's admission gate (`executor::gate`).
+pub struct Gate(crate::executor::gate::Gate);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(crate::executor::gate::Gate::new())
+    }
+}
+
+impl Gate {
+    /// Runs `f` if the gate lets the submission in; returns whether it did.
+    pub fn submit(&self, f: impl FnOnce()) -> bool {
+        match self.0.enter() {
+            Some(pass) => {
+                f();
+                drop(pass);
+                true
+            }
+            None => false,
+        }
+    }
+    pub fn close(&self) {
+        self.0.close()
     }
 }

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::exception::ExceptionContext;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::Local;
+use crate::sync::{AtomicBool, Ordering};
 use mio::unix::SourceFd;
 use mio::{Events, Registry, Token};
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, Weak};
 
 /// The token of the loop's own eventfd waker.
@@ -255,7 +256,13 @@ impl Reactor {
                         }
                         other => other,
                     };
-                    res.map_err(Error::Io)?;
+                    if let Err(e) = res {
+                        drop(guard);
+                        // The new watcher (the user's closure) goes after
+                        // the lock.
+                        drop(entry);
+                        return Err(Error::Io(e));
+                    }
                     state.fds.insert(fd, entry);
                     self.count.fetch_add(1, Ordering::Relaxed);
                     replaced = None;

@@ -34,7 +34,7 @@
 //! loom checks exactly (`loom-tests/remote.rs`).
 
 use crate::runnable::{Header, Kind, Runnable, Vtable};
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering, UnsafeCell};
 use std::ptr::{self, NonNull};
 
 const AWAKE: usize = 0;
@@ -238,5 +238,90 @@ impl Drop for Remote {
             }
             drop(Box::from_raw(self.stub.as_ptr()));
         }
+    }
+}
+
+/// A loop's inbox with its closing protocol: once closed, nothing posted
+/// stays in it (so nothing posted is leaked, and nothing runs).
+///
+/// `post` checks `closed`, pushes, and checks `closed` again; `close` sets
+/// `closed`, then makes a read-modify-write on the inbox head
+/// ([`Remote::signal`]), then drains. In the head's modification order a
+/// push either precedes close's read-modify-write (close's drain sees it)
+/// or follows it (the push's swap reads from it, so the poster sees
+/// `closed` and drains itself). Several drainers are serialised by
+/// `drain_lock`; values are dropped after it is released, since dropping
+/// may run user code that posts again. `loom-tests/remote.rs` checks that
+/// every post is run or dropped exactly once.
+pub(crate) struct Inbox {
+    remote: Remote,
+    closed: AtomicBool,
+    /// Serialises the consumers of `remote` once the loop is closed.
+    drain_lock: Mutex<()>,
+}
+
+impl Inbox {
+    pub(crate) fn new() -> Inbox {
+        Inbox {
+            remote: Remote::new(),
+            closed: AtomicBool::new(false),
+            drain_lock: Mutex::new(()),
+        }
+    }
+
+    /// The queue and wake-up state, for the loop (its consumer).
+    pub(crate) fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues `r` from any thread. `Ok(true)`: the caller must wake the
+    /// loop's poller. `Err(r)`: the inbox is closed.
+    pub(crate) fn post(&self, r: Runnable) -> Result<bool, Runnable> {
+        if self.is_closed() {
+            return Err(r);
+        }
+        let wake = self.remote.push(r);
+        if self.is_closed() {
+            // `close` may have finished draining before our push landed;
+            // whoever sees the flag after pushing drains.
+            self.drain_closed();
+            return Ok(false);
+        }
+        Ok(wake)
+    }
+
+    /// Marks the inbox closed and drops everything in it.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // A push that follows this read-modify-write in the head's order
+        // sees `closed`; one that precedes it is drained below.
+        self.remote.signal();
+        self.drain_closed();
+    }
+
+    /// Drops every queued object; only once the inbox is closed.
+    fn drain_closed(&self) {
+        let mut dropped = Vec::new();
+        {
+            let _consumer = crate::sync::lock(&self.drain_lock);
+            loop {
+                // Safety: the inbox is closed, so the loop no longer
+                // consumes; the drain lock makes us the only consumer.
+                match unsafe { self.remote.pop() } {
+                    Pop::Item(r) => dropped.push(r),
+                    Pop::Empty => break,
+                    // A producer is between its swap and its link; it has
+                    // already decided to push, so wait for it.
+                    Pop::Busy => crate::sync::yield_now(),
+                }
+            }
+        }
+        // Dropping runs user destructors, which may post again: not under
+        // the lock.
+        drop(dropped);
     }
 }

@@ -119,9 +119,42 @@ pub fn all_tasks() -> Result<Vec<TaskInfo>, Error> {
     get_running_loop()?.all_tasks()
 }
 
-struct SleepState {
+/// What a [`Sleep`] shares with its timer callback: the timer fires on the
+/// loop thread while the sleep may be polled anywhere. The poller registers
+/// its waker, then looks at `fired`; the timer sets `fired`, then wakes the
+/// registered waker. Either the poller sees `fired`, or its waker was in
+/// place when the timer woke it (`loom-tests/runners.rs`).
+pub(crate) struct SleepState {
     fired: AtomicBool,
     waker: AtomicWaker,
+}
+
+impl SleepState {
+    pub(crate) fn new() -> SleepState {
+        SleepState {
+            fired: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// The timer fired.
+    pub(crate) fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Whether the timer fired; if not, `waker` is woken when it does.
+    pub(crate) fn poll_fired(&self, waker: &Waker) -> bool {
+        if self.fired() {
+            return true;
+        }
+        self.waker.register(waker);
+        self.fired()
+    }
 }
 
 /// The future returned by [`sleep`].
@@ -161,11 +194,7 @@ impl Future for Sleep {
         }
         match &self.timer {
             Some((_, state)) => {
-                if state.fired.load(Ordering::Acquire) {
-                    return Poll::Ready(Ok(()));
-                }
-                state.waker.register(cx.waker());
-                if state.fired.load(Ordering::Acquire) {
+                if state.poll_fired(cx.waker()) {
                     Poll::Ready(Ok(()))
                 } else {
                     Poll::Pending
@@ -176,16 +205,10 @@ impl Future for Sleep {
                     Ok(lp) => lp,
                     Err(e) => return Poll::Ready(Err(e)),
                 };
-                let state = Arc::new(SleepState {
-                    fired: AtomicBool::new(false),
-                    waker: AtomicWaker::new(),
-                });
-                state.waker.register(cx.waker());
+                let state = Arc::new(SleepState::new());
+                state.poll_fired(cx.waker());
                 let fire = state.clone();
-                let timer = lp.call_later(self.delay, move || {
-                    fire.fired.store(true, Ordering::Release);
-                    fire.waker.wake();
-                });
+                let timer = lp.call_later(self.delay, move || fire.fire());
                 match timer {
                     Ok(timer) => {
                         self.timer = Some((timer, state));
@@ -201,7 +224,7 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some((timer, state)) = &self.timer {
-            if !state.fired.load(Ordering::Acquire) {
+            if !state.fired() {
                 timer.cancel();
             }
         }
@@ -321,7 +344,7 @@ impl<F> Drop for Shield<F> {
 /// last polled pushes its index) and cleared by the gather just before it
 /// polls the child; a wake that lands after the clear pushes the index
 /// again, so it is never lost. Both sides use acquire-release
-/// read-modify-writes on the flag (`loom-tests/gather.rs`).
+/// read-modify-writes on the flag (`loom-tests/runners.rs`).
 pub(crate) struct GatherWake {
     woken: Mutex<Vec<usize>>,
     flags: Vec<AtomicBool>,

@@ -19,6 +19,7 @@
 
 use crate::error::{Error, PanicPayload};
 use crate::exception::ExceptionContext;
+use crate::handle::HandleInfo;
 use crate::runnable::Runnable;
 use crate::task::registry::TaskRegistry;
 use std::any::Any;
@@ -41,6 +42,12 @@ pub(crate) trait Local {
     fn timer_cancelled(&self);
     /// Reports a panic nobody else will see to the exception handler.
     fn report_panic(&self, ctx: ExceptionContext, payload: PanicPayload);
+    /// Reports a callback that panicked (asyncio: "Exception in callback
+    /// ...").
+    fn report_callback_panic(&self, info: HandleInfo, payload: PanicPayload) {
+        let ctx = ExceptionContext::new(format!("Exception in callback {info}")).with_handle(info);
+        self.report_panic(ctx, payload);
+    }
     /// For the owner layer's own downcasts.
     fn as_any(&self) -> &dyn Any;
 }

@@ -181,7 +181,7 @@ impl Core {
             // Safety: the holder of the core (the running loop, or `stats`
             // / `all_tasks` holding an idle loop's core under its slot
             // lock) is the inbox's only consumer.
-            match unsafe { shared.remote.pop() } {
+            match unsafe { shared.remote().pop() } {
                 Pop::Item(r) => self.route(r),
                 Pop::Empty => return,
                 Pop::Busy => {
@@ -221,7 +221,7 @@ impl Core {
         // 3. Work posted from other threads, in arrival order, at most a
         // batch (checked inline: usually none); then the I/O callbacks.
         // Safety: the running loop is the inbox's only consumer.
-        if !unsafe { shared.remote.is_empty() } {
+        if !unsafe { shared.remote().is_empty() } {
             self.drain_inbox(shared, INBOX_BATCH);
             self.drop_removed_timers();
         }
@@ -280,14 +280,22 @@ impl Core {
             let idle_since = Instant::now();
             let window = self.spin.window(shared.spin());
             let window = timeout.map_or(window, |t| t.min(window));
-            if !window.is_zero() && self.spin_for_work(ctx, window) {
-                self.spin.record(idle_since.elapsed(), true);
-                // The spin polled the sources if there are any.
-                return;
+            if !window.is_zero() {
+                match self.spin_for_work(ctx, window) {
+                    Spun::Nothing => {}
+                    found => {
+                        // Only a post counts towards spinning again: I/O
+                        // and stop requests are no reason to spin.
+                        self.spin
+                            .record(idle_since.elapsed(), found == Spun::Posted);
+                        // The spin polled the sources if there are any.
+                        return;
+                    }
+                }
             }
             // Safety: the running loop is the inbox's only consumer.
             let may_sleep = unsafe {
-                shared.remote.park_begin(|| {
+                shared.remote().park_begin(|| {
                     shared.stopping.load(Ordering::Relaxed) || self.purge_pending(shared)
                 })
             };
@@ -301,7 +309,7 @@ impl Core {
                     .parks
                     .store(self.parks.get(), Ordering::Relaxed);
                 self.poll_and_dispatch(ctx, timeout);
-                let posted = shared.remote.park_end();
+                let posted = shared.remote().park_end();
                 self.spin.record(idle_since.elapsed(), posted);
                 return;
             }
@@ -315,21 +323,23 @@ impl Core {
 
     /// Watches the inbox (and the registered sources, with a zero-timeout
     /// poll) for up to `window`; between checks the core is yielded to any
-    /// other runnable thread. Returns whether something arrived.
-    fn spin_for_work(&self, ctx: &RunContext, window: Duration) -> bool {
+    /// other runnable thread. Says what ended the spin.
+    fn spin_for_work(&self, ctx: &RunContext, window: Duration) -> Spun {
         let shared = ctx.shared();
         let has_sources = ctx.event_loop.inner.reactor.has_watchers();
         let start = Instant::now();
         loop {
             // Safety: the running loop is the inbox's only consumer.
-            if !unsafe { shared.remote.is_empty() } || shared.stopping.load(Ordering::Relaxed) {
-                return true;
+            if !unsafe { shared.remote().is_empty() } {
+                return Spun::Posted;
             }
-            if has_sources && self.poll_and_dispatch(ctx, Some(Duration::ZERO)) {
-                return true;
+            if shared.stopping.load(Ordering::Relaxed)
+                || (has_sources && self.poll_and_dispatch(ctx, Some(Duration::ZERO)))
+            {
+                return Spun::Other;
             }
             if start.elapsed() >= window {
-                return false;
+                return Spun::Nothing;
             }
             std::thread::yield_now();
         }
@@ -444,6 +454,17 @@ fn describe(r: &Runnable) -> String {
         #[cfg(loom)]
         Kind::Test => "<test>".to_string(),
     }
+}
+
+/// What ended a spin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spun {
+    /// Work posted from another thread.
+    Posted,
+    /// I/O, or a stop request.
+    Other,
+    /// The window passed.
+    Nothing,
 }
 
 /// The adaptive spin-before-park policy (see the module docs). Loop

@@ -8,7 +8,7 @@ pub(crate) mod shared;
 use self::core::Core;
 use self::shared::Shared;
 use crate::error::Error;
-use crate::exception::{ExceptionContext, ExceptionHandler, TaskInfo};
+use crate::exception::{ExceptionContext, TaskInfo};
 use crate::future::LoopFuture;
 use crate::handle::{Handle, TimerHandle};
 use crate::reactor::{Interest, Reactor, WAKER_TOKEN};
@@ -23,6 +23,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+/// A loop's exception handler (asyncio: `loop.set_exception_handler`). It
+/// runs on the thread that found the problem — the loop's thread for a
+/// panicking callback or task, any thread for a task result dropped unread.
+pub type ExceptionHandler = Arc<dyn Fn(&EventLoop, &ExceptionContext) + Send + Sync>;
 
 /// The environment variable that switches debug mode on for new loops
 /// (`EVLOOP_DEBUG=1`), as `PYTHONASYNCIODEBUG` does for asyncio.
@@ -382,7 +387,7 @@ impl EventLoop {
 
     /// Whether [`EventLoop::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.shared().closed.load(Ordering::Acquire)
+        self.shared().is_closed()
     }
 
     /// Closes the loop (asyncio: `loop.close()`): drops every pending

@@ -7,18 +7,18 @@
 //! referenced elsewhere. It is the loop's implementation of
 //! [`Schedule`], the interface tasks and timers keep.
 
-use super::{EventLoop, LoopInner, context};
+use super::{EventLoop, ExceptionHandler, LoopInner, context};
 use crate::error::{Error, PanicPayload};
-use crate::exception::{ExceptionContext, ExceptionHandler, default_exception_handler};
+use crate::exception::{ExceptionContext, default_exception_handler};
 use crate::handle::{self, Handle};
-use crate::remote::{Pop, Remote};
+use crate::remote::{Inbox, Remote};
 use crate::runnable::Runnable;
 use crate::sched::{LoopId, Schedule};
 use crate::task::TaskFactory;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Below this many timers the purge rule never applies (asyncio's
@@ -40,16 +40,13 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct Shared {
-    pub(crate) remote: Remote,
+    pub(crate) inbox: Inbox,
     waker: mio::Waker,
-    pub(crate) closed: AtomicBool,
     pub(crate) stopping: AtomicBool,
     pub(crate) running: AtomicBool,
     pub(crate) debug: AtomicBool,
     slow_callback_ns: AtomicU64,
     spin_ns: AtomicU64,
-    /// Serialises the consumers of `remote` once the loop is closed.
-    drain_lock: Mutex<()>,
     exception_handler: RwLock<Option<ExceptionHandler>>,
     task_factory: RwLock<Option<TaskFactory>>,
     /// Whether `task_factory` is set, so that `create_task` without a
@@ -65,15 +62,13 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(waker: mio::Waker, inner: Weak<LoopInner>, debug: bool) -> Shared {
         Shared {
-            remote: Remote::new(),
+            inbox: Inbox::new(),
             waker,
-            closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             running: AtomicBool::new(false),
             debug: AtomicBool::new(debug),
             slow_callback_ns: AtomicU64::new(100_000_000),
             spin_ns: AtomicU64::new(super::DEFAULT_SPIN.as_nanos() as u64),
-            drain_lock: Mutex::new(()),
             exception_handler: RwLock::new(None),
             task_factory: RwLock::new(None),
             has_task_factory: AtomicBool::new(false),
@@ -107,24 +102,26 @@ impl Shared {
 
     /// The remote path: push to the inbox, wake the loop if it sleeps.
     pub(crate) fn post(&self, r: Runnable) -> Result<(), Runnable> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(r);
-        }
-        let wake = self.remote.push(r);
-        if self.closed.load(Ordering::Acquire) {
-            // `close()` may have finished draining before our push landed;
-            // whoever sees the flag after pushing drains (see `close`).
-            self.drain_closed();
-        } else if wake {
+        if self.inbox.post(r)? {
             self.wake();
         }
         Ok(())
     }
 
+    /// The loop's queue and wake-up state (the loop is its consumer).
+    #[inline]
+    pub(crate) fn remote(&self) -> &Remote {
+        self.inbox.remote()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inbox.is_closed()
+    }
+
     /// Sets `stopping` so that a sleeping loop sees it.
     pub(crate) fn request_stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        if !crate::sched::runs_here(self.id()) && self.remote.signal() {
+        if !crate::sched::runs_here(self.id()) && self.remote().signal() {
             self.wake();
         }
     }
@@ -138,33 +135,7 @@ impl Shared {
 
     /// Marks the loop closed and drops everything still in the inbox.
     pub(crate) fn close_inbox(&self) {
-        self.closed.store(true, Ordering::Release);
-        // A push that follows this RMW in the inbox head's order sees
-        // `closed`; one that precedes it is drained below.
-        self.remote.signal();
-        self.drain_closed();
-    }
-
-    /// Drops every queued object; only once the loop is closed.
-    pub(crate) fn drain_closed(&self) {
-        let mut dropped = Vec::new();
-        {
-            let _consumer = crate::sync::lock(&self.drain_lock);
-            loop {
-                // Safety: the loop is closed, so it no longer consumes; the
-                // drain lock makes us the only consumer.
-                match unsafe { self.remote.pop() } {
-                    Pop::Item(r) => dropped.push(r),
-                    Pop::Empty => break,
-                    // A producer is between its swap and its link; it has
-                    // already decided to push, so wait for it.
-                    Pop::Busy => std::thread::yield_now(),
-                }
-            }
-        }
-        // Dropping runs user destructors, which may post again: not under
-        // the lock.
-        drop(dropped);
+        self.inbox.close();
     }
 
     /// Schedules a callback (a timer if `when` is set): on the loop's own
@@ -210,7 +181,7 @@ impl Shared {
             Ok(h) => return Ok(h),
             Err(args) => args,
         };
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         let (r, h) = handle::new_callback(self.id(), timer, location, f);
@@ -338,7 +309,7 @@ impl Schedule for Shared {
         if timers > MIN_PURGE_WAKE
             && n * 2 > timers
             && (n - 1) * 2 <= timers
-            && self.remote.signal()
+            && self.remote().signal()
         {
             self.wake();
         }

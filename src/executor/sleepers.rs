@@ -24,6 +24,9 @@ struct State {
     /// Workers started and not exited.
     live: usize,
     shutdown: bool,
+    /// Under loom: the model's keep-alive clock has run out.
+    #[cfg(loom)]
+    keep_alive_expired: bool,
 }
 
 /// What a submitter must do after [`Sleepers::notify`].
@@ -75,6 +78,8 @@ impl Sleepers {
                 tokens: 0,
                 live: 0,
                 shutdown: false,
+                #[cfg(loom)]
+                keep_alive_expired: false,
             }),
             wakeup: Condvar::new(),
             exited: Condvar::new(),
@@ -128,14 +133,11 @@ impl Sleepers {
                 return Park::Shutdown;
             }
             self.sleeping.fetch_add(1, Ordering::Relaxed);
-            let (guard, timeout) = self
-                .wakeup
-                .wait_timeout(st, keep_alive)
-                .unwrap_or_else(|p| p.into_inner());
+            let (guard, timed_out) = self.wait(st, keep_alive);
             st = guard;
             self.sleeping.fetch_sub(1, Ordering::Relaxed);
             self.wakeups.fetch_add(1, Ordering::Relaxed);
-            if timeout.timed_out() && st.tokens == 0 && !st.shutdown {
+            if timed_out && st.tokens == 0 && !st.shutdown {
                 // Under the lock: a submitter that saw us idle has not
                 // granted a token yet, and will now see us gone.
                 st.live -= 1;
@@ -146,6 +148,45 @@ impl Sleepers {
                 return Park::Retire;
             }
         }
+    }
+
+    /// Waits for a notification or the keep-alive; returns whether the
+    /// wait timed out.
+    #[cfg(not(loom))]
+    fn wait<'a>(
+        &self,
+        st: crate::sync::MutexGuard<'a, State>,
+        keep_alive: Duration,
+    ) -> (crate::sync::MutexGuard<'a, State>, bool) {
+        let (guard, timeout) = self
+            .wakeup
+            .wait_timeout(st, keep_alive)
+            .unwrap_or_else(|p| p.into_inner());
+        (guard, timeout.timed_out())
+    }
+
+    /// Under loom a wait never times out on its own: the keep-alive is a
+    /// clock the model drives ([`Sleepers::expire_keep_alive`]), so that it
+    /// explores a worker retiring at every point of a submission.
+    #[cfg(loom)]
+    fn wait<'a>(
+        &self,
+        st: crate::sync::MutexGuard<'a, State>,
+        _keep_alive: Duration,
+    ) -> (crate::sync::MutexGuard<'a, State>, bool) {
+        if st.keep_alive_expired {
+            return (st, true);
+        }
+        let guard = self.wakeup.wait(st).unwrap_or_else(|p| p.into_inner());
+        let expired = guard.keep_alive_expired;
+        (guard, expired)
+    }
+
+    /// The model's clock: every keep-alive from now on has expired.
+    #[cfg(loom)]
+    pub(crate) fn expire_keep_alive(&self) {
+        self.lock().keep_alive_expired = true;
+        self.wakeup.notify_all();
     }
 
     /// A worker exits after shutdown (or could not be started after

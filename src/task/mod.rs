@@ -1,7 +1,8 @@
 //! Tasks: futures the loop drives (asyncio's `Task`), their handles, and
 //! the task factory hook.
 
-mod raw;
+mod outcome;
+pub(crate) mod raw;
 pub(crate) mod registry;
 pub(crate) mod state;
 
@@ -9,7 +10,7 @@ use crate::cancellation::{Awaited, CancelMessage};
 use crate::error::{Error, TaskError};
 use crate::event_loop::shared::Shared;
 use crate::event_loop::{EventLoop, context};
-use crate::exception::TaskInfo;
+
 use crate::handle::CallbackId;
 use crate::sched::{self, Schedule};
 use crate::waiters::{self, WaitKey};
@@ -23,6 +24,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+pub use outcome::{TaskDone, TaskOutcome};
 pub(crate) use raw::{describe, header_of, info_of, register_in};
 
 /// A future being driven by a loop (asyncio: `Task`), returned by
@@ -62,6 +64,14 @@ unsafe impl<T: Send> Sync for Task<T> {}
 impl<T> Unpin for Task<T> {}
 
 impl<T> Task<T> {
+    /// The handle of a task just allocated (it owns the `HANDLE` flag).
+    pub(crate) fn from_allocation(ptr: NonNull<TaskHeader>) -> Task<T> {
+        Task {
+            ptr,
+            _output: PhantomData,
+        }
+    }
+
     fn head(&self) -> &TaskHeader {
         // Safety: the HANDLE flag keeps the task alive.
         unsafe { self.ptr.as_ref() }
@@ -252,33 +262,6 @@ impl<T> Task<T> {
     /// The identity of the task's loop.
     pub(crate) fn loop_id(&self) -> sched::LoopId {
         self.head().sched.id()
-    }
-}
-
-/// How a task ended, as its done callbacks are told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TaskOutcome {
-    /// The future returned its output.
-    Returned,
-    /// The future panicked; awaiting the task gives [`TaskError::Panicked`].
-    Panicked,
-    /// The task was cancelled (or closed with its loop).
-    Cancelled,
-}
-
-/// What a task's done callback receives (see [`Task::add_done_callback`]).
-#[derive(Clone, Debug)]
-pub struct TaskDone {
-    /// Which task: id, name, where it was created.
-    pub info: TaskInfo,
-    /// How it ended.
-    pub outcome: TaskOutcome,
-}
-
-impl TaskDone {
-    /// Whether the task was cancelled (asyncio: `task.cancelled()`).
-    pub fn cancelled(&self) -> bool {
-        self.outcome == TaskOutcome::Cancelled
     }
 }
 
@@ -692,10 +675,7 @@ where
             raw::allocate(sched, fut, spec.name, lazy_name, location)
         }
     };
-    let task = Task {
-        ptr,
-        _output: PhantomData,
-    };
+    let task = Task::from_allocation(ptr);
     // Known to the registry from birth on the loop's thread, so that
     // `close()` and `run()`'s shutdown see tasks that have not started yet.
     let _ = sched::with_local(shared.id(), ptr, |local, ptr| {

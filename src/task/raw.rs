@@ -5,8 +5,8 @@
 //! A task knows its loop only through [`Schedule`] (kept, to queue itself
 //! from any thread) and [`Local`] (handed to each run by the loop).
 
+use super::outcome::{TaskDone, TaskOutcome};
 use super::state::{COMPLETE, HANDLE, LISTENERS, RETRIEVED, Start, State, WakeByVal};
-use super::{TaskDone, TaskOutcome};
 use crate::atomic_waker::AtomicWaker;
 use crate::cancellation::{self, CancelMessage};
 use crate::error::{PanicPayload, TaskError};

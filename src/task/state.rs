@@ -7,7 +7,7 @@
 //! the count is zero and `HANDLE` is clear. Every transition below is one
 //! compare-and-swap loop; `loom-tests/task.rs` runs them against each other.
 
-use super::TaskOutcome;
+use super::outcome::TaskOutcome;
 use crate::sync::{AtomicUsize, Ordering};
 
 /// The task is in a run queue, or (if `RUNNING`) will be put back in one
