@@ -20,10 +20,13 @@
 //! # Ok::<(), evloop::Error>(())
 //! ```
 //!
-//! The architecture is described in `DESIGN.md`; the asyncio-to-evloop map
-//! is in the README.
+//! The map of the code is `ARCHITECTURE.md`; the asyncio-to-evloop map is
+//! in the README. Unix only today (Linux first).
 
 #![warn(missing_docs)]
+
+#[cfg(not(unix))]
+compile_error!("evloop supports Unix only today (Linux first): it is built on file descriptors and epoll/kqueue");
 
 mod atomic_waker;
 mod cancellation;
