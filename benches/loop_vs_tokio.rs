@@ -1,21 +1,35 @@
-//! evloop and tokio side by side, in one binary, on the same machine in
-//! the same run. After criterion's own report, prints the ratio
-//! evloop-time / tokio-time for each pair (below 1.0: evloop is faster).
+//! evloop and tokio side by side, in one binary, on equal terms: the same
+//! work, the same worker counts, the two sides alternated.
 //!
-//! Run: `cargo bench --bench loop_vs_tokio` (add a filter such as
-//! `-- call_soon` for one group).
+//! Two reports:
+//! 1. criterion's, one group per case (`evloop` and `tokio` in each);
+//! 2. then a paired table: for every case, `ROUNDS` rounds, each timing
+//!    both sides back to back (which side goes first alternates), with
+//!    wall time and CPU time (user + system of the whole process, which
+//!    only the side being measured uses; the other side's threads are
+//!    gone or parked). It prints, per operation, the median and the range
+//!    over the rounds, and the ratio of the medians (below 1.0: evloop
+//!    is faster / cheaper).
+//!
+//! Run: `cargo bench --bench loop_vs_tokio` (criterion filters such as
+//! `-- ping_pong` restrict both reports; `EVLOOP_BENCH_ROUNDS=n` sets the
+//! number of rounds, default 5).
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use evloop::EventLoop;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 const BATCH: usize = 10_000;
 const CHAIN: usize = 10_000;
 const POSTS: usize = 100_000;
 const ROUND_TRIPS: usize = 2_000;
+const PACED_ROUND_TRIPS: usize = 300;
+const PACE: Duration = Duration::from_millis(1);
 const TIMERS: usize = 200_000;
+const SPREAD_TIMERS: usize = 30_000;
+const TICKS: usize = 200;
 const JOBS: usize = 100_000;
 const JOB_CHUNK: usize = 1_000;
 const CPU_JOBS: usize = 64;
@@ -27,12 +41,12 @@ fn current_thread() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Completion signal shared by both sides of a pair: the bench thread
-/// blocks (rather than spins, which would steal a core from the loops).
+/// Completion signal: the bench thread blocks (rather than spins, which
+/// would steal a core from the loops).
 #[derive(Default)]
 struct Done {
-    flag: std::sync::Mutex<bool>,
-    cond: std::sync::Condvar,
+    flag: Mutex<bool>,
+    cond: Condvar,
 }
 
 impl Done {
@@ -45,51 +59,64 @@ impl Done {
         while !*f {
             f = self.cond.wait(f).unwrap();
         }
+        *f = false;
     }
+}
+
+/// One side of a case, set up: each call does the case's work once.
+/// Dropping it tears the side down (joins its threads).
+type Runner = Box<dyn FnMut()>;
+
+struct Case {
+    name: &'static str,
+    /// What one operation is, for the per-op columns.
+    op: &'static str,
+    /// Operations per run.
+    ops: usize,
+    /// Runs per timed sample in the paired report.
+    runs: usize,
+    evloop: fn() -> Runner,
+    tokio: fn() -> Runner,
 }
 
 // ----- call_soon, batched: N callbacks scheduled from the loop, run in one go -------
 
-fn call_soon_batched(c: &mut Criterion) {
-    let mut g = c.benchmark_group("call_soon_batched");
-    g.throughput(Throughput::Elements(BATCH as u64));
+fn call_soon_batched_evloop() -> Runner {
     let lp = EventLoop::new().unwrap();
-    g.bench_function("evloop", |b| {
-        let counter = Arc::new(AtomicUsize::new(0));
-        b.iter(|| {
-            let (lp2, counter) = (lp.clone(), counter.clone());
-            lp.run_until_complete(async move {
-                for _ in 0..BATCH {
-                    let c = counter.clone();
-                    drop(lp2.call_soon(move || {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }));
-                }
-                evloop::sleep(Duration::ZERO).await.unwrap();
-            })
-            .unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    Box::new(move || {
+        let (lp2, counter) = (lp.clone(), counter.clone());
+        lp.run_until_complete(async move {
+            for _ in 0..BATCH {
+                let c = counter.clone();
+                drop(lp2.call_soon(move || {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+            evloop::sleep(Duration::ZERO).await.unwrap();
         })
-    });
+        .unwrap();
+    })
+}
+
+fn call_soon_batched_tokio() -> Runner {
     let rt = current_thread();
-    g.bench_function("tokio", |b| {
-        let counter = Arc::new(AtomicUsize::new(0));
-        b.iter(|| {
-            let counter = counter.clone();
-            rt.block_on(async move {
-                let target = counter.load(Ordering::Relaxed) + BATCH;
-                for _ in 0..BATCH {
-                    let c = counter.clone();
-                    drop(tokio::spawn(async move {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }));
-                }
-                while counter.load(Ordering::Relaxed) < target {
-                    tokio::task::yield_now().await;
-                }
-            })
+    let counter = Arc::new(AtomicUsize::new(0));
+    Box::new(move || {
+        let counter = counter.clone();
+        rt.block_on(async move {
+            let target = counter.load(Ordering::Relaxed) + BATCH;
+            for _ in 0..BATCH {
+                let c = counter.clone();
+                drop(tokio::spawn(async move {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }));
+            }
+            while counter.load(Ordering::Relaxed) < target {
+                tokio::task::yield_now().await;
+            }
         })
-    });
-    g.finish();
+    })
 }
 
 // ----- call_soon, chained: each callback schedules the next ---------------------------
@@ -111,28 +138,24 @@ fn spawn_chain(left: usize, done: Arc<tokio::sync::Notify>) {
     drop(tokio::spawn(async move { spawn_chain(left - 1, done) }));
 }
 
-fn call_soon_chained(c: &mut Criterion) {
-    let mut g = c.benchmark_group("call_soon_chained");
-    g.throughput(Throughput::Elements(CHAIN as u64));
+fn call_soon_chained_evloop() -> Runner {
     let lp = EventLoop::new().unwrap();
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let first = lp.clone();
-            lp.call_soon(move || chain(first, CHAIN)).unwrap();
-            lp.run_forever().unwrap();
-        })
-    });
+    Box::new(move || {
+        let first = lp.clone();
+        lp.call_soon(move || chain(first, CHAIN)).unwrap();
+        lp.run_forever().unwrap();
+    })
+}
+
+fn spawn_chained_tokio() -> Runner {
     let rt = current_thread();
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let done = Arc::new(tokio::sync::Notify::new());
-                spawn_chain(CHAIN, done.clone());
-                done.notified().await;
-            })
+    Box::new(move || {
+        rt.block_on(async {
+            let done = Arc::new(tokio::sync::Notify::new());
+            spawn_chain(CHAIN, done.clone());
+            done.notified().await;
         })
-    });
-    g.finish();
+    })
 }
 
 // ----- create_task, chained: each task creates the next -------------------------------
@@ -145,92 +168,151 @@ fn task_chain(left: usize, done: evloop::LoopFuture<()>) {
     drop(evloop::spawn(async move { task_chain(left - 1, done) }).unwrap());
 }
 
-fn create_task_chained(c: &mut Criterion) {
-    let mut g = c.benchmark_group("create_task_chained");
-    g.throughput(Throughput::Elements(CHAIN as u64));
+fn create_task_chained_evloop() -> Runner {
     let lp = EventLoop::new().unwrap();
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let done = lp.create_future::<()>();
-            let d = done.clone();
-            lp.run_until_complete(async move {
-                task_chain(CHAIN, d);
-                done.await.unwrap();
-            })
-            .unwrap();
+    Box::new(move || {
+        let done = lp.create_future::<()>();
+        let d = done.clone();
+        lp.run_until_complete(async move {
+            task_chain(CHAIN, d);
+            done.await.unwrap();
         })
-    });
-    let rt = current_thread();
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let done = Arc::new(tokio::sync::Notify::new());
-                spawn_chain(CHAIN, done.clone());
-                done.notified().await;
-            })
-        })
-    });
-    g.finish();
+        .unwrap();
+    })
 }
 
-// ----- call_soon_threadsafe throughput from another thread ----------------------------
+// ----- call_soon_threadsafe from another thread ---------------------------------------
 
-fn call_soon_threadsafe(c: &mut Criterion) {
-    let mut g = c.benchmark_group("call_soon_threadsafe");
-    g.throughput(Throughput::Elements(POSTS as u64));
-    g.sample_size(20);
+/// A loop running on its own thread; stopped and joined on drop.
+struct LoopThread {
+    lp: EventLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-    let lp = EventLoop::new().unwrap();
-    let runner = lp.clone();
-    let thread = std::thread::spawn(move || runner.run_forever().unwrap());
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let counter = Arc::new(AtomicUsize::new(0));
-            let done = Arc::new(Done::default());
-            for _ in 0..POSTS {
-                let (c, d) = (counter.clone(), done.clone());
-                drop(lp.call_soon_threadsafe(move || {
-                    if c.fetch_add(1, Ordering::Relaxed) + 1 == POSTS {
-                        d.set();
-                    }
-                }));
-            }
-            done.wait();
-        })
-    });
-    lp.stop();
-    thread.join().unwrap();
+impl LoopThread {
+    fn start() -> LoopThread {
+        let lp = EventLoop::new().unwrap();
+        let runner = lp.clone();
+        let thread = std::thread::spawn(move || runner.run_forever().unwrap());
+        LoopThread {
+            lp,
+            thread: Some(thread),
+        }
+    }
+}
 
-    // tokio's fastest cross-thread path for closures: an unbounded mpsc
-    // drained by a task on a current-thread runtime.
-    type Job = Box<dyn FnOnce() + Send>;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
-    let thread = std::thread::spawn(move || {
-        current_thread().block_on(async move {
-            while let Some(job) = rx.recv().await {
-                job();
-            }
-        })
-    });
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            let counter = Arc::new(AtomicUsize::new(0));
-            let done = Arc::new(Done::default());
-            for _ in 0..POSTS {
-                let (c, d) = (counter.clone(), done.clone());
-                tx.send(Box::new(move || {
-                    if c.fetch_add(1, Ordering::Relaxed) + 1 == POSTS {
-                        d.set();
-                    }
-                }))
-                .unwrap();
-            }
-            done.wait();
-        })
-    });
-    drop(tx);
-    thread.join().unwrap();
-    g.finish();
+impl Drop for LoopThread {
+    fn drop(&mut self) {
+        self.lp.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let _ = self.lp.close();
+    }
+}
+
+/// A current-thread tokio runtime on its own thread, draining a channel of
+/// boxed closures (tokio's fastest cross-thread path for closures).
+struct TokioThread {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Box<dyn FnOnce() + Send>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokioThread {
+    fn start() -> TokioThread {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Box<dyn FnOnce() + Send>>();
+        let thread = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                while let Some(job) = rx.recv().await {
+                    job();
+                }
+            })
+        });
+        TokioThread {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokioThread {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn threadsafe_evloop() -> Runner {
+    let lt = LoopThread::start();
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let counter = Arc::new(AtomicUsize::new(0));
+        for _ in 0..POSTS {
+            let (c, d) = (counter.clone(), done.clone());
+            drop(lt.lp.call_soon_threadsafe(move || {
+                if c.fetch_add(1, Ordering::Relaxed) + 1 == POSTS {
+                    d.set();
+                }
+            }));
+        }
+        done.wait();
+    })
+}
+
+fn threadsafe_tokio() -> Runner {
+    let tt = TokioThread::start();
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let tx = tt.tx.as_ref().unwrap();
+        for _ in 0..POSTS {
+            let (c, d) = (counter.clone(), done.clone());
+            tx.send(Box::new(move || {
+                if c.fetch_add(1, Ordering::Relaxed) + 1 == POSTS {
+                    d.set();
+                }
+            }))
+            .unwrap();
+        }
+        done.wait();
+    })
+}
+
+static ZERO_CAPTURE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// A callback that captures nothing (tokio's boxed closure then allocates
+/// nothing either).
+fn bump() {
+    ZERO_CAPTURE_COUNT.fetch_add(1, Ordering::Relaxed);
+}
+
+fn threadsafe_zero_capture_evloop() -> Runner {
+    let lt = LoopThread::start();
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        for _ in 0..POSTS - 1 {
+            drop(lt.lp.call_soon_threadsafe(bump));
+        }
+        let d = done.clone();
+        drop(lt.lp.call_soon_threadsafe(move || d.set()));
+        done.wait();
+    })
+}
+
+fn threadsafe_zero_capture_tokio() -> Runner {
+    let tt = TokioThread::start();
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let tx = tt.tx.as_ref().unwrap();
+        for _ in 0..POSTS - 1 {
+            tx.send(Box::new(bump)).unwrap();
+        }
+        let d = done.clone();
+        tx.send(Box::new(move || d.set())).unwrap();
+        done.wait();
+    })
 }
 
 // ----- ping-pong between two loops on two threads -------------------------------------
@@ -244,180 +326,284 @@ fn ping(me: EventLoop, peer: EventLoop, left: usize, done: Arc<Done>) {
     drop(peer.call_soon_threadsafe(move || ping(peer2, me2, left - 1, done)));
 }
 
-fn ping_pong(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ping_pong");
-    g.throughput(Throughput::Elements(ROUND_TRIPS as u64));
-    g.sample_size(20);
-
-    let a = EventLoop::new().unwrap();
-    let bl = EventLoop::new().unwrap();
-    let threads: Vec<_> = [a.clone(), bl.clone()]
-        .into_iter()
-        .map(|lp| std::thread::spawn(move || lp.run_forever().unwrap()))
-        .collect();
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let done = Arc::new(Done::default());
-            let (a2, b2, d) = (a.clone(), bl.clone(), done.clone());
-            a.call_soon_threadsafe(move || ping(a2, b2, 2 * ROUND_TRIPS, d))
-                .unwrap();
-            done.wait();
-        })
-    });
-    a.stop();
-    bl.stop();
-    threads.into_iter().for_each(|t| t.join().unwrap());
-
-    // Two current-thread runtimes on two threads, mpsc channels between.
-    let (to_b, mut b_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let (to_a, mut a_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Arc<Done>)>();
-    let to_b2 = to_b.clone();
-    let ta = std::thread::spawn(move || {
-        current_thread().block_on(async move {
-            while let Some((n, done)) = start_rx.recv().await {
-                to_b2.send(n).unwrap();
-                while let Some(left) = a_rx.recv().await {
-                    if left == 0 {
-                        break;
-                    }
-                    to_b2.send(left - 1).unwrap();
-                }
-                done.set();
-            }
-        })
-    });
-    let tb = std::thread::spawn(move || {
-        current_thread().block_on(async move {
-            while let Some(left) = b_rx.recv().await {
-                if to_a.send(left.saturating_sub(1)).is_err() {
-                    break;
-                }
-            }
-        })
-    });
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            let done = Arc::new(Done::default());
-            start_tx.send((2 * ROUND_TRIPS - 1, done.clone())).unwrap();
-            done.wait();
-        })
-    });
-    drop(start_tx);
-    drop(to_b);
-    ta.join().unwrap();
-    tb.join().unwrap();
-    g.finish();
+fn ping_pong_evloop() -> Runner {
+    let (a, b) = (LoopThread::start(), LoopThread::start());
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let (a2, b2, d) = (a.lp.clone(), b.lp.clone(), done.clone());
+        a.lp.call_soon_threadsafe(move || ping(a2, b2, 2 * ROUND_TRIPS, d))
+            .unwrap();
+        done.wait();
+    })
 }
 
-// ----- timers: 200,000 scheduled, half cancelled, the rest fired ----------------------
+/// Two current-thread runtimes on two threads, an mpsc channel each way.
+struct TokioPair {
+    start: Option<tokio::sync::mpsc::UnboundedSender<(usize, Arc<Done>)>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
 
-fn timers(c: &mut Criterion) {
-    let mut g = c.benchmark_group("timers");
-    g.throughput(Throughput::Elements(TIMERS as u64));
-    g.sample_size(10);
-    let lp = EventLoop::new().unwrap();
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let lp2 = lp.clone();
-            lp.run_until_complete(async move {
-                let fired = Arc::new(AtomicUsize::new(0));
-                let mut cancel = Vec::with_capacity(TIMERS / 2);
-                for i in 0..TIMERS {
-                    let f = fired.clone();
-                    let delay = Duration::from_micros((i % 1000) as u64);
-                    let t = lp2
-                        .call_later(delay, move || {
-                            f.fetch_add(1, Ordering::Relaxed);
-                        })
-                        .unwrap();
-                    if i % 2 == 1 {
-                        cancel.push(t);
+impl TokioPair {
+    fn start(pace: Option<Duration>) -> TokioPair {
+        let (to_b, mut b_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let (to_a, mut a_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let (start_tx, mut start_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Arc<Done>)>();
+        let ta = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                while let Some((n, done)) = start_rx.recv().await {
+                    let mut interval = pace.map(tokio::time::interval);
+                    for left in (0..n).rev() {
+                        if let Some(i) = interval.as_mut() {
+                            i.tick().await;
+                        }
+                        to_b.send(left).unwrap();
+                        a_rx.recv().await.unwrap();
                     }
-                }
-                cancel.iter().for_each(|t| t.cancel());
-                while fired.load(Ordering::Relaxed) < TIMERS / 2 {
-                    evloop::sleep(Duration::from_micros(500)).await.unwrap();
+                    done.set();
                 }
             })
+        });
+        let tb = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                while let Some(left) = b_rx.recv().await {
+                    if to_a.send(left).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        TokioPair {
+            start: Some(start_tx),
+            threads: vec![ta, tb],
+        }
+    }
+}
+
+impl Drop for TokioPair {
+    fn drop(&mut self) {
+        self.start.take();
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn ping_pong_tokio() -> Runner {
+    let pair = TokioPair::start(None);
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let start = pair.start.as_ref().unwrap();
+        start.send((ROUND_TRIPS, done.clone())).unwrap();
+        done.wait();
+    })
+}
+
+/// Paced traffic: one round trip per millisecond, started by a timer on
+/// loop A (the light-traffic regime where spinning would waste CPU).
+fn paced_evloop() -> Runner {
+    let (a, b) = (LoopThread::start(), LoopThread::start());
+    let done = Arc::new(Done::default());
+    // Ticks at fixed deadlines (start + k * PACE), as tokio's interval.
+    fn tick(a: EventLoop, b: EventLoop, due: Instant, left: usize, done: Arc<Done>) {
+        if left == 0 {
+            done.set();
+            return;
+        }
+        let (a2, b2) = (a.clone(), b.clone());
+        drop(b.call_soon_threadsafe(move || {
+            let (a3, b3) = (a2.clone(), b2);
+            drop(a2.call_soon_threadsafe(move || {
+                // The reply is in: the next round trip at the next tick.
+                let a4 = a3.clone();
+                let next = due + PACE;
+                drop(a3.call_at(next, move || tick(a4, b3, next, left - 1, done)));
+            }));
+        }));
+    }
+    Box::new(move || {
+        let (a2, b2, d) = (a.lp.clone(), b.lp.clone(), done.clone());
+        a.lp.call_soon_threadsafe(move || tick(a2, b2, Instant::now(), PACED_ROUND_TRIPS, d))
             .unwrap();
-        })
-    });
-    let rt = current_thread();
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let fired = Arc::new(AtomicUsize::new(0));
-                let mut cancel = Vec::with_capacity(TIMERS / 2);
-                for i in 0..TIMERS {
-                    let f = fired.clone();
-                    let delay = Duration::from_micros((i % 1000) as u64);
-                    let t = tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
+        done.wait();
+    })
+}
+
+fn paced_tokio() -> Runner {
+    let pair = TokioPair::start(Some(PACE));
+    let done = Arc::new(Done::default());
+    Box::new(move || {
+        let start = pair.start.as_ref().unwrap();
+        start.send((PACED_ROUND_TRIPS, done.clone())).unwrap();
+        done.wait();
+    })
+}
+
+// ----- timers ---------------------------------------------------------------------------
+
+/// `n` timers at `delay(i)`, half cancelled, the rest awaited.
+fn timers_evloop_with(n: usize, delay: fn(usize) -> Duration) -> Runner {
+    let lp = EventLoop::new().unwrap();
+    Box::new(move || {
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let fired = Arc::new(AtomicUsize::new(0));
+            let mut cancel = Vec::with_capacity(n / 2);
+            for i in 0..n {
+                let f = fired.clone();
+                let t = lp2
+                    .call_later(delay(i), move || {
                         f.fetch_add(1, Ordering::Relaxed);
-                    });
-                    if i % 2 == 1 {
-                        cancel.push(t);
-                    }
+                    })
+                    .unwrap();
+                if i % 2 == 1 {
+                    cancel.push(t);
                 }
-                cancel.iter().for_each(|t| t.abort());
-                while fired.load(Ordering::Relaxed) < TIMERS / 2 {
-                    tokio::time::sleep(Duration::from_micros(500)).await;
-                }
-            })
+            }
+            cancel.iter().for_each(|t| t.cancel());
+            while fired.load(Ordering::Relaxed) < n / 2 {
+                evloop::sleep(Duration::from_micros(500)).await.unwrap();
+            }
         })
-    });
-    g.finish();
+        .unwrap();
+    })
+}
+
+fn timers_tokio_with(n: usize, delay: fn(usize) -> Duration) -> Runner {
+    let rt = current_thread();
+    Box::new(move || {
+        rt.block_on(async {
+            let fired = Arc::new(AtomicUsize::new(0));
+            let mut cancel = Vec::with_capacity(n / 2);
+            for i in 0..n {
+                let f = fired.clone();
+                let d = delay(i);
+                let t = tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    f.fetch_add(1, Ordering::Relaxed);
+                });
+                if i % 2 == 1 {
+                    cancel.push(t);
+                }
+            }
+            cancel.iter().for_each(|t| t.abort());
+            while fired.load(Ordering::Relaxed) < n / 2 {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        })
+    })
+}
+
+/// Delays under 1 ms: everything is due almost at once.
+fn due_delay(i: usize) -> Duration {
+    Duration::from_micros((i % 1000) as u64)
+}
+
+/// Delays spread over 1, 10 and 100 ms.
+fn spread_delay(i: usize) -> Duration {
+    Duration::from_millis([1, 10, 100][i % 3])
+}
+
+fn timers_due_evloop() -> Runner {
+    timers_evloop_with(TIMERS, due_delay)
+}
+fn timers_due_tokio() -> Runner {
+    timers_tokio_with(TIMERS, due_delay)
+}
+fn timers_spread_evloop() -> Runner {
+    timers_evloop_with(SPREAD_TIMERS, spread_delay)
+}
+fn timers_spread_tokio() -> Runner {
+    timers_tokio_with(SPREAD_TIMERS, spread_delay)
+}
+
+/// A loop whose only work is a 1 ms repeating timer: the CPU it costs.
+fn ticker_evloop() -> Runner {
+    let lp = EventLoop::new().unwrap();
+    Box::new(move || {
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let done = lp2.create_future::<()>();
+            // Fixed deadlines (start + k * PACE), as tokio's interval.
+            fn tick(lp: EventLoop, due: Instant, left: usize, done: evloop::LoopFuture<()>) {
+                if left == 0 {
+                    done.set_result(()).unwrap();
+                    return;
+                }
+                let lp2 = lp.clone();
+                let next = due + PACE;
+                drop(lp.call_at(next, move || tick(lp2, next, left - 1, done)));
+            }
+            tick(lp2, Instant::now(), TICKS, done.clone());
+            done.await.unwrap();
+        })
+        .unwrap();
+    })
+}
+
+fn ticker_tokio() -> Runner {
+    let rt = current_thread();
+    Box::new(move || {
+        rt.block_on(async {
+            let mut interval = tokio::time::interval(PACE);
+            interval.tick().await;
+            for _ in 0..TICKS {
+                interval.tick().await;
+            }
+        })
+    })
 }
 
 // ----- run_in_executor: trivial jobs awaited in chunks --------------------------------
 
-fn run_in_executor(c: &mut Criterion) {
-    let mut g = c.benchmark_group("run_in_executor");
-    g.throughput(Throughput::Elements(JOBS as u64));
-    g.sample_size(10);
+/// Both pools get evloop's default size (asyncio's `min(32, cpus + 4)`).
+fn pool_size() -> usize {
+    evloop::default_max_workers()
+}
+
+fn run_in_executor_evloop() -> Runner {
     let lp = EventLoop::new().unwrap();
-    g.bench_function("evloop", |b| {
-        b.iter(|| {
-            let lp2 = lp.clone();
-            lp.run_until_complete(async move {
-                let mut sum = 0usize;
-                for chunk in 0..JOBS / JOB_CHUNK {
-                    let futs: Vec<_> = (0..JOB_CHUNK)
-                        .map(|i| lp2.run_in_executor(None, move || chunk + i).unwrap())
-                        .collect();
-                    for f in futs {
-                        sum += f.await.unwrap();
-                    }
+    Box::new(move || {
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let mut sum = 0usize;
+            for chunk in 0..JOBS / JOB_CHUNK {
+                let futs: Vec<_> = (0..JOB_CHUNK)
+                    .map(|i| lp2.run_in_executor(None, move || chunk + i).unwrap())
+                    .collect();
+                for f in futs {
+                    sum += f.await.unwrap();
                 }
-                sum
-            })
-            .unwrap()
+            }
+            sum
         })
-    });
-    let rt = current_thread();
-    g.bench_function("tokio", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut sum = 0usize;
-                for chunk in 0..JOBS / JOB_CHUNK {
-                    let futs: Vec<_> = (0..JOB_CHUNK)
-                        .map(|i| tokio::task::spawn_blocking(move || chunk + i))
-                        .collect();
-                    for f in futs {
-                        sum += f.await.unwrap();
-                    }
+        .unwrap();
+    })
+}
+
+fn spawn_blocking_tokio() -> Runner {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(pool_size())
+        .build()
+        .unwrap();
+    Box::new(move || {
+        rt.block_on(async {
+            let mut sum = 0usize;
+            for chunk in 0..JOBS / JOB_CHUNK {
+                let futs: Vec<_> = (0..JOB_CHUNK)
+                    .map(|i| tokio::task::spawn_blocking(move || chunk + i))
+                    .collect();
+                for f in futs {
+                    sum += f.await.unwrap();
                 }
-                sum
-            })
-        })
-    });
-    g.finish();
+            }
+            sum
+        });
+    })
 }
 
 // ----- CPU-bound fan-out across all cores --------------------------------------------
 
-/// About 100 µs of integer hashing.
+/// About 35 µs of integer hashing.
 fn cpu_work(seed: u64) -> u64 {
     let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
     for i in 0..40_000u64 {
@@ -426,110 +612,284 @@ fn cpu_work(seed: u64) -> u64 {
     h
 }
 
-fn cpu_fan_out(c: &mut Criterion) {
-    let mut g = c.benchmark_group("cpu_fan_out");
-    g.throughput(Throughput::Elements(CPU_JOBS as u64));
-    g.sample_size(20);
+fn cpu_fan_out_evloop() -> Runner {
     let lp = EventLoop::new().unwrap();
-    let workers = num_cpus::get();
     let pool = Arc::new(
         evloop::ThreadPoolExecutor::builder()
-            .max_workers(workers)
+            .max_workers(num_cpus::get())
             .build(),
     );
-    g.bench_function(BenchmarkId::new("evloop", workers), |b| {
-        b.iter(|| {
-            let (lp2, pool) = (lp.clone(), pool.clone());
-            lp.run_until_complete(async move {
-                let futs: Vec<_> = (0..CPU_JOBS as u64)
-                    .map(|i| {
-                        lp2.run_in_executor(Some(&*pool), move || cpu_work(i))
-                            .unwrap()
-                    })
-                    .collect();
-                let mut x = 0;
-                for f in futs {
-                    x ^= f.await.unwrap();
-                }
-                x
-            })
-            .unwrap()
+    Box::new(move || {
+        let (lp2, pool) = (lp.clone(), pool.clone());
+        lp.run_until_complete(async move {
+            let futs: Vec<_> = (0..CPU_JOBS as u64)
+                .map(|i| {
+                    lp2.run_in_executor(Some(&*pool), move || cpu_work(i))
+                        .unwrap()
+                })
+                .collect();
+            let mut x = 0;
+            for f in futs {
+                x ^= f.await.unwrap();
+            }
+            x
         })
-    });
+        .unwrap();
+    })
+}
+
+fn cpu_fan_out_tokio() -> Runner {
     let rt = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(workers)
+        .max_blocking_threads(num_cpus::get())
         .build()
         .unwrap();
-    g.bench_function(BenchmarkId::new("tokio", workers), |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let futs: Vec<_> = (0..CPU_JOBS as u64)
-                    .map(|i| tokio::task::spawn_blocking(move || cpu_work(i)))
-                    .collect();
-                let mut x = 0;
-                for f in futs {
-                    x ^= f.await.unwrap();
-                }
-                x
-            })
-        })
-    });
-    g.finish();
+    Box::new(move || {
+        rt.block_on(async {
+            let futs: Vec<_> = (0..CPU_JOBS as u64)
+                .map(|i| tokio::task::spawn_blocking(move || cpu_work(i)))
+                .collect();
+            let mut x = 0;
+            for f in futs {
+                x ^= f.await.unwrap();
+            }
+            x
+        });
+    })
 }
 
-/// Reads criterion's mean estimate (ns) for one benchmark of this run.
-fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{group}/{id}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let mean = &text[text.find("\"mean\"")?..];
-    let est = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = est.find([',', '}'])?;
-    est[..end].trim().parse().ok()
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "call_soon_batched",
+            op: "callback",
+            ops: BATCH,
+            runs: 20,
+            evloop: call_soon_batched_evloop,
+            tokio: call_soon_batched_tokio,
+        },
+        Case {
+            name: "call_soon_chained",
+            op: "callback",
+            ops: CHAIN,
+            runs: 20,
+            evloop: call_soon_chained_evloop,
+            tokio: spawn_chained_tokio,
+        },
+        Case {
+            name: "create_task_chained",
+            op: "task",
+            ops: CHAIN,
+            runs: 20,
+            evloop: create_task_chained_evloop,
+            tokio: spawn_chained_tokio,
+        },
+        Case {
+            name: "call_soon_threadsafe",
+            op: "post",
+            ops: POSTS,
+            runs: 5,
+            evloop: threadsafe_evloop,
+            tokio: threadsafe_tokio,
+        },
+        Case {
+            name: "call_soon_threadsafe_zero_capture",
+            op: "post",
+            ops: POSTS,
+            runs: 5,
+            evloop: threadsafe_zero_capture_evloop,
+            tokio: threadsafe_zero_capture_tokio,
+        },
+        Case {
+            name: "ping_pong_continuous",
+            op: "round trip",
+            ops: ROUND_TRIPS,
+            runs: 5,
+            evloop: ping_pong_evloop,
+            tokio: ping_pong_tokio,
+        },
+        Case {
+            name: "ping_pong_paced_1ms",
+            op: "round trip",
+            ops: PACED_ROUND_TRIPS,
+            runs: 1,
+            evloop: paced_evloop,
+            tokio: paced_tokio,
+        },
+        Case {
+            name: "timers_all_due",
+            op: "timer",
+            ops: TIMERS,
+            runs: 1,
+            evloop: timers_due_evloop,
+            tokio: timers_due_tokio,
+        },
+        Case {
+            name: "timers_1_10_100ms",
+            op: "timer",
+            ops: SPREAD_TIMERS,
+            runs: 1,
+            evloop: timers_spread_evloop,
+            tokio: timers_spread_tokio,
+        },
+        Case {
+            name: "idle_loop_1ms_timer",
+            op: "tick",
+            ops: TICKS,
+            runs: 1,
+            evloop: ticker_evloop,
+            tokio: ticker_tokio,
+        },
+        Case {
+            name: "run_in_executor",
+            op: "job",
+            ops: JOBS,
+            runs: 1,
+            evloop: run_in_executor_evloop,
+            tokio: spawn_blocking_tokio,
+        },
+        Case {
+            name: "cpu_fan_out",
+            op: "job",
+            ops: CPU_JOBS,
+            runs: 10,
+            evloop: cpu_fan_out_evloop,
+            tokio: cpu_fan_out_tokio,
+        },
+    ]
 }
 
-fn print_ratios() {
-    let workers = num_cpus::get().to_string();
-    let pairs: [(&str, String, String); 8] = [
-        ("call_soon_batched", "evloop".into(), "tokio".into()),
-        ("call_soon_chained", "evloop".into(), "tokio".into()),
-        ("create_task_chained", "evloop".into(), "tokio".into()),
-        ("call_soon_threadsafe", "evloop".into(), "tokio".into()),
-        ("ping_pong", "evloop".into(), "tokio".into()),
-        ("timers", "evloop".into(), "tokio".into()),
-        ("run_in_executor", "evloop".into(), "tokio".into()),
-        (
-            "cpu_fan_out",
-            format!("evloop/{workers}"),
-            format!("tokio/{workers}"),
-        ),
-    ];
-    println!("\nevloop / tokio (mean time per iteration; below 1.0 = evloop faster)");
-    for (group, ours, theirs) in pairs {
-        if let (Some(a), Some(b)) = (mean_ns(group, &ours), mean_ns(group, &theirs)) {
-            println!(
-                "{group:<22} evloop {:>12.1} us   tokio {:>12.1} us   ratio {:.2}",
-                a / 1e3,
-                b / 1e3,
-                a / b
-            );
+// ----- measurement ------------------------------------------------------------------------
+
+/// User + system CPU time of the whole process.
+fn process_cpu() -> Duration {
+    // Safety: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Per operation.
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Sets a side up, warms it up with one run, times `case.runs` runs, and
+/// tears it down.
+fn sample(case: &Case, setup: fn() -> Runner) -> Sample {
+    let mut runner = setup();
+    runner();
+    let (wall0, cpu0) = (Instant::now(), process_cpu());
+    for _ in 0..case.runs {
+        runner();
+    }
+    let (wall, cpu) = (wall0.elapsed(), process_cpu() - cpu0);
+    drop(runner);
+    let ops = (case.ops * case.runs) as u32;
+    Sample {
+        wall: wall / ops,
+        cpu: cpu / ops,
+    }
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn fmt_d(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns >= 10_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+fn summary(xs: &[Sample], pick: fn(&Sample) -> Duration) -> (Duration, String) {
+    let v: Vec<Duration> = xs.iter().map(pick).collect();
+    let m = median(v.clone());
+    let (lo, hi) = (*v.iter().min().unwrap(), *v.iter().max().unwrap());
+    (m, format!("{} ({}–{})", fmt_d(m), fmt_d(lo), fmt_d(hi)))
+}
+
+fn paired_report(filter: Option<&str>) {
+    let rounds: usize = std::env::var("EVLOOP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    println!(
+        "\nPaired rounds: {rounds} per case, sides alternated; per operation, median (min–max); \
+         CPU = user + system of the process."
+    );
+    println!(
+        "{:<34} {:<11} {:>30} {:>30} {:>30} {:>30} {:>7} {:>7}",
+        "case", "op", "evloop wall", "tokio wall", "evloop cpu", "tokio cpu", "wall ×", "cpu ×"
+    );
+    for case in cases() {
+        if filter.is_some_and(|f| !case.name.contains(f)) {
+            continue;
         }
+        let (mut ev, mut tk) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                ev.push(sample(&case, case.evloop));
+                tk.push(sample(&case, case.tokio));
+            } else {
+                tk.push(sample(&case, case.tokio));
+                ev.push(sample(&case, case.evloop));
+            }
+        }
+        let (ew, ews) = summary(&ev, |s| s.wall);
+        let (tw, tws) = summary(&tk, |s| s.wall);
+        let (ec, ecs) = summary(&ev, |s| s.cpu);
+        let (tc, tcs) = summary(&tk, |s| s.cpu);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
+        println!(
+            "{:<34} {:<11} {:>30} {:>30} {:>30} {:>30} {:>7.2} {:>7.2}",
+            case.name,
+            case.op,
+            ews,
+            tws,
+            ecs,
+            tcs,
+            ratio(ew, tw),
+            ratio(ec, tc)
+        );
     }
 }
 
 fn main() {
     let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10)
         .configure_from_args();
-    call_soon_batched(&mut c);
-    call_soon_chained(&mut c);
-    create_task_chained(&mut c);
-    call_soon_threadsafe(&mut c);
-    ping_pong(&mut c);
-    timers(&mut c);
-    run_in_executor(&mut c);
-    cpu_fan_out(&mut c);
+    // criterion's positional filter restricts the paired report too.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && a != "--bench");
+    for case in cases() {
+        let mut g = c.benchmark_group(case.name);
+        g.throughput(Throughput::Elements(case.ops as u64));
+        for (side, setup) in [("evloop", case.evloop), ("tokio", case.tokio)] {
+            g.bench_function(side, |b| {
+                b.iter_custom(|iters| {
+                    let mut runner = setup();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        runner();
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+        g.finish();
+    }
     c.final_summary();
-    print_ratios();
+    paired_report(filter.as_deref());
 }

@@ -131,7 +131,7 @@ fn cross_thread(lp: &EventLoop) -> Result<(), evloop::Error> {
     while !lp.is_running() {
         std::thread::yield_now();
     }
-    let before = lp.stats().eventfd_writes;
+    let before = lp.stats().wakeups;
     let ran = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let producers: Vec<_> = (0..4)
@@ -161,7 +161,7 @@ fn cross_thread(lp: &EventLoop) -> Result<(), evloop::Error> {
     println!(
         "  1,000,000 posts from 4 threads ran {} callbacks in {took:?}, with {} eventfd writes",
         ran.load(Ordering::Relaxed),
-        lp.stats().eventfd_writes - before
+        lp.stats().wakeups - before
     );
     println!("  a plain thread blocked on run_coroutine_threadsafe(...) and got {answer}");
     lp.stop();

@@ -1,7 +1,8 @@
 //! loom model of the executor's park/notify protocol
-//! (src/executor/sleepers.rs): no job is lost, no wake-up is lost, workers
-//! are started on demand up to the limit, and shutdown lets every worker
-//! exit (a worker that never exits shows up as a deadlock at join).
+//! (src/executor/sleepers.rs), searcher included: no job is lost, no
+//! wake-up is lost, workers are started on demand up to the limit, and
+//! shutdown lets every worker exit (a worker that never exits shows up as
+//! a deadlock at join).
 #![cfg(loom)]
 
 use evloop::loom_api::{Gate, Notify, Park, Sleepers};
@@ -28,6 +29,16 @@ impl Pool {
         loop {
             while let Some(job) = self.pop() {
                 self.ran[job].fetch_add(1, Ordering::SeqCst);
+            }
+            // Search once as the pool's searcher (if none is), as
+            // `Pool::search` does before parking; submitters that see the
+            // searcher wake nobody.
+            if self.sleepers.try_search() {
+                let found = !self.queue.lock().unwrap().is_empty();
+                self.sleepers.end_search();
+                if found {
+                    continue;
+                }
             }
             match self
                 .sleepers

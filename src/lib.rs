@@ -26,7 +26,9 @@
 #![warn(missing_docs)]
 
 #[cfg(not(unix))]
-compile_error!("evloop supports Unix only today (Linux first): it is built on file descriptors and epoll/kqueue");
+compile_error!(
+    "evloop supports Unix only today (Linux first): it is built on file descriptors and epoll/kqueue"
+);
 
 mod atomic_waker;
 mod cancellation;

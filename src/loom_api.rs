@@ -390,7 +390,7 @@ impl Default for Sleepers {
 impl Sleepers {
     pub fn notify(&self, max_workers: usize) -> Notify {
         match self.0.notify(max_workers) {
-            sleepers::Notify::Done => Notify::Done,
+            sleepers::Notify::Done | sleepers::Notify::Woke => Notify::Done,
             sleepers::Notify::Spawn => Notify::Spawn,
         }
     }
@@ -403,6 +403,12 @@ impl Sleepers {
     }
     pub fn exit(&self) {
         self.0.exit()
+    }
+    pub fn try_search(&self) -> bool {
+        self.0.try_search()
+    }
+    pub fn end_search(&self) {
+        self.0.end_search()
     }
     pub fn shutdown(&self) {
         self.0.shutdown()

@@ -152,3 +152,25 @@ pub(crate) fn with_any<R>(f: impl FnOnce(LoopId, &dyn Local) -> R) -> Option<R> 
         // Safety: as in `with_local`.
         .map(|cur| f(cur.id, unsafe { cur.local.as_ref() }))
 }
+
+crate::sync::thread_local_cell! {
+    /// How the last request made from this thread since its loop last went
+    /// idle was received: `None` if it made none, `Some(true)` if whoever
+    /// serves it (another loop, a pool worker) was asleep and had to be
+    /// woken, `Some(false)` if it was awake. A loop decides from this
+    /// whether a reply may come before sleeping would pay off.
+    static LAST_REQUEST_WOKE: Cell<Option<bool>> = Cell::new(None);
+}
+
+/// Records how a request made from this thread was received: a post to a
+/// loop, a job handed to a pool (`woke`: its server had to be woken).
+#[inline]
+pub(crate) fn note_request(woke: bool) {
+    LAST_REQUEST_WOKE.with(|c| c.set(Some(woke)));
+}
+
+/// Takes what [`note_request`] recorded (the loop going idle).
+#[inline]
+pub(crate) fn take_last_request() -> Option<bool> {
+    LAST_REQUEST_WOKE.with(|c| c.take())
+}

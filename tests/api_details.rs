@@ -123,7 +123,7 @@ fn spin_before_park_is_configurable() {
         lp.call_soon_threadsafe(move || tx.send(()).unwrap())
             .unwrap();
         rx.recv().unwrap();
-        assert_eq!(lp.stats().eventfd_writes, 1);
+        assert_eq!(lp.stats().wakeups, 1);
         lp.stop();
         thread.join().unwrap();
     });

@@ -45,14 +45,14 @@ fn a_blocked_loop_wakes_promptly_for_a_post() {
         let thread = run_in_thread(&lp);
         // Blocked in the poller with nothing to do.
         wait_until_parked(&lp, 1);
-        let writes_before = lp.stats().eventfd_writes;
+        let writes_before = lp.stats().wakeups;
         let (tx, rx) = std::sync::mpsc::channel();
         lp.call_soon_threadsafe(move || tx.send(()).unwrap())
             .unwrap();
         rx.recv_timeout(Duration::from_secs(10))
             .expect("wake-up lost");
         // A parked loop is woken by exactly one eventfd write.
-        assert_eq!(lp.stats().eventfd_writes, writes_before + 1);
+        assert_eq!(lp.stats().wakeups, writes_before + 1);
         lp.stop();
         thread.join().unwrap();
     });
@@ -86,7 +86,7 @@ fn a_burst_while_the_loop_is_awake_writes_no_eventfd() {
         .unwrap();
         let thread = run_in_thread(&lp);
         busy.wait();
-        let before = lp.stats().eventfd_writes;
+        let before = lp.stats().wakeups;
         let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for _ in 0..100_000 {
             let c = counter.clone();
@@ -95,13 +95,13 @@ fn a_burst_while_the_loop_is_awake_writes_no_eventfd() {
             })
             .unwrap();
         }
-        assert_eq!(lp.stats().eventfd_writes, before, "no write while awake");
+        assert_eq!(lp.stats().wakeups, before, "no write while awake");
         release.wait();
         let stopper = lp.clone();
         lp.call_soon_threadsafe(move || stopper.stop()).unwrap();
         thread.join().unwrap();
         assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 100_000);
-        assert!(lp.stats().eventfd_writes <= before + 1);
+        assert!(lp.stats().wakeups <= before + 1);
     });
 }
 
@@ -149,9 +149,9 @@ fn eight_threads_a_hundred_thousand_posts_each_exactly_once_in_order() {
         assert_eq!(*last.lock().unwrap(), vec![POSTS; THREADS]);
         let s = lp.stats();
         assert!(
-            s.eventfd_writes < THREADS as u64 * POSTS / 10,
+            s.wakeups < THREADS as u64 * POSTS / 10,
             "eventfd written {} times for {} posts",
-            s.eventfd_writes,
+            s.wakeups,
             THREADS as u64 * POSTS
         );
     });

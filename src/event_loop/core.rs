@@ -12,15 +12,23 @@
 //! the poller: a post that lands meanwhile costs the poster no eventfd
 //! write and the loop no wake-up. That only pays when a post is coming
 //! soon, so the window adapts ([`Spin`]): a loop spins only if work posted
-//! from other threads ended one of its recent idle periods, and only for
-//! about twice the time such posts have recently taken to arrive, capped
-//! by [`EventLoop::set_spin_before_park`](crate::EventLoop::set_spin_before_park).
-//! When posts have been slow (the peer sleeps too), it probes with a full
-//! window every [`PROBE_EVERY`] idle periods, which is how two loops that
-//! start talking quickly discover each other. A loop woken only by timers
-//! or I/O never spins. While spinning, registered I/O sources are checked
-//! with a zero-timeout poll, and a due timer or a stop request ends the
-//! spin.
+//! from other threads ended one of its recent idle periods, and only if
+//! the last post its own thread made found its target awake (so a reply
+//! can come before a park would pay off); then it spins for about twice
+//! the time posts have recently taken to arrive, capped by
+//! [`EventLoop::set_spin_before_park`](crate::EventLoop::set_spin_before_park).
+//! "Arrived" is when the post landed, not when a parked loop noticed it:
+//! the poster that wakes the loop stamps the time. Under light traffic
+//! the peer is asleep when the request goes out, so the loop parks:
+//! spinning for a reply that first waits for a wake-up costs more CPU than
+//! it saves. A loop woken only by timers or I/O never spins. While
+//! spinning, registered I/O sources are checked with a zero-timeout poll,
+//! and a due timer or a stop request ends the spin.
+//!
+//! A loop with no file descriptor to watch sleeps on a futex
+//! (`std::thread::park`) rather than in `epoll_wait`, and is woken with a
+//! futex wake rather than an eventfd write: cheaper on both sides, and
+//! timers get nanosecond rather than millisecond timeouts.
 
 use super::context::RunContext;
 use super::shared::Shared;
@@ -43,13 +51,11 @@ use std::time::{Duration, Instant};
 /// flood of posts from other threads, timers, I/O and `stop()` still get
 /// their turn every iteration.
 const INBOX_BATCH: usize = 1024;
-/// A post expected sooner than this is cheaper to wait for spinning than
-/// by sleeping in the poller and being woken (an eventfd write on the
-/// poster's side, a return from `epoll_wait` and a context switch here).
-const WORTH_SPINNING: Duration = Duration::from_micros(10);
-/// When posts have been slow, one idle period in this many spins the full
-/// window, to find out whether the peer has become responsive.
+/// A loop that would not spin probes with the full window once in this
+/// many idle periods at first (see [`Spin::window`]); each probe that
+/// finds nothing doubles the interval, up to [`PROBE_EVERY_MAX`].
 const PROBE_EVERY: u32 = 16;
+const PROBE_EVERY_MAX: u32 = 4096;
 
 pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
@@ -293,6 +299,12 @@ impl Core {
                     }
                 }
             }
+            // With no file descriptor to watch, sleep on a futex: a wake-up
+            // is then a futex wake instead of an eventfd write plus a
+            // return from `epoll_wait`. The mode is published before
+            // PARKED (see `Shared::parked_on_futex`).
+            let futex = !reactor.has_watchers();
+            shared.parked_on_futex.store(futex, Ordering::Relaxed);
             // Safety: the running loop is the inbox's only consumer.
             let may_sleep = unsafe {
                 shared.remote().park_begin(|| {
@@ -308,9 +320,25 @@ impl Core {
                     .counters
                     .parks
                     .store(self.parks.get(), Ordering::Relaxed);
-                self.poll_and_dispatch(ctx, timeout);
+                if futex {
+                    match timeout {
+                        Some(t) => std::thread::park_timeout(t),
+                        None => std::thread::park(),
+                    }
+                } else {
+                    self.poll_and_dispatch(ctx, timeout);
+                }
                 let posted = shared.remote().park_end();
-                self.spin.record(idle_since.elapsed(), posted);
+                // The work arrived when the poster woke the loop; the time
+                // the loop then took to wake is the kernel's, and spinning
+                // would have saved it.
+                let arrived = if posted {
+                    let woken = Duration::from_nanos(shared.woken_at_ns.load(Ordering::Relaxed));
+                    (shared.epoch + woken).saturating_duration_since(idle_since)
+                } else {
+                    idle_since.elapsed()
+                };
+                self.spin.record(arrived, posted);
                 return;
             }
         }
@@ -479,30 +507,69 @@ struct Spin {
     latency_ns: Cell<u64>,
     /// Idle periods since the last probe.
     since_probe: Cell<u32>,
+    /// The current probe interval (0: not yet set, i.e. `PROBE_EVERY`).
+    probe_every: Cell<u32>,
+    /// The last idle period was a probe.
+    probing: Cell<bool>,
 }
 
 impl Spin {
     /// How long to spin before parking, given the configured cap.
+    ///
+    /// Spinning pays only when the post that ends the idle period arrives
+    /// sooner than a park and a wake-up cost. The hint is what became of
+    /// the last post this loop's thread made since it was last idle
+    /// (typically a request whose reply is awaited): if its target was
+    /// awake, the reply can come at once, so spin for about twice the time
+    /// posts have recently taken to arrive (if that is within the cap at
+    /// all: a reply to the loop's own post need not be what ends its idle
+    /// period, and the history says how long that takes); if the target
+    /// had to be woken,
+    /// the reply waits for that wake-up too, so park, as under light
+    /// traffic (but now and then spin the full cap: that is how two loops
+    /// that start exchanging posts quickly find each other awake; probes
+    /// that find nobody grow rarer); if it made no post, it expects none,
+    /// and parks.
     fn window(&self, cap: Duration) -> Duration {
+        let last_post = crate::sched::take_last_request();
         if cap.is_zero() || self.posted.get() == 0 {
             return Duration::ZERO;
         }
         let latency = Duration::from_nanos(self.latency_ns.get());
-        if latency <= WORTH_SPINNING {
-            return cap.min(latency * 2 + Duration::from_micros(1));
-        }
-        let since = self.since_probe.get() + 1;
-        if since >= PROBE_EVERY {
-            self.since_probe.set(0);
-            cap
-        } else {
-            self.since_probe.set(since);
-            Duration::ZERO
+        let every = match self.probe_every.get() {
+            0 => PROBE_EVERY,
+            n => n,
+        };
+        match last_post {
+            // Only if posts have lately arrived within the cap at all.
+            Some(false) if latency <= cap => {
+                // The peer is awake: probing found (or need not find) it.
+                self.probing.set(false);
+                self.probe_every.set(PROBE_EVERY);
+                cap.min(latency * 2 + Duration::from_micros(1))
+            }
+            Some(_) => {
+                if self.probing.replace(false) {
+                    // The last probe did not leave the peer awake: light
+                    // traffic, probe less often.
+                    self.probe_every.set((every * 2).min(PROBE_EVERY_MAX));
+                }
+                let since = self.since_probe.get() + 1;
+                if since >= every {
+                    self.since_probe.set(0);
+                    self.probing.set(true);
+                    cap
+                } else {
+                    self.since_probe.set(since);
+                    Duration::ZERO
+                }
+            }
+            None => Duration::ZERO,
         }
     }
 
-    /// An idle period ended after `waited`; `posted`: by work from another
-    /// thread.
+    /// An idle period ended: by work from another thread (`posted`) that
+    /// arrived `waited` after the loop went idle, or otherwise.
     fn record(&self, waited: Duration, posted: bool) {
         self.posted
             .set((self.posted.get() << 1) | u16::from(posted));

@@ -173,8 +173,11 @@ pub struct Stats {
     pub tasks: usize,
     /// File descriptors being watched.
     pub watched_fds: usize,
-    /// Times another thread wrote the loop's eventfd to wake it.
-    pub eventfd_writes: u64,
+    /// Times another thread woke the loop from its sleep: an eventfd write
+    /// (a loop with registered file descriptors sleeps in `epoll_wait`),
+    /// or a futex wake (one with none sleeps on a futex, which is cheaper
+    /// for both sides).
+    pub wakeups: u64,
     /// Times the loop blocked in the poller, having nothing to do.
     pub parks: u64,
     /// Iterations run so far.
@@ -270,6 +273,7 @@ impl EventLoop {
             root_panic: std::cell::Cell::new(None),
             foreign_root: std::cell::Cell::new(false),
         };
+        *crate::sync::lock(&self.shared().thread) = Some(std::thread::current());
         // Safety: `ctx` and the core outlive `_entered` (declared after them,
         // dropped before them), which is dropped on this thread.
         let _entered = unsafe { crate::sched::enter(self.shared().id(), &ctx) };
@@ -516,14 +520,14 @@ impl EventLoop {
     // ----- diagnostics ------------------------------------------------------------
 
     /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
-    /// watched fds, eventfd writes, parks, iterations. Exact on the loop's thread
+    /// watched fds, wake-ups, parks, iterations. Exact on the loop's thread
     /// or while the loop is idle (work already posted to it included); from
     /// another thread while it runs, as of the end of its last iteration.
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
         let c = &shared.counters;
         let mut stats = Stats {
-            eventfd_writes: c.eventfd_writes.load(Ordering::Relaxed),
+            wakeups: c.wakeups.load(Ordering::Relaxed),
             parks: c.parks.load(Ordering::Relaxed),
             watched_fds: self.inner.reactor.len(),
             ..Stats::default()
@@ -768,7 +772,11 @@ impl EventLoop {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        self.inner.reactor.add(fd, interest, callback)
+        self.inner.reactor.add(fd, interest, callback)?;
+        // A loop sleeping on a futex (it had nothing to watch) must go and
+        // sleep in the poller instead.
+        self.shared().nudge();
+        Ok(())
     }
 }
 

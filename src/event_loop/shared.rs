@@ -30,7 +30,7 @@ const MIN_PURGE_WAKE: usize = 100;
 /// the gauges once per iteration.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) eventfd_writes: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
     pub(crate) parks: AtomicU64,
     pub(crate) iterations: AtomicU64,
     pub(crate) ready: AtomicUsize,
@@ -56,6 +56,20 @@ pub(crate) struct Shared {
     /// Timers in the heap cancelled from other threads since the loop last
     /// looked (see `timers`).
     pub(crate) remote_timer_cancels: AtomicUsize,
+    /// When the last eventfd write was made, in ns since `epoch`: how long
+    /// after going idle a parked loop's work really arrived, its own
+    /// wake-up latency aside (for the spin policy; written only on the
+    /// slow path that makes a system call anyway).
+    pub(crate) woken_at_ns: AtomicU64,
+    pub(crate) epoch: Instant,
+    /// The loop sleeps on a futex (`std::thread::park`) rather than in
+    /// `epoll_wait`: it had no file descriptor to watch. Stored before the
+    /// loop announces PARKED, so a producer that must wake it reads the
+    /// current value (see `Remote`: the producer's push reads from the
+    /// loop's read-modify-write of the inbox head).
+    pub(crate) parked_on_futex: AtomicBool,
+    /// The thread running the loop, to unpark it.
+    pub(crate) thread: std::sync::Mutex<Option<std::thread::Thread>>,
     pub(crate) counters: Counters,
 }
 
@@ -74,6 +88,10 @@ impl Shared {
             has_task_factory: AtomicBool::new(false),
             inner,
             remote_timer_cancels: AtomicUsize::new(0),
+            woken_at_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+            parked_on_futex: AtomicBool::new(false),
+            thread: std::sync::Mutex::new(None),
             counters: Counters::default(),
         }
     }
@@ -102,9 +120,13 @@ impl Shared {
 
     /// The remote path: push to the inbox, wake the loop if it sleeps.
     pub(crate) fn post(&self, r: Runnable) -> Result<(), Runnable> {
-        if self.inbox.post(r)? {
+        let woke = self.inbox.post(r)?;
+        if woke {
             self.wake();
         }
+        // Whether the target was awake tells this thread's own loop, if it
+        // has one, whether a reply may come before it could sleep.
+        crate::sched::note_request(woke);
         Ok(())
     }
 
@@ -126,10 +148,28 @@ impl Shared {
         }
     }
 
+    /// Wakes the sleeping loop (the caller claimed the wake-up).
     pub(crate) fn wake(&self) {
-        self.counters.eventfd_writes.fetch_add(1, Ordering::Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.woken_at_ns.store(now, Ordering::Relaxed);
+        self.counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        if self.parked_on_futex.load(Ordering::Acquire) {
+            let thread = crate::sync::lock(&self.thread).clone();
+            if let Some(thread) = thread {
+                thread.unpark();
+                return;
+            }
+        }
         if let Err(e) = self.waker.wake() {
             crate::util::log_error(format_args!("failed to wake the event loop: {e}"));
+        }
+    }
+
+    /// Wakes the loop if it sleeps, so it looks at its state again (a file
+    /// descriptor was registered while it slept on a futex, say).
+    pub(crate) fn nudge(&self) {
+        if !crate::sched::runs_here(self.id()) && self.remote().signal() {
+            self.wake();
         }
     }
 

@@ -41,6 +41,53 @@ struct Pool {
     max_queued: Option<usize>,
     /// Jobs accepted and not started (counted only under a bound).
     queued: AtomicUsize,
+    /// How long an idle worker searches before parking.
+    search: SearchWindow,
+}
+
+/// The adaptive search window of idle workers (see `Pool::search`).
+struct SearchWindow {
+    ns: AtomicUsize,
+    /// Parks since the window fell to zero; a probe search every
+    /// `PROBE` of them.
+    since_probe: AtomicUsize,
+}
+
+impl SearchWindow {
+    const MAX_NS: usize = 50_000;
+    const MIN_NS: usize = 2_000;
+    const PROBE: usize = 64;
+
+    fn new() -> SearchWindow {
+        SearchWindow {
+            ns: AtomicUsize::new(Self::MAX_NS / 2),
+            since_probe: AtomicUsize::new(0),
+        }
+    }
+
+    fn window(&self) -> Duration {
+        let ns = self.ns.load(Ordering::Relaxed);
+        if ns > 0 {
+            return Duration::from_nanos(ns as u64);
+        }
+        if self.since_probe.fetch_add(1, Ordering::Relaxed) + 1 >= Self::PROBE {
+            self.since_probe.store(0, Ordering::Relaxed);
+            return Duration::from_nanos(Self::MIN_NS as u64);
+        }
+        Duration::ZERO
+    }
+
+    fn record(&self, found: bool) {
+        let ns = self.ns.load(Ordering::Relaxed);
+        let next = if found {
+            (ns * 2).clamp(Self::MIN_NS, Self::MAX_NS)
+        } else if ns / 2 < Self::MIN_NS {
+            0
+        } else {
+            ns / 2
+        };
+        self.ns.store(next, Ordering::Relaxed);
+    }
 }
 
 thread_local! {
@@ -151,6 +198,7 @@ impl ThreadPoolBuilder {
                 next_thread: AtomicUsize::new(0),
                 max_queued: self.max_queued,
                 queued: AtomicUsize::new(0),
+                search: SearchWindow::new(),
             }),
         }
     }
@@ -316,8 +364,12 @@ impl Pool {
         } else {
             self.injector.push(job);
         }
-        let spawn = self.sleepers.notify(self.max_workers) == Notify::Spawn;
+        let notified = self.sleepers.notify(self.max_workers);
         drop(pass);
+        // A loop submitting this expects the result back: if a worker was
+        // awake to take it, that may be soon enough to wait for spinning.
+        crate::sched::note_request(notified != Notify::Done);
+        let spawn = notified == Notify::Spawn;
         if spawn {
             if let Err(e) = self.spawn_worker() {
                 if self.sleepers.live() == 0 {
@@ -433,6 +485,9 @@ impl Pool {
             while let Some(job) = self.find_job(&local, slot) {
                 self.run_job(job);
             }
+            if self.search() {
+                continue;
+            }
             match self.sleepers.park(|| self.has_work(), self.keep_alive) {
                 Park::Work => continue,
                 Park::Shutdown => {
@@ -450,6 +505,33 @@ impl Pool {
         if exit {
             self.sleepers.exit();
         }
+    }
+
+    /// Out of work: as the pool's one searcher (if no other worker is),
+    /// watch the queues for a short while before parking, yielding the
+    /// core between looks; a stream of short jobs is then served without
+    /// a futex wake and a context switch per job, and submitters wake no
+    /// one meanwhile. The window adapts: it grows while searches find
+    /// work and shrinks to nothing while they don't, with a probe now and
+    /// then. Returns whether work turned up.
+    fn search(&self) -> bool {
+        let window = self.search.window();
+        if window.is_zero() || !self.sleepers.try_search() {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        let found = loop {
+            if self.has_work() {
+                break true;
+            }
+            if start.elapsed() >= window {
+                break false;
+            }
+            std::thread::yield_now();
+        };
+        self.sleepers.end_search();
+        self.search.record(found);
+        found
     }
 
     fn run_job(&self, job: Job) {

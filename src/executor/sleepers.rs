@@ -32,9 +32,11 @@ struct State {
 /// What a submitter must do after [`Sleepers::notify`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Notify {
-    /// Nothing: an idle worker was woken, or every worker is busy and one
-    /// will find the job before it parks.
+    /// Nothing: every worker is busy, and one will find the job before it
+    /// parks.
     Done,
+    /// Nothing: an idle worker was woken for the job.
+    Woke,
     /// Start a worker (already counted as live).
     Spawn,
 }
@@ -54,6 +56,10 @@ pub(crate) enum Park {
 
 pub(crate) struct Sleepers {
     idle: AtomicUsize,
+    /// Workers awake and looking for work before they park (at most one:
+    /// see [`Sleepers::try_search`]). A submitter that sees one wakes
+    /// nobody: the searcher will find the job.
+    searching: AtomicUsize,
     /// Workers blocked in the condition-variable wait (a subset of
     /// `idle`); changed under the lock, so a notification sent after a
     /// reader saw a worker counted here reaches that worker.
@@ -71,6 +77,7 @@ impl Sleepers {
     pub(crate) fn new() -> Sleepers {
         Sleepers {
             idle: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
             sleeping: AtomicUsize::new(0),
             wakeups: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
@@ -93,6 +100,11 @@ impl Sleepers {
     /// Called after a job was made visible in a queue.
     pub(crate) fn notify(&self, max_workers: usize) -> Notify {
         fence(Ordering::SeqCst);
+        // A searching worker has yet to pass `park`'s fence and final look
+        // at the queues: it will find the job (see `end_search`).
+        if self.searching.load(Ordering::SeqCst) > 0 {
+            return Notify::Done;
+        }
         if self.idle.load(Ordering::SeqCst) == 0 && self.live.load(Ordering::SeqCst) >= max_workers
         {
             return Notify::Done;
@@ -103,7 +115,7 @@ impl Sleepers {
             st.tokens += 1;
             drop(st);
             self.wakeup.notify_one();
-            Notify::Done
+            Notify::Woke
         } else if st.live < max_workers {
             st.live += 1;
             self.live.store(st.live, Ordering::SeqCst);
@@ -111,6 +123,24 @@ impl Sleepers {
         } else {
             Notify::Done
         }
+    }
+
+    /// A worker that ran out of work becomes the pool's searcher, unless
+    /// another is: `true` if it did (it then watches the queues for a
+    /// while and calls [`Sleepers::end_search`] before it parks).
+    pub(crate) fn try_search(&self) -> bool {
+        self.searching
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// The searcher stops searching. It must call this before
+    /// [`Sleepers::park`]: the decrement precedes `park`'s increment of
+    /// `idle` and its fence, so a submitter that saw it searching (and
+    /// woke nobody) had pushed its job before that fence, where `park`'s
+    /// last look finds it.
+    pub(crate) fn end_search(&self) {
+        self.searching.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A worker found nothing to do. `has_work` looks at every queue.
