@@ -447,3 +447,24 @@ impl Gate {
         self.0.close()
     }
 }
+
+/// A watcher's queued / cancelled flags (`reactor::WatcherFlags`).
+pub struct WatcherFlags(crate::reactor::WatcherFlags);
+
+impl Default for WatcherFlags {
+    fn default() -> Self {
+        WatcherFlags(crate::reactor::WatcherFlags::new())
+    }
+}
+
+impl WatcherFlags {
+    pub fn try_queue(&self) -> bool {
+        self.0.try_queue()
+    }
+    pub fn start_run(&self) -> bool {
+        self.0.start_run()
+    }
+    pub fn cancel(&self) {
+        self.0.cancel()
+    }
+}

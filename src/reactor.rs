@@ -11,7 +11,7 @@
 //! The fd table lives behind a mutex rather than in the loop's core, so that
 //! `add_reader` / `remove_reader` work from any thread, with a synchronous
 //! answer, while the loop runs elsewhere. The loop takes the lock once per
-//! batch of events, never per callback it runs.
+//! batch of events, and once more after each watcher call, to re-arm.
 
 use crate::error::Error;
 use crate::exception::ExceptionContext;
@@ -44,19 +44,54 @@ struct Watcher {
     header: Header,
     fd: RawFd,
     interest: Interest,
-    /// In the ready queue (set by dispatch, cleared when run).
-    queued: AtomicBool,
-    /// Removed or replaced: a queued run does nothing.
-    cancelled: AtomicBool,
+    flags: WatcherFlags,
     callback: std::cell::UnsafeCell<Box<dyn FnMut() + Send>>,
     /// The fd table, to re-arm the descriptor after a run.
     table: Weak<Mutex<State>>,
 }
 
 // Safety: `callback` is only called by the loop thread, from the one queued
-// reference (`queued` keeps it unique); other threads only touch the atomics
+// reference (`WatcherFlags` keep it unique); other threads only touch the atomics
 // and drop the watcher, which needs `Send` only.
 unsafe impl Sync for Watcher {}
+
+/// A watcher's two flags. `queued`: the watcher has an entry in the ready
+/// queue (set by dispatch, so an fd that fires again while queued is not
+/// queued twice; cleared when the entry runs). `cancelled`: removed or
+/// replaced (any thread); an entry that runs after the cancellation
+/// happened-before it does nothing (`loom-tests/reactor.rs`).
+pub(crate) struct WatcherFlags {
+    queued: AtomicBool,
+    cancelled: AtomicBool,
+}
+
+impl WatcherFlags {
+    pub(crate) fn new() -> WatcherFlags {
+        WatcherFlags {
+            queued: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    /// Dispatch: `true` if the caller must queue an entry.
+    pub(crate) fn try_queue(&self) -> bool {
+        !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// The entry runs: `true` if the callback may be called.
+    pub(crate) fn start_run(&self) -> bool {
+        self.queued.store(false, Ordering::Release);
+        !self.cancelled()
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
 
 static WATCHER_VTABLE: Vtable = Vtable {
     kind: Kind::Watcher,
@@ -67,8 +102,7 @@ static WATCHER_VTABLE: Vtable = Vtable {
 unsafe fn run_watcher(ptr: NonNull<Header>, local: &dyn Local) {
     // Safety: the queue reference is an `Arc<Watcher>` turned into a pointer.
     let w = unsafe { Arc::from_raw(ptr.cast::<Watcher>().as_ptr()) };
-    w.queued.store(false, Ordering::Release);
-    if w.cancelled.load(Ordering::Acquire) {
+    if !w.flags.start_run() {
         return;
     }
     // Safety: see `impl Sync for Watcher`.
@@ -80,7 +114,7 @@ unsafe fn run_watcher(ptr: NonNull<Header>, local: &dyn Local) {
             payload,
         );
     }
-    if !w.cancelled.load(Ordering::Acquire) {
+    if !w.flags.cancelled() {
         if let Some(table) = w.table.upgrade() {
             rearm(&table, w.fd);
         }
@@ -156,7 +190,7 @@ pub(crate) struct Reactor {
 
 fn cancel(w: Option<Arc<Watcher>>) -> Option<Arc<Watcher>> {
     if let Some(w) = &w {
-        w.cancelled.store(true, Ordering::Release);
+        w.flags.cancel();
     }
     w
 }
@@ -210,8 +244,7 @@ impl Reactor {
             header: Header::new(&WATCHER_VTABLE),
             fd,
             interest,
-            queued: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
+            flags: WatcherFlags::new(),
             callback: std::cell::UnsafeCell::new(callback),
             table: Arc::downgrade(&self.state),
         });
@@ -325,7 +358,7 @@ impl Reactor {
             let writable = event.is_writable() || event.is_write_closed() || failed;
             for (ready, watcher) in [(readable, &entry.reader), (writable, &entry.writer)] {
                 if let (true, Some(w)) = (ready, watcher) {
-                    if !w.queued.swap(true, Ordering::AcqRel) {
+                    if w.flags.try_queue() {
                         let ptr = NonNull::new(Arc::into_raw(w.clone()) as *mut Header)
                             .expect("Arc pointers are non-null");
                         // Safety: the Arc reference just leaked is the queue

@@ -51,6 +51,9 @@ use std::time::{Duration, Instant};
 /// flood of posts from other threads, timers, I/O and `stop()` still get
 /// their turn every iteration.
 const INBOX_BATCH: usize = 1024;
+/// Unprompted posts (a producer streaming work) expected sooner than this
+/// are cheaper to wait for spinning than by parking and being woken.
+const WORTH_SPINNING: Duration = Duration::from_micros(10);
 /// A loop that would not spin probes with the full window once in this
 /// many idle periods at first (see [`Spin::window`]); each probe that
 /// finds nothing doubles the interval, up to [`PROBE_EVERY_MAX`].
@@ -495,16 +498,50 @@ enum Spun {
     Nothing,
 }
 
-/// The adaptive spin-before-park policy (see the module docs). Loop
-/// thread only.
+/// What ended recent idle periods of one kind.
 #[derive(Default)]
-struct Spin {
-    /// Bit i: the i-th most recent idle period ended with work posted from
-    /// another thread.
+struct History {
+    /// Bit i: the i-th most recent such idle period ended with work posted
+    /// from another thread.
     posted: Cell<u16>,
     /// How long such posts have recently taken to arrive, in ns: drops at
     /// once to a quicker sample, rises gradually.
     latency_ns: Cell<u64>,
+}
+
+impl History {
+    fn latency(&self) -> Duration {
+        Duration::from_nanos(self.latency_ns.get())
+    }
+
+    fn record(&self, arrived: Duration, posted: bool) {
+        self.posted
+            .set((self.posted.get() << 1) | u16::from(posted));
+        if posted {
+            let sample = u64::try_from(arrived.as_nanos()).unwrap_or(u64::MAX);
+            let old = self.latency_ns.get();
+            let new = if sample <= old || old == 0 {
+                sample
+            } else {
+                old + (sample - old) / 4
+            };
+            self.latency_ns.set(new);
+        }
+    }
+}
+
+/// The adaptive spin-before-park policy (see the module docs). Loop
+/// thread only.
+#[derive(Default)]
+struct Spin {
+    /// Idle periods that follow a request this loop's thread made (a post
+    /// to another loop, a job for the pool): replies.
+    replies: History,
+    /// Idle periods that follow none: unprompted work, such as a stream of
+    /// posts from a producer thread.
+    unprompted: History,
+    /// Which history the current idle period belongs to.
+    after_request: Cell<bool>,
     /// Idle periods since the last probe.
     since_probe: Cell<u32>,
     /// The current probe interval (0: not yet set, i.e. `PROBE_EVERY`).
@@ -517,40 +554,44 @@ impl Spin {
     /// How long to spin before parking, given the configured cap.
     ///
     /// Spinning pays only when the post that ends the idle period arrives
-    /// sooner than a park and a wake-up cost. The hint is what became of
-    /// the last post this loop's thread made since it was last idle
-    /// (typically a request whose reply is awaited): if its target was
-    /// awake, the reply can come at once, so spin for about twice the time
-    /// posts have recently taken to arrive (if that is within the cap at
-    /// all: a reply to the loop's own post need not be what ends its idle
-    /// period, and the history says how long that takes); if the target
-    /// had to be woken,
-    /// the reply waits for that wake-up too, so park, as under light
-    /// traffic (but now and then spin the full cap: that is how two loops
-    /// that start exchanging posts quickly find each other awake; probes
-    /// that find nobody grow rarer); if it made no post, it expects none,
-    /// and parks.
+    /// sooner than a park and a wake-up cost. The first hint is what
+    /// became of the last request this loop's thread made since it was
+    /// last idle (a post to a loop, a job for the pool) whose reply it may
+    /// be waiting for:
+    /// - its server was awake: the reply can come at once, so spin for
+    ///   about twice the time replies have recently taken (if that is
+    ///   within the cap at all);
+    /// - its server had to be woken: the reply waits for that wake-up too,
+    ///   so park, as under light traffic — but now and then spin the full
+    ///   cap: that is how two loops that start exchanging posts quickly
+    ///   find each other awake (probes that find nobody grow rarer);
+    /// - it made none: spin only if unprompted posts have lately been
+    ///   arriving within [`WORTH_SPINNING`] (a producer streaming posts),
+    ///   for about twice that.
     fn window(&self, cap: Duration) -> Duration {
-        let last_post = crate::sched::take_last_request();
-        if cap.is_zero() || self.posted.get() == 0 {
+        let last_request = crate::sched::take_last_request();
+        self.after_request.set(last_request.is_some());
+        if cap.is_zero() {
             return Duration::ZERO;
         }
-        let latency = Duration::from_nanos(self.latency_ns.get());
-        let every = match self.probe_every.get() {
-            0 => PROBE_EVERY,
-            n => n,
-        };
-        match last_post {
-            // Only if posts have lately arrived within the cap at all.
-            Some(false) if latency <= cap => {
-                // The peer is awake: probing found (or need not find) it.
+        match last_request {
+            Some(false) => {
+                let latency = self.replies.latency();
+                if self.replies.posted.get() == 0 || latency > cap {
+                    return Duration::ZERO;
+                }
+                // The server is awake: probing found (or need not find) it.
                 self.probing.set(false);
                 self.probe_every.set(PROBE_EVERY);
                 cap.min(latency * 2 + Duration::from_micros(1))
             }
-            Some(_) => {
+            Some(true) => {
+                let every = match self.probe_every.get() {
+                    0 => PROBE_EVERY,
+                    n => n,
+                };
                 if self.probing.replace(false) {
-                    // The last probe did not leave the peer awake: light
+                    // The last probe did not leave the server awake: light
                     // traffic, probe less often.
                     self.probe_every.set((every * 2).min(PROBE_EVERY_MAX));
                 }
@@ -564,24 +605,23 @@ impl Spin {
                     Duration::ZERO
                 }
             }
-            None => Duration::ZERO,
+            None => {
+                let latency = self.unprompted.latency();
+                if self.unprompted.posted.get() == 0 || latency > WORTH_SPINNING {
+                    return Duration::ZERO;
+                }
+                cap.min(latency * 2 + Duration::from_micros(1))
+            }
         }
     }
 
     /// An idle period ended: by work from another thread (`posted`) that
-    /// arrived `waited` after the loop went idle, or otherwise.
-    fn record(&self, waited: Duration, posted: bool) {
-        self.posted
-            .set((self.posted.get() << 1) | u16::from(posted));
-        if posted {
-            let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-            let old = self.latency_ns.get();
-            let new = if sample <= old || old == 0 {
-                sample
-            } else {
-                old + (sample - old) / 4
-            };
-            self.latency_ns.set(new);
+    /// arrived `arrived` after the loop went idle, or otherwise.
+    fn record(&self, arrived: Duration, posted: bool) {
+        if self.after_request.get() {
+            self.replies.record(arrived, posted);
+        } else {
+            self.unprompted.record(arrived, posted);
         }
     }
 }
