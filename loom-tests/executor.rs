@@ -18,6 +18,11 @@ struct Pool {
     sleepers: Sleepers,
     ran: Vec<AtomicUsize>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Job 0 runs until job 1 has run (a job that needs a second worker).
+    zero_waits_for_one: bool,
+    /// Per job, whether it ran (for blocking waits).
+    finished: Mutex<Vec<usize>>,
+    finished_cv: loom::sync::Condvar,
 }
 
 impl Pool {
@@ -25,31 +30,61 @@ impl Pool {
         self.queue.lock().unwrap().pop_front()
     }
 
-    fn work(&self) {
+    fn run(&self, job: usize) {
+        if job == 0 && self.zero_waits_for_one {
+            // Blocks (no spinning: a stranded job 1 is then a deadlock,
+            // which loom reports with every thread's state).
+            let mut finished = self.finished.lock().unwrap();
+            while finished[1] == 0 {
+                finished = self.finished_cv.wait(finished).unwrap();
+            }
+        }
+        self.ran[job].fetch_add(1, Ordering::SeqCst);
+        self.finished.lock().unwrap()[job] += 1;
+        self.finished_cv.notify_all();
+    }
+
+    /// Blocks until every job ran.
+    fn wait_all(&self) {
+        let mut finished = self.finished.lock().unwrap();
+        while finished.contains(&0) {
+            finished = self.finished_cv.wait(finished).unwrap();
+        }
+    }
+
+    fn work(pool: &Arc<Pool>) {
+        let this = &**pool;
+        // As `Pool::work`: after searching, the first job taken comes with
+        // a look at the queue and a sibling woken for what is left.
+        let mut searched = false;
         loop {
-            while let Some(job) = self.pop() {
-                self.ran[job].fetch_add(1, Ordering::SeqCst);
+            while let Some(job) = this.pop() {
+                if std::mem::take(&mut searched) && !this.queue.lock().unwrap().is_empty() {
+                    wake_sibling(pool);
+                }
+                this.run(job);
             }
             // Search once as the pool's searcher (if none is), as
             // `Pool::search` does before parking; submitters that see the
             // searcher wake nobody.
-            if self.sleepers.try_search() {
-                let found = !self.queue.lock().unwrap().is_empty();
-                self.sleepers.end_search();
+            if this.sleepers.try_search() {
+                let found = !this.queue.lock().unwrap().is_empty();
+                this.sleepers.end_search();
+                searched = true;
                 if found {
                     continue;
                 }
             }
-            match self
+            match this
                 .sleepers
-                .park(|| !self.queue.lock().unwrap().is_empty())
+                .park(|| !this.queue.lock().unwrap().is_empty())
             {
                 Park::Work => continue,
                 Park::Shutdown => {
-                    while let Some(job) = self.pop() {
-                        self.ran[job].fetch_add(1, Ordering::SeqCst);
+                    while let Some(job) = this.pop() {
+                        this.run(job);
                     }
-                    self.sleepers.exit();
+                    this.sleepers.exit();
                     return;
                 }
                 Park::Retire => return,
@@ -58,21 +93,38 @@ impl Pool {
     }
 }
 
+fn wake_sibling(pool: &Arc<Pool>) {
+    if pool.sleepers.notify(MAX_WORKERS) == Notify::Spawn {
+        spawn(pool);
+    }
+}
+
+fn spawn(pool: &Arc<Pool>) {
+    let p = pool.clone();
+    let handle = thread::spawn(move || Pool::work(&p));
+    pool.workers.lock().unwrap().push(handle);
+}
+
 fn submit(pool: &Arc<Pool>, job: usize) {
     pool.queue.lock().unwrap().push_back(job);
     if pool.sleepers.notify(MAX_WORKERS) == Notify::Spawn {
-        let p = pool.clone();
-        let handle = thread::spawn(move || p.work());
-        pool.workers.lock().unwrap().push(handle);
+        spawn(pool);
     }
 }
 
 fn pool(jobs: usize) -> Arc<Pool> {
+    pool_with(jobs, false)
+}
+
+fn pool_with(jobs: usize, zero_waits_for_one: bool) -> Arc<Pool> {
     Arc::new(Pool {
         queue: Mutex::new(VecDeque::new()),
         sleepers: Sleepers::default(),
         ran: (0..jobs).map(|_| AtomicUsize::new(0)).collect(),
         workers: Mutex::new(Vec::new()),
+        zero_waits_for_one,
+        finished: Mutex::new(vec![0; jobs]),
+        finished_cv: loom::sync::Condvar::new(),
     })
 }
 
@@ -166,4 +218,31 @@ fn a_submission_past_the_gate_is_queued_before_shutdown_returns() {
         let accepted = submitter.join().unwrap();
         assert_eq!(queued_at_close, usize::from(accepted));
     });
+}
+
+#[test]
+fn a_searcher_that_takes_a_long_job_wakes_a_sibling_for_the_next() {
+    // Two jobs arrive while the only worker searches (submitters then wake
+    // nobody); the first runs until the second has run, so the second
+    // needs another worker. Were it left queued, job 0 would wait forever,
+    // which loom reports.
+    loom::model(|| {
+        let pool = pool_with(2, true);
+        // A worker is running (it will search once the queue is empty).
+        spawn_started(&pool);
+        let p = pool.clone();
+        let submitter = thread::spawn(move || {
+            submit(&p, 0);
+            submit(&p, 1);
+        });
+        submitter.join().unwrap();
+        pool.wait_all();
+        shutdown_and_join(&pool);
+    });
+}
+
+/// Starts one worker as `notify` would (counted live first).
+fn spawn_started(pool: &Arc<Pool>) {
+    assert_eq!(pool.sleepers.notify(MAX_WORKERS), Notify::Spawn);
+    spawn(pool);
 }

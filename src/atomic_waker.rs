@@ -75,8 +75,10 @@ impl AtomicWaker {
             }
             Err(WAKING) => {
                 // A wake is taking the previous waker right now; it may miss
-                // this one, so wake it directly.
+                // this one, so wake it directly; the caller polls again at
+                // once, so let the waking thread finish first.
                 new.wake();
+                crate::sync::spin_loop();
             }
             Err(_) => {
                 // Concurrent registration (not done by this crate): be safe.

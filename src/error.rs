@@ -82,6 +82,43 @@ pub enum Error {
     QueueFull,
     /// A timeout expired (asyncio's `TimeoutError`).
     Timeout,
+    /// An argument the operation refuses (asyncio's `ValueError`), e.g. a
+    /// blocking socket given to `sock_recv`.
+    InvalidArgument(String),
+    /// An operation that must run on the thread running the loop was
+    /// started elsewhere (asyncio's loop methods are not thread-safe;
+    /// evloop refuses rather than race).
+    WrongThread,
+    /// `sendfile` cannot be used for this file or socket, and the fallback
+    /// was refused (asyncio's `SendfileNotAvailableError`).
+    SendfileNotAvailable(String),
+    /// A name lookup failed (asyncio's `socket.gaierror`): the C library's
+    /// `EAI_*` code and its message. Displayed as Python does, e.g.
+    /// "[Errno -2] Name or service not known".
+    AddressLookup {
+        /// The `EAI_*` code.
+        code: i32,
+        /// `gai_strerror`'s message.
+        message: String,
+    },
+    /// A system call failed, with asyncio's description of what was being
+    /// done (e.g. "Connect call failed ('127.0.0.1', 1)"); the OS error is
+    /// the `source`. Displayed as Python's `OSError`: "[Errno 111] ...".
+    Os {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Several attempts failed (asyncio's `ExceptionGroup` from
+    /// `create_connection(..., all_errors=True)`): every error, in the
+    /// order the attempts were made.
+    Multiple {
+        /// What failed.
+        context: String,
+        /// Each attempt's error.
+        errors: Vec<Error>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -110,6 +147,19 @@ impl fmt::Display for Error {
                 "The future belongs to a different loop than the one specified as the loop argument",
             ),
             Error::Panicked(message) => write!(f, "panicked: {message}"),
+            Error::InvalidArgument(what) => f.write_str(what),
+            Error::WrongThread => {
+                f.write_str("this must run on the thread that runs the event loop")
+            }
+            Error::SendfileNotAvailable(why) => write!(f, "sendfile is not available: {why}"),
+            Error::AddressLookup { code, message } => write!(f, "[Errno {code}] {message}"),
+            Error::Os { context, source } => match source.raw_os_error() {
+                Some(errno) => write!(f, "[Errno {errno}] {context}"),
+                None => write!(f, "{context}: {source}"),
+            },
+            Error::Multiple { context, errors } => {
+                write!(f, "{context} ({} sub-exceptions)", errors.len())
+            }
             Error::QueueFull => f.write_str("the executor's queue is full"),
             Error::Timeout => f.write_str("timed out"),
         }
@@ -119,7 +169,18 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) | Error::ThreadSpawn(e) => Some(e),
+            Error::Io(e) | Error::ThreadSpawn(e) | Error::Os { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The operating system's error inside, if there is one
+    /// ([`Error::Io`], [`Error::Os`], [`Error::ThreadSpawn`]).
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io(e) | Error::ThreadSpawn(e) | Error::Os { source: e, .. } => Some(e),
             _ => None,
         }
     }

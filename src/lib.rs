@@ -39,8 +39,11 @@ mod exception;
 mod executor;
 mod future;
 mod handle;
+mod loop_cell;
+mod net;
 mod policy;
 mod reactor;
+mod readiness;
 mod remote;
 mod runnable;
 mod runners;
@@ -62,6 +65,12 @@ pub use exception::{ExceptionContext, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, HandleInfo, TimerHandle};
+pub use net::connect::{ConnectOptions, DatagramOptions};
+pub use net::datagram::DatagramTransport;
+pub use net::dns::{AddrInfo, AddrInfoHints};
+pub use net::protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use net::server::{Server, ServerOptions};
+pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,

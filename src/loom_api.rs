@@ -207,6 +207,8 @@ impl Default for MockLoop {
 pub struct Driver {
     shared: Arc<MockShared>,
     tasks: RefCell<TaskRegistry>,
+    io: RefCell<crate::readiness::IoSet>,
+    read_buffer: RefCell<Vec<u8>>,
 }
 
 impl Local for Driver {
@@ -216,6 +218,14 @@ impl Local for Driver {
 
     fn tasks(&self) -> &RefCell<TaskRegistry> {
         &self.tasks
+    }
+
+    fn io(&self) -> &RefCell<crate::readiness::IoSet> {
+        &self.io
+    }
+
+    fn read_buffer(&self) -> &RefCell<Vec<u8>> {
+        &self.read_buffer
     }
 
     fn timer_cancelled(&self) {}
@@ -254,9 +264,13 @@ impl MockLoop {
 
     /// The driver for the calling thread.
     pub fn driver(&self) -> Driver {
+        let poll = mio::Poll::new().expect("a poller for the mock loop");
+        let registry = poll.registry().try_clone().expect("the poller's registry");
         Driver {
             shared: self.shared.clone(),
             tasks: RefCell::new(TaskRegistry::default()),
+            io: RefCell::new(crate::readiness::IoSet::new(registry)),
+            read_buffer: RefCell::new(Vec::new()),
         }
     }
 
@@ -466,5 +480,44 @@ impl WatcherFlags {
     }
     pub fn cancel(&self) {
         self.0.cancel()
+    }
+}
+
+// ----- the readiness layer -----------------------------------------------------------------
+
+/// One registration's readiness word and wakers (`readiness::ScheduledIo`).
+pub struct Readiness(Arc<crate::readiness::ScheduledIo>);
+
+/// A readiness observation.
+pub struct Observed(crate::readiness::ReadyEvent);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness(Arc::new(crate::readiness::ScheduledIo::new_for_model()))
+    }
+}
+
+impl Readiness {
+    /// The loop reports the source readable (an edge from epoll).
+    pub fn report_readable(&self) {
+        let queued = self.0.set_readiness(crate::readiness::READABLE);
+        assert!(queued.is_none(), "no handler attached");
+    }
+
+    /// A reader's poll: `Some` if readable now, else its waker is set.
+    pub fn poll_readable(&self, waker: &Waker) -> Option<Observed> {
+        let mut cx = std::task::Context::from_waker(waker);
+        match self
+            .0
+            .poll_ready(crate::readiness::Direction::Read, &mut cx)
+        {
+            std::task::Poll::Ready(ev) => Some(Observed(ev)),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// The read returned `WouldBlock` after `ev`.
+    pub fn clear_readable(&self, ev: Observed) {
+        self.0.clear(crate::readiness::Direction::Read, ev.0)
     }
 }

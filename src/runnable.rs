@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     Callback,
     Task,
     Watcher,
+    /// A registration of the readiness layer, queued to run its handler.
+    Io,
     #[cfg(loom)]
     Test,
 }

@@ -37,6 +37,11 @@ pub(crate) trait Local {
     fn push(&self, r: Runnable);
     /// The loop's list of unfinished tasks.
     fn tasks(&self) -> &RefCell<TaskRegistry>;
+    /// The loop's I/O registrations (the readiness layer).
+    fn io(&self) -> &RefCell<crate::readiness::IoSet>;
+    /// The one buffer the loop reads into for plain protocols (no
+    /// allocation per read).
+    fn read_buffer(&self) -> &RefCell<Vec<u8>>;
     /// A timer of this loop was cancelled on the loop's thread while
     /// queued (for the purge rule).
     fn timer_cancelled(&self);
@@ -173,4 +178,36 @@ pub(crate) fn note_request(woke: bool) {
 #[inline]
 pub(crate) fn take_last_request() -> Option<bool> {
     LAST_REQUEST_WOKE.with(|c| c.take())
+}
+
+crate::sync::thread_local_cell! {
+    /// The loop whose core this thread holds while closing it (not
+    /// running it).
+    static CLOSING: Cell<Option<usize>> = Cell::new(None);
+}
+
+/// Marks this thread as holding loop `id`'s core while it closes the
+/// loop, until the guard drops (see [`holds_core`]).
+pub(crate) fn hold_for_close(id: LoopId) -> HeldForClose {
+    let previous = CLOSING.with(|c| c.replace(Some(id as usize)));
+    HeldForClose { previous }
+}
+
+/// See [`hold_for_close`].
+pub(crate) struct HeldForClose {
+    previous: Option<usize>,
+}
+
+impl Drop for HeldForClose {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        CLOSING.with(|c| c.set(previous));
+    }
+}
+
+/// Whether this thread holds loop `id`'s core: it runs the loop, or it is
+/// closing it.
+#[inline]
+pub(crate) fn holds_core(id: LoopId) -> bool {
+    runs_here(id) || CLOSING.with(|c| c.get() == Some(id as usize))
 }

@@ -26,6 +26,13 @@ pub(crate) use loom::thread::yield_now;
 #[cfg(not(loom))]
 pub(crate) use std::thread::yield_now;
 
+/// A busy-wait hint (loom: a yield, so that the thread being waited for
+/// gets to run in the model).
+#[cfg(loom)]
+pub(crate) use loom::hint::spin_loop;
+#[cfg(not(loom))]
+pub(crate) use std::hint::spin_loop;
+
 /// An `UnsafeCell` with loom's closure-based access API, so that loom can
 /// check that no two threads touch the contents at once.
 #[cfg(loom)]

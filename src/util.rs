@@ -36,3 +36,15 @@ pub(crate) fn log_error(message: std::fmt::Arguments<'_>) {
         tracing::error!(target: "evloop", "{message}");
     }
 }
+
+/// Logs a warning the way [`log_error`] logs an error (Python's
+/// unconfigured logging prints warnings to standard error too).
+pub(crate) fn log_warning(message: std::fmt::Arguments<'_>) {
+    let unobserved =
+        tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if unobserved {
+        eprintln!("evloop: {message}");
+    } else {
+        tracing::warn!(target: "evloop", "{message}");
+    }
+}

@@ -57,6 +57,14 @@ impl Local for RunContext {
         &self.core().tasks
     }
 
+    fn io(&self) -> &RefCell<crate::readiness::IoSet> {
+        &self.core().io
+    }
+
+    fn read_buffer(&self) -> &RefCell<Vec<u8>> {
+        &self.core().read_buffer
+    }
+
     fn timer_cancelled(&self) {
         self.core().note_timer_cancelled()
     }

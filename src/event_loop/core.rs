@@ -35,6 +35,7 @@ use super::shared::Shared;
 use crate::exception::TaskInfo;
 use crate::handle;
 use crate::reactor::WAKER_TOKEN;
+use crate::readiness::IoSet;
 use crate::remote::Pop;
 use crate::runnable::{Header, Kind, Runnable};
 use crate::task::registry::TaskRegistry;
@@ -66,10 +67,17 @@ pub(crate) struct Core {
     poll: RefCell<Option<Poll>>,
     events: RefCell<Events>,
     pub(crate) tasks: RefCell<TaskRegistry>,
+    /// The readiness layer's registrations.
+    pub(crate) io: RefCell<IoSet>,
+    /// What plain protocols read into (allocated on first use).
+    pub(crate) read_buffer: RefCell<Vec<u8>>,
     /// Watchers the last poll found ready, queued after the work posted
     /// from other threads (as asyncio's ready queue holds what was posted
     /// before I/O events are processed).
     io_ready: RefCell<Vec<Runnable>>,
+    /// Registrations an I/O poll reported, between lookup and telling
+    /// (kept to reuse its allocation).
+    io_hits: RefCell<Vec<(std::sync::Arc<crate::readiness::ScheduledIo>, usize)>>,
     /// The queue entry being run in step 5 (for `current_task`).
     running: Cell<Option<Running>>,
     spin: Spin,
@@ -94,23 +102,34 @@ pub(crate) struct CoreStats {
     pub(crate) timers: usize,
     pub(crate) cancelled_timers: usize,
     pub(crate) tasks: usize,
+    pub(crate) io_sources: usize,
     pub(crate) iterations: u64,
 }
 
 impl Core {
-    pub(crate) fn new(poll: Poll) -> Core {
-        Core {
+    pub(crate) fn new(poll: Poll) -> io::Result<Core> {
+        let io = IoSet::new(poll.registry().try_clone()?);
+        Ok(Core {
             ready: RefCell::new(VecDeque::with_capacity(256)),
             timers: RefCell::new(TimerQueue::default()),
             poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(1024)),
             tasks: RefCell::new(TaskRegistry::default()),
+            io: RefCell::new(io),
+            read_buffer: RefCell::new(Vec::new()),
             io_ready: RefCell::new(Vec::new()),
+            io_hits: RefCell::new(Vec::new()),
             running: Cell::new(None),
             spin: Spin::default(),
             iterations: Cell::new(0),
             parks: Cell::new(0),
-        }
+        })
+    }
+
+    /// Whether anything is registered with the poller (registrations of
+    /// the readiness layer, `add_reader` / `add_writer` watchers).
+    fn has_sources(&self, ctx: &RunContext) -> bool {
+        self.io.borrow().len() > 0 || ctx.event_loop.inner.reactor.has_watchers()
     }
 
     /// Appends to the ready queue.
@@ -148,6 +167,15 @@ impl Core {
         if shared.remote_timer_cancels.load(Ordering::Relaxed) != 0 {
             let n = shared.remote_timer_cancels.swap(0, Ordering::AcqRel);
             self.timers.borrow_mut().add_cancelled(n);
+            // The queue may have shrunk (purged): cancellers compare their
+            // count with its size, so they see the new size before the
+            // loop next looks at their count (both SeqCst: either they see
+            // this store, or the loop's check sees their increments).
+            shared
+                .counters
+                .timers
+                .store(self.timers.borrow().len(), Ordering::SeqCst);
+            shared.purge_wake_sent.store(false, Ordering::Release);
             self.drop_removed_timers();
         }
     }
@@ -155,7 +183,7 @@ impl Core {
     /// Whether timers cancelled on other threads now dominate the queue
     /// (their reports woke, or would wake, a parked loop to purge them).
     fn purge_pending(&self, shared: &Shared) -> bool {
-        let remote = shared.remote_timer_cancels.load(Ordering::Acquire);
+        let remote = shared.remote_timer_cancels.load(Ordering::SeqCst);
         let timers = self.timers.borrow();
         remote > 0 && timers.would_purge_with(remote)
     }
@@ -284,7 +312,7 @@ impl Core {
     /// check it without blocking if sources are registered.
     fn poll_io(&self, ctx: &RunContext, timeout: Option<Duration>) {
         let shared = ctx.shared();
-        let reactor = &ctx.event_loop.inner.reactor;
+        let has_sources = self.has_sources(ctx);
         if timeout != Some(Duration::ZERO) {
             let idle_since = Instant::now();
             let window = self.spin.window(shared.spin());
@@ -306,7 +334,7 @@ impl Core {
             // is then a futex wake instead of an eventfd write plus a
             // return from `epoll_wait`. The mode is published before
             // PARKED (see `Shared::parked_on_futex`).
-            let futex = !reactor.has_watchers();
+            let futex = !has_sources;
             shared.parked_on_futex.store(futex, Ordering::Relaxed);
             // Safety: the running loop is the inbox's only consumer.
             let may_sleep = unsafe {
@@ -347,7 +375,7 @@ impl Core {
         }
         // asyncio polls with a zero timeout on every iteration; so does a
         // loop with registered sources (one that has none skips the call).
-        if reactor.has_watchers() {
+        if has_sources {
             self.poll_and_dispatch(ctx, Some(Duration::ZERO));
         }
     }
@@ -357,7 +385,7 @@ impl Core {
     /// other runnable thread. Says what ended the spin.
     fn spin_for_work(&self, ctx: &RunContext, window: Duration) -> Spun {
         let shared = ctx.shared();
-        let has_sources = ctx.event_loop.inner.reactor.has_watchers();
+        let has_sources = self.has_sources(ctx);
         let start = Instant::now();
         loop {
             // Safety: the running loop is the inbox's only consumer.
@@ -395,10 +423,31 @@ impl Core {
         if events.iter().all(|e| e.token() == WAKER_TOKEN) {
             return false;
         }
-        let mut io = self.io_ready.borrow_mut();
-        let before = io.len();
-        ctx.event_loop.inner.reactor.dispatch(&events, &mut io);
-        io.len() > before
+        let mut ready = self.io_ready.borrow_mut();
+        let before = ready.len();
+        ctx.event_loop.inner.reactor.dispatch(&events, &mut ready);
+        // Registrations are looked up first and told after, outside the
+        // set's borrow: telling wakes futures, and a waker may drop or
+        // create a registration.
+        let mut hits = self.io_hits.borrow_mut();
+        {
+            let io = self.io.borrow();
+            hits.extend(
+                events
+                    .iter()
+                    .filter(|e| crate::readiness::is_registration(e.token()))
+                    .filter_map(|e| io.lookup(e)),
+            );
+        }
+        let tasks_before = self.ready.borrow().len();
+        for (io, bits) in hits.drain(..) {
+            if let Some(r) = io.set_readiness(bits) {
+                ready.push(r);
+            }
+        }
+        // A woken future's task went straight to the ready queue: that is
+        // work too (a spinning loop must stop for it).
+        ready.len() > before || self.ready.borrow().len() > tasks_before
     }
 
     /// Refreshes the gauges other threads read through `EventLoop::stats`.
@@ -411,6 +460,7 @@ impl Core {
         c.cancelled_timers
             .store(s.cancelled_timers, Ordering::Relaxed);
         c.tasks.store(s.tasks, Ordering::Relaxed);
+        c.io_sources.store(s.io_sources, Ordering::Relaxed);
     }
 
     /// The task whose step is running, if the entry being run is a task.
@@ -438,6 +488,7 @@ impl Core {
             timers: timers.len(),
             cancelled_timers: timers.cancelled(),
             tasks: self.tasks.borrow().len(),
+            io_sources: self.io.borrow().len(),
             iterations: self.iterations.get(),
         }
     }
@@ -448,8 +499,21 @@ impl Core {
         ready.append(&mut self.io_ready.borrow_mut());
         let timers = self.timers.borrow_mut().drain();
         let tasks = self.tasks.borrow_mut().drain();
-        // Close the tasks first: their futures may own handles to callbacks
-        // and timers dropped just after.
+        // Close the transports (their protocols hear `connection_lost`),
+        // then the tasks: their futures may own handles to callbacks and
+        // timers dropped just after, and sources whose registrations go
+        // with the poller.
+        let taken = self.io.borrow_mut().take_all();
+        // Safety: closing the loop, this thread holds its core.
+        let handlers = unsafe { crate::readiness::shut_down_all(taken) };
+        for mut handler in handlers {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.loop_closed()))
+                .is_err()
+            {
+                crate::util::log_error(format_args!("a transport panicked while closing"));
+            }
+            crate::util::drop_quietly(handler, "an I/O handler");
+        }
         for task in tasks {
             task.close();
         }
@@ -482,6 +546,7 @@ fn describe(r: &Runnable) -> String {
         },
         Kind::Task => crate::task::describe(r),
         Kind::Watcher => crate::reactor::describe(r),
+        Kind::Io => "<I/O handler>".to_string(),
         #[cfg(loom)]
         Kind::Test => "<test>".to_string(),
     }

@@ -136,6 +136,8 @@ fn shutdown(
     shared.close_inbox();
     reactor.close();
     if let Some(core) = core {
+        // Transports closed with the loop reach their state through this.
+        let _held = crate::sched::hold_for_close(shared.id());
         core.shutdown();
     }
     executor.shutdown_nowait();
@@ -171,8 +173,11 @@ pub struct Stats {
     pub cancelled_timers: usize,
     /// Tasks that are not done, as [`EventLoop::all_tasks`] counts them.
     pub tasks: usize,
-    /// File descriptors being watched.
+    /// File descriptors being watched (`add_reader` / `add_writer`).
     pub watched_fds: usize,
+    /// I/O sources registered with the loop's readiness layer (sockets of
+    /// transports and servers, sockets waited on by `sock_*` calls).
+    pub io_sources: usize,
     /// Times another thread woke the loop from its sleep: an eventfd write
     /// (a loop with registered file descriptors sleeps in `epoll_wait`),
     /// or a futex wake (one with none sleeps on a futex, which is cheaper
@@ -194,10 +199,10 @@ impl EventLoop {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let registry = poll.registry().try_clone()?;
+        let core = Core::new(poll)?;
         let debug = std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty() && v != "0");
         let inner = Arc::new_cyclic(|weak| {
             let shared = Arc::new(Shared::new(waker, weak.clone(), debug));
-            let core = Core::new(poll);
             LoopInner {
                 shared,
                 slot: Mutex::new(Slot::Idle(Box::new(core))),
@@ -493,6 +498,27 @@ impl EventLoop {
             .map(TimerHandle::new)
     }
 
+    /// Registers an I/O source with this loop's readiness layer, for the
+    /// source's life. Loop thread only ([`Error::WrongThread`] elsewhere).
+    pub(crate) fn register_source(
+        &self,
+        source: &mut dyn mio::event::Source,
+    ) -> Result<crate::readiness::Registration, Error> {
+        let shared = &self.inner.shared;
+        context::with_run(shared, source, |ctx, source| {
+            let sched: Arc<dyn crate::sched::Schedule> = shared.clone();
+            ctx.core().io.borrow_mut().register(source, sched)
+        })
+        .map_err(|_| {
+            if self.is_closed() {
+                Error::Closed
+            } else {
+                Error::WrongThread
+            }
+        })?
+        .map_err(Error::Io)
+    }
+
     /// A handle that does not keep the loop alive: for callbacks and tasks
     /// of the loop itself, which would otherwise keep their own loop from
     /// closing when its last outside handle is dropped.
@@ -520,7 +546,7 @@ impl EventLoop {
     // ----- diagnostics ------------------------------------------------------------
 
     /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
-    /// watched fds, wake-ups, parks, iterations. Exact on the loop's thread
+    /// watched fds, I/O sources, wake-ups, parks, iterations. Exact on the loop's thread
     /// or while the loop is idle (work already posted to it included); from
     /// another thread while it runs, as of the end of its last iteration.
     pub fn stats(&self) -> Stats {
@@ -549,6 +575,7 @@ impl EventLoop {
             });
         match live {
             Some(s) => {
+                stats.io_sources = s.io_sources;
                 stats.ready = s.ready;
                 stats.timers = s.timers;
                 stats.cancelled_timers = s.cancelled_timers;
@@ -560,6 +587,7 @@ impl EventLoop {
                 stats.timers = c.timers.load(Ordering::Relaxed);
                 stats.cancelled_timers = c.cancelled_timers.load(Ordering::Relaxed);
                 stats.tasks = c.tasks.load(Ordering::Relaxed);
+                stats.io_sources = c.io_sources.load(Ordering::Relaxed);
                 stats.iterations = c.iterations.load(Ordering::Relaxed);
             }
         }

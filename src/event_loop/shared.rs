@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub(crate) timers: AtomicUsize,
     pub(crate) cancelled_timers: AtomicUsize,
     pub(crate) tasks: AtomicUsize,
+    pub(crate) io_sources: AtomicUsize,
 }
 
 pub(crate) struct Shared {
@@ -56,6 +57,9 @@ pub(crate) struct Shared {
     /// Timers in the heap cancelled from other threads since the loop last
     /// looked (see `timers`).
     pub(crate) remote_timer_cancels: AtomicUsize,
+    /// A canceller woke the loop to purge; cleared when the loop absorbs
+    /// the count.
+    pub(crate) purge_wake_sent: AtomicBool,
     /// When the last eventfd write was made, in ns since `epoch`: how long
     /// after going idle a parked loop's work really arrived, its own
     /// wake-up latency aside (for the spin policy; written only on the
@@ -88,6 +92,7 @@ impl Shared {
             has_task_factory: AtomicBool::new(false),
             inner,
             remote_timer_cancels: AtomicUsize::new(0),
+            purge_wake_sent: AtomicBool::new(false),
             woken_at_ns: AtomicU64::new(0),
             epoch: Instant::now(),
             parked_on_futex: AtomicBool::new(false),
@@ -339,16 +344,20 @@ impl Schedule for Shared {
     }
 
     fn timer_cancelled_remotely(&self) {
-        let n = self.remote_timer_cancels.fetch_add(1, Ordering::AcqRel) + 1;
-        let timers = self.counters.timers.load(Ordering::Relaxed);
-        // Wake the loop once, when the cancellations it has not seen yet
-        // come to dominate its timer queue (as of its last iteration), so
-        // it purges them even if its next deadline is far away. A loop
-        // about to park checks the count itself (`Core::purge_pending`),
-        // and `signal` orders this report before that check or wakes it.
+        let n = self.remote_timer_cancels.fetch_add(1, Ordering::SeqCst) + 1;
+        let timers = self.counters.timers.load(Ordering::SeqCst);
+        // Wake the loop once when the cancellations it has not seen yet
+        // come to dominate its timer queue, so that it purges them even if
+        // its next deadline is far away. "Once" is a flag the loop clears
+        // when it absorbs the count, not the moment of crossing: a count
+        // compared with a size that a purge just shrank must still wake.
+        // A loop about to park checks the count itself
+        // (`Core::purge_pending`); SeqCst on the count and the size makes
+        // sure one side sees the other.
         if timers > MIN_PURGE_WAKE
             && n * 2 > timers
-            && (n - 1) * 2 <= timers
+            && !self.purge_wake_sent.load(Ordering::Relaxed)
+            && !self.purge_wake_sent.swap(true, Ordering::AcqRel)
             && self.remote().signal()
         {
             self.wake();

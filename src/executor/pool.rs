@@ -344,6 +344,16 @@ impl Executor for ThreadPoolExecutor {
     }
 }
 
+/// What [`Pool::search`] did.
+enum Search {
+    /// Another worker searches (or searching does not pay now).
+    Skipped,
+    /// Searched, and work turned up.
+    Found,
+    /// Searched in vain.
+    Nothing,
+}
+
 impl Pool {
     fn execute(self: &Arc<Self>, job: Job) -> Result<(), Error> {
         let Some(pass) = self.accepting.enter() else {
@@ -481,12 +491,25 @@ impl Pool {
     fn work(self: Arc<Self>) {
         let (slot, local) = self.take_deque();
         CURRENT.with(|c| c.set((Arc::as_ptr(&self), &local)));
+        // Set when this worker was the pool's searcher: submitters that saw
+        // it searching woke nobody, so the first job it takes afterwards
+        // (however it finds it) comes with a look at what is left, and a
+        // sibling is woken for that (the job taken may run for long).
+        let mut searched = false;
         let exit = loop {
             while let Some(job) = self.find_job(&local, slot) {
+                if std::mem::take(&mut searched) && self.has_work() {
+                    self.wake_sibling();
+                }
                 self.run_job(job);
             }
-            if self.search() {
-                continue;
+            match self.search() {
+                Search::Found => {
+                    searched = true;
+                    continue;
+                }
+                Search::Nothing => searched = true,
+                Search::Skipped => {}
             }
             match self.sleepers.park(|| self.has_work(), self.keep_alive) {
                 Park::Work => continue,
@@ -513,11 +536,11 @@ impl Pool {
     /// a futex wake and a context switch per job, and submitters wake no
     /// one meanwhile. The window adapts: it grows while searches find
     /// work and shrinks to nothing while they don't, with a probe now and
-    /// then. Returns whether work turned up.
-    fn search(&self) -> bool {
+    /// then. Says whether it searched, and whether work turned up.
+    fn search(&self) -> Search {
         let window = self.search.window();
         if window.is_zero() || !self.sleepers.try_search() {
-            return false;
+            return Search::Skipped;
         }
         let start = std::time::Instant::now();
         let found = loop {
@@ -531,7 +554,20 @@ impl Pool {
         };
         self.sleepers.end_search();
         self.search.record(found);
-        found
+        if found {
+            Search::Found
+        } else {
+            Search::Nothing
+        }
+    }
+
+    /// Wakes (or starts) one more worker for queued work.
+    fn wake_sibling(self: &Arc<Self>) {
+        if self.sleepers.notify(self.max_workers) == Notify::Spawn {
+            // This worker is alive: a failure to start another (logged)
+            // leaves the work to it, nothing is stranded.
+            let _ = self.spawn_worker();
+        }
     }
 
     fn run_job(&self, job: Job) {

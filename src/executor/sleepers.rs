@@ -141,6 +141,10 @@ impl Sleepers {
     /// last look finds it.
     pub(crate) fn end_search(&self) {
         self.searching.fetch_sub(1, Ordering::SeqCst);
+        // A searcher that found work then looks at the queues again, to
+        // wake a sibling for what submitters left to it: the fence orders
+        // that look after every submission that saw it searching.
+        fence(Ordering::SeqCst);
     }
 
     /// A worker found nothing to do. `has_work` looks at every queue.

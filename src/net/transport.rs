@@ -1,0 +1,1201 @@
+//! Stream transports (asyncio's `_SelectorSocketTransport`): a connected
+//! TCP or Unix socket driven by the loop, talking to a [`Protocol`] or a
+//! [`BufferedProtocol`].
+//!
+//! # How it runs
+//! The socket is registered once with the readiness layer and a handler is
+//! attached: when the loop reports readability, the transport reads (into
+//! the loop's one read buffer for plain protocols, straight into the
+//! protocol's buffer for buffered ones) until the socket would block, a
+//! few reads at most per iteration so that one busy connection cannot hold
+//! the loop; when it reports writability, it flushes its buffer. `write`
+//! sends at once when nothing is buffered (as asyncio does), and buffers
+//! the rest; the buffer is flushed with vectored writes. Crossing the
+//! high-water mark calls `pause_writing`, draining below the low mark
+//! `resume_writing` (asyncio's defaults: 64 KiB and a quarter of it).
+//! `connection_lost` is always the last callback and comes through the
+//! loop's ready queue, as in asyncio.
+//!
+//! # Threads
+//! A transport belongs to its loop. Its methods may be called from any
+//! thread, and never race: on the thread running the loop (inside protocol
+//! callbacks, tasks, callbacks) they act at once; anywhere else the
+//! operation is posted to the loop and happens there, in the order posted
+//! (`write` copies the bytes), and the getters read values the loop
+//! publishes. Errors of a posted operation go to the loop's exception
+//! handler.
+
+use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
+use crate::error::Error;
+use crate::event_loop::EventLoop;
+use crate::event_loop::shared::Shared;
+use crate::exception::ExceptionContext;
+use crate::loop_cell::LoopCell;
+use crate::readiness::{
+    Direction, ERROR, IoHandler, READ_CLOSED, READABLE, Registration, ScheduledIo, WRITABLE,
+    WRITE_CLOSED,
+};
+use crate::sched::Local;
+use socket2::{SockAddr, SockRef, Socket};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{AssertUnwindSafe, Location};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+
+/// asyncio's default high-water mark for a transport's write buffer.
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// How much one read asks for (asyncio's `max_size`: 256 KiB).
+const READ_SIZE: usize = 256 * 1024;
+/// Reads per readiness event before yielding to the rest of the loop.
+const READS_PER_EVENT: usize = 4;
+/// Buffered chunks one vectored write sends at most.
+const MAX_IOVECS: usize = 64;
+/// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const CONNLOST_WARN_AFTER: usize = 5;
+
+/// What [`Transport::get_extra_info`] answers (asyncio's
+/// `get_extra_info(name)` keys `peername`, `sockname` and `socket`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ExtraInfo {
+    /// `peername` / `sockname`: an address.
+    Address(SockAddr),
+    /// `socket`: the socket's file descriptor. Use it only while the
+    /// transport is open, and never close it.
+    Fd(RawFd),
+}
+
+/// The bytes waiting to be sent.
+#[derive(Default)]
+struct WriteBuffer {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already sent.
+    offset: usize,
+    len: usize,
+}
+
+impl WriteBuffer {
+    fn push(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        // Small writes coalesce into the last chunk.
+        if let Some(last) = self.chunks.back_mut() {
+            if last.len() + data.len() <= 16 * 1024 && last.capacity() - last.len() >= data.len() {
+                last.extend_from_slice(data);
+                return;
+            }
+        }
+        self.chunks.push_back(data.to_vec());
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let front = self.chunks.front().expect("consumed no more than buffered");
+            let left = front.len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.offset = 0;
+            self.chunks.pop_front();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.offset = 0;
+        self.len = 0;
+    }
+
+    /// Sends as much as the socket takes, with vectored writes: `Ok(true)`
+    /// if all went, `Ok(false)` if the socket would block.
+    fn flush(&mut self, sock: &Socket) -> io::Result<bool> {
+        while self.len > 0 {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let from = if i == 0 { self.offset } else { 0 };
+                slices[i] = IoSlice::new(&chunk[from..]);
+                count += 1;
+            }
+            match sock.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL) {
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Flow-control calls owed to a protocol that was busy (inside one of its
+/// own callbacks) when they became due.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    Nothing,
+    Pause,
+    Resume,
+}
+
+impl Owed {
+    /// What is owed once `next` also comes due: a pause and a resume
+    /// cancel out (the protocol never saw the first).
+    fn then(self, next: Owed) -> Owed {
+        match (self, next) {
+            (Owed::Pause, Owed::Resume) | (Owed::Resume, Owed::Pause) => Owed::Nothing,
+            (_, next) => next,
+        }
+    }
+}
+
+struct StreamState {
+    sock: Option<Socket>,
+    registration: Option<Registration>,
+    /// Out of the slot while one of its callbacks runs.
+    protocol: Option<StreamProtocol>,
+    buffer: WriteBuffer,
+    high: usize,
+    low: usize,
+    /// `pause_writing` was called and `resume_writing` not yet.
+    protocol_paused: bool,
+    owed: Owed,
+    reading_paused: bool,
+    closing: bool,
+    /// `write_eof` was called: the write side shuts once the buffer drains.
+    eof_requested: bool,
+    eof_written: bool,
+    /// The peer's EOF was received.
+    eof_received: bool,
+    /// `connection_made` was delivered.
+    made: bool,
+    /// `connection_lost` is queued or delivered.
+    lost: bool,
+    /// Writes attempted after the connection was lost.
+    conn_lost_writes: usize,
+    /// A read continuation is queued (the socket was left readable).
+    read_queued: bool,
+    /// Called once after `connection_lost`.
+    on_lost: Option<Box<dyn FnOnce() + Send>>,
+    /// `loop.sendfile` owns the socket's write side.
+    sendfile: bool,
+    /// `loop.sendfile` waits for the buffer to drain.
+    drain_waker: Option<Waker>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    state: LoopCell<StreamState>,
+    /// Published for other threads.
+    closing: AtomicBool,
+    reading: AtomicBool,
+    buffer_size: AtomicUsize,
+    high: AtomicUsize,
+    low: AtomicUsize,
+    peername: Option<SockAddr>,
+    sockname: Option<SockAddr>,
+    fd: RawFd,
+}
+
+/// A stream transport (asyncio: the transport of `create_connection`,
+/// `create_server`, `connect_accepted_socket`): write to it, close it,
+/// pause its reading; it calls its protocol. Cheap to clone (clones are
+/// the same transport) and usable from any thread (see the module docs:
+/// off the loop's thread operations are posted to the loop).
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+/// The transport's side of its registration.
+struct Handler(Arc<Inner>);
+
+impl IoHandler for Handler {
+    fn ready(&mut self, _io: &ScheduledIo, bits: usize, local: &dyn Local) -> bool {
+        let inner = &self.0;
+        if bits & (WRITABLE | WRITE_CLOSED | ERROR) != 0 {
+            inner.write_ready();
+        }
+        if bits & (READABLE | READ_CLOSED | ERROR) != 0 {
+            inner.read_ready(local);
+        }
+        inner.state.with(|s| s.sock.is_some()).unwrap_or(false)
+    }
+
+    fn loop_closed(&mut self) {
+        // The loop is not running: connection_lost is called right here.
+        let protocol = self.0.state.with(|s| {
+            s.lost = true;
+            s.closing = true;
+            s.buffer.clear();
+            close_socket(s);
+            (s.protocol.take().filter(|_| s.made), s.on_lost.take())
+        });
+        self.0.closing.store(true, Ordering::Release);
+        let (protocol, on_lost) = protocol.unwrap_or((None, None));
+        self.0.wake_drained();
+        if let Some(mut protocol) = protocol {
+            protocol.connection_lost(None);
+        }
+        if let Some(on_lost) = on_lost {
+            on_lost();
+        }
+    }
+}
+
+/// Deregisters and closes the socket (loop side).
+fn close_socket(s: &mut StreamState) {
+    if let Some(sock) = s.sock.take() {
+        if s.sendfile {
+            // `loop.sendfile` sends through a duplicate of the fd, which
+            // would keep the connection open: end it for both.
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(mut reg) = s.registration.take() {
+            let raw = sock.as_raw_fd();
+            reg.deregister(&mut mio::unix::SourceFd(&raw));
+        }
+        drop(sock);
+    }
+}
+
+impl Inner {
+    fn is_loop_thread(&self) -> bool {
+        self.state.accessible()
+    }
+
+    fn publish(&self, s: &StreamState) {
+        self.buffer_size.store(s.buffer.len, Ordering::Release);
+        self.closing.store(s.closing, Ordering::Release);
+        self.reading
+            .store(!s.reading_paused && !s.closing, Ordering::Release);
+    }
+
+    /// Runs `f` on the protocol, taken out of the state (so it may call
+    /// the transport), catching a panic; then puts it back, unless it was
+    /// replaced or the connection is gone, and delivers flow-control calls
+    /// that came due meanwhile. Returns `None` if the protocol was not
+    /// available (busy, or gone).
+    fn with_protocol<R>(
+        self: &Arc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&mut StreamProtocol) -> R,
+    ) -> Option<R> {
+        let mut protocol = self.state.with(|s| s.protocol.take()).flatten()?;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut protocol)));
+        let owed = self.state.with(|s| {
+            let owed = std::mem::replace(&mut s.owed, Owed::Nothing);
+            let put_back = s.protocol.is_none() && !(s.lost && s.sock.is_none());
+            if put_back {
+                s.protocol = Some(protocol);
+                (owed, None)
+            } else {
+                (owed, Some(protocol))
+            }
+        });
+        let (owed, replaced) = owed.unwrap_or((Owed::Nothing, None));
+        crate::util::drop_quietly(replaced, "a protocol");
+        match outcome {
+            Ok(r) => {
+                self.deliver(owed);
+                Some(r)
+            }
+            Err(payload) => {
+                let ctx =
+                    ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed."));
+                self.shared.report_panic(ctx, payload);
+                self.force_close(Some(io::Error::other(format!(
+                    "protocol.{what}() panicked"
+                ))));
+                None
+            }
+        }
+    }
+
+    /// Calls `pause_writing` / `resume_writing` now, or marks it owed if
+    /// the protocol is busy.
+    fn deliver(self: &Arc<Self>, owed: Owed) {
+        match owed {
+            Owed::Nothing => {}
+            Owed::Pause => {
+                if self
+                    .with_protocol("pause_writing", |p| p.pause_writing())
+                    .is_none()
+                {
+                    self.state.with(|s| s.owed = s.owed.then(Owed::Pause));
+                }
+            }
+            Owed::Resume => {
+                if self
+                    .with_protocol("resume_writing", |p| p.resume_writing())
+                    .is_none()
+                {
+                    self.state.with(|s| s.owed = s.owed.then(Owed::Resume));
+                }
+            }
+        }
+    }
+
+    /// After the buffer grew: is `pause_writing` due? (loop side)
+    fn check_pause(s: &mut StreamState) -> Owed {
+        if !s.protocol_paused && s.buffer.len > s.high {
+            s.protocol_paused = true;
+            return Owed::Pause;
+        }
+        Owed::Nothing
+    }
+
+    /// After the buffer shrank: is `resume_writing` due? (loop side)
+    fn check_resume(s: &mut StreamState) -> Owed {
+        if s.protocol_paused && s.buffer.len <= s.low {
+            s.protocol_paused = false;
+            return Owed::Resume;
+        }
+        Owed::Nothing
+    }
+
+    // ----- reading ---------------------------------------------------------------------
+
+    fn read_ready(self: &Arc<Self>, local: &dyn Local) {
+        for _ in 0..READS_PER_EVENT {
+            let ready = self.state.with(|s| {
+                s.read_queued = false;
+                s.made && !s.closing && !s.reading_paused && !s.eof_received && s.sock.is_some()
+            });
+            if ready != Some(true) {
+                return;
+            }
+            let io = self
+                .state
+                .with(|s| s.registration.as_ref().map(|r| r.io().clone()));
+            let Some(Some(io)) = io else { return };
+            let Some(event) = io.ready_now(Direction::Read) else {
+                return;
+            };
+            let buffered = self
+                .state
+                .with(|s| matches!(s.protocol, Some(StreamProtocol::Buffered(_))))
+                .unwrap_or(false);
+            let read = if buffered {
+                self.read_buffered()
+            } else {
+                self.read_plain(local)
+            };
+            match read {
+                Read::Data(more) => {
+                    if !more {
+                        // A short read drained the socket: its readiness
+                        // is spent. A peer's FIN or an error stays flagged
+                        // and is read next, since no new edge would come.
+                        io.clear(Direction::Read, event);
+                        if io.ready_now(Direction::Read).is_none() {
+                            return;
+                        }
+                    }
+                }
+                Read::WouldBlock => {
+                    io.clear(Direction::Read, event);
+                    return;
+                }
+                Read::Eof => {
+                    self.eof();
+                    return;
+                }
+                Read::Failed(e) => {
+                    self.fatal_error(e, "Fatal read error on socket transport");
+                    return;
+                }
+                Read::Stopped => return,
+            }
+        }
+        // Still readable after our share of reads: continue next iteration.
+        self.queue_read();
+    }
+
+    /// Queues a read for the next iteration (the socket was left
+    /// readable, or reading resumed).
+    fn queue_read(self: &Arc<Self>) {
+        let queue = self
+            .state
+            .with(|s| !std::mem::replace(&mut s.read_queued, true));
+        if queue == Some(true) {
+            let inner = self.clone();
+            let scheduled = self.shared.call_soon(None, Location::caller(), move || {
+                crate::sched::with_any(|_, local| inner.read_ready(local));
+            });
+            if scheduled.is_err() {
+                self.state.with(|s| s.read_queued = false);
+            }
+        }
+    }
+
+    fn read_plain(self: &Arc<Self>, local: &dyn Local) -> Read {
+        // The loop's one read buffer stays borrowed across
+        // `data_received`: nothing a protocol can call reads a socket
+        // synchronously (reads run from the loop's dispatch only, which a
+        // callback cannot re-enter), so the borrow is never contended.
+        let mut buf = local.read_buffer().borrow_mut();
+        if buf.len() < READ_SIZE {
+            buf.resize(READ_SIZE, 0);
+        }
+        let got = self.state.with(|s| match &s.sock {
+            Some(sock) => recv(sock, &mut buf),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        });
+        match got {
+            None => Read::Stopped,
+            Some(Ok(0)) => Read::Eof,
+            Some(Ok(n)) => {
+                let data = &buf[..n];
+                let delivered = self.with_protocol("data_received", |p| match p {
+                    StreamProtocol::Plain(p) => p.data_received(data),
+                    StreamProtocol::Buffered(_) => {}
+                });
+                if delivered.is_none() {
+                    return Read::Stopped;
+                }
+                Read::Data(n == buf.len())
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
+            Some(Err(e)) => Read::Failed(e),
+        }
+    }
+
+    fn read_buffered(self: &Arc<Self>) -> Read {
+        let this = self.clone();
+        let outcome = self.with_protocol("get_buffer", move |p| {
+            let StreamProtocol::Buffered(p) = p else {
+                return Read::Stopped;
+            };
+            let buf = p.get_buffer(READ_SIZE);
+            if buf.is_empty() {
+                return Read::Failed(io::Error::other("get_buffer() returned an empty buffer"));
+            }
+            let len = buf.len();
+            // The socket is reached through the state; the buffer is the
+            // protocol's, outside it.
+            let got = this.state.with(|s| match &s.sock {
+                Some(sock) => recv(sock, buf),
+                None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            });
+            match got {
+                None => Read::Stopped,
+                Some(Ok(0)) => Read::Eof,
+                Some(Ok(n)) => {
+                    p.buffer_updated(n);
+                    Read::Data(n == len)
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
+                Some(Err(e)) => Read::Failed(e),
+            }
+        });
+        outcome.unwrap_or(Read::Stopped)
+    }
+
+    fn eof(self: &Arc<Self>) {
+        self.state.with(|s| s.eof_received = true);
+        let keep_open = self
+            .with_protocol("eof_received", |p| p.eof_received())
+            .unwrap_or(false);
+        if !keep_open {
+            self.close();
+        }
+    }
+
+    // ----- writing ---------------------------------------------------------------------
+
+    fn write_ready(self: &Arc<Self>) {
+        let outcome = self.state.with(|s| {
+            let Some(sock) = &s.sock else {
+                return Ok(Owed::Nothing);
+            };
+            if s.buffer.len == 0 {
+                return Ok(Owed::Nothing);
+            }
+            let io = s.registration.as_ref().map(|r| r.io().clone());
+            let event = io.as_ref().and_then(|io| io.ready_now(Direction::Write));
+            match s.buffer.flush(sock) {
+                Ok(done) => {
+                    if !done {
+                        if let (Some(io), Some(ev)) = (io, event) {
+                            io.clear(Direction::Write, ev);
+                        }
+                    }
+                    let owed = Self::check_resume(s);
+                    self.publish(s);
+                    Ok(owed)
+                }
+                Err(e) => Err(e),
+            }
+        });
+        match outcome {
+            Some(Ok(owed)) => {
+                self.deliver(owed);
+                self.wake_drained();
+                self.after_flush();
+            }
+            Some(Err(e)) => self.fatal_error(e, "Fatal write error on socket transport"),
+            None => {}
+        }
+    }
+
+    /// Wakes `loop.sendfile` waiting for the buffer to drain (or for the
+    /// connection to end), outside the state's borrow.
+    fn wake_drained(&self) {
+        let waker = self
+            .state
+            .with(|s| {
+                if s.buffer.len == 0 || s.lost {
+                    s.drain_waker.take()
+                } else {
+                    None
+                }
+            })
+            .flatten();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The buffer may be empty now: finish a pending `write_eof` or
+    /// `close`.
+    fn after_flush(self: &Arc<Self>) {
+        let lose = self.state.with(|s| {
+            if s.buffer.len != 0 {
+                return false;
+            }
+            if s.eof_requested && !s.eof_written {
+                s.eof_written = true;
+                if let Some(sock) = &s.sock {
+                    let _ = sock.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            s.closing && !s.lost
+        });
+        if lose == Some(true) {
+            self.call_connection_lost(None);
+        }
+    }
+
+    fn write_on_loop(self: &Arc<Self>, data: &[&[u8]]) -> Result<(), Error> {
+        let outcome = self.state.with(|s| {
+            if s.eof_requested {
+                return Err(Error::InvalidState("Cannot call write() after write_eof()"));
+            }
+            if s.sendfile {
+                return Err(Error::InvalidState(
+                    "unable to write; sendfile is in progress",
+                ));
+            }
+            let total: usize = data.iter().map(|d| d.len()).sum();
+            if total == 0 {
+                return Ok(Owed::Nothing);
+            }
+            if s.lost || s.sock.is_none() {
+                // asyncio drops these and, from the fifth, warns each time.
+                s.conn_lost_writes += 1;
+                if s.conn_lost_writes >= CONNLOST_WARN_AFTER {
+                    crate::util::log_warning(format_args!("socket.send() raised exception."));
+                }
+                return Ok(Owed::Nothing);
+            }
+            let Some(sock) = &s.sock else {
+                return Ok(Owed::Nothing);
+            };
+            let mut sent = 0;
+            if s.buffer.len == 0 {
+                // Nothing queued: try at once, as asyncio does (with at
+                // most MAX_IOVECS buffers: the kernel refuses more than
+                // IOV_MAX; the rest is buffered).
+                let slices: Vec<IoSlice<'_>> = data
+                    .iter()
+                    .filter(|d| !d.is_empty())
+                    .take(MAX_IOVECS)
+                    .map(|d| IoSlice::new(d))
+                    .collect();
+                loop {
+                    match sock.send_vectored_with_flags(&slices, libc::MSG_NOSIGNAL) {
+                        Ok(n) => {
+                            sent = n;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::Io(e)),
+                    }
+                }
+                if sent == total {
+                    return Ok(Owed::Nothing);
+                }
+            }
+            // Buffer what did not go.
+            let mut skip = sent;
+            for d in data {
+                if skip >= d.len() {
+                    skip -= d.len();
+                    continue;
+                }
+                s.buffer.push(&d[skip..]);
+                skip = 0;
+            }
+            let owed = Self::check_pause(s);
+            self.publish(s);
+            Ok(owed)
+        });
+        match outcome {
+            Some(Ok(owed)) => {
+                self.deliver(owed);
+                Ok(())
+            }
+            Some(Err(Error::Io(e))) => {
+                self.fatal_error(e, "Fatal write error on socket transport");
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(Error::InvalidState("the transport is busy")),
+        }
+    }
+
+    // ----- closing ---------------------------------------------------------------------
+
+    fn close(self: &Arc<Self>) {
+        let lose = self.state.with(|s| {
+            if s.closing {
+                return false;
+            }
+            s.closing = true;
+            self.publish(s);
+            s.buffer.len == 0 && !s.lost
+        });
+        if lose == Some(true) {
+            self.call_connection_lost(None);
+        }
+    }
+
+    fn force_close(self: &Arc<Self>, error: Option<io::Error>) {
+        let lose = self.state.with(|s| {
+            s.buffer.clear();
+            s.closing = true;
+            self.publish(s);
+            !s.lost
+        });
+        if lose == Some(true) {
+            self.call_connection_lost(error);
+        }
+    }
+
+    fn fatal_error(self: &Arc<Self>, error: io::Error, message: &str) {
+        // asyncio logs these unless they are the peer going away.
+        if !matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::TimedOut
+        ) && self.shared.debug.load(Ordering::Relaxed)
+        {
+            tracing::debug!(target: "evloop", "{message}: {error}");
+        }
+        self.force_close(Some(error));
+    }
+
+    /// Queues `connection_lost` (asyncio calls it through `call_soon`);
+    /// the socket is closed when it runs.
+    fn call_connection_lost(self: &Arc<Self>, error: Option<io::Error>) {
+        let first = self.state.with(|s| !std::mem::replace(&mut s.lost, true));
+        if first != Some(true) {
+            return;
+        }
+        let inner = self.clone();
+        let finish = move || {
+            let taken = inner.state.with(|s| {
+                close_socket(s);
+                s.buffer.clear();
+                inner.publish(s);
+                (s.protocol.take(), s.on_lost.take())
+            });
+            let (protocol, on_lost) = taken.unwrap_or((None, None));
+            inner.wake_drained();
+            let made = inner.state.with(|s| s.made).unwrap_or(false);
+            // A protocol never told of the connection hears nothing of its
+            // end either.
+            if let Some(mut protocol) = protocol.filter(|_| made) {
+                if let Err(payload) =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(error)))
+                {
+                    inner.shared.report_panic(
+                        ExceptionContext::new("Exception in callback protocol.connection_lost()"),
+                        payload,
+                    );
+                }
+                crate::util::drop_quietly(protocol, "a protocol");
+            }
+            if let Some(on_lost) = on_lost {
+                on_lost();
+            }
+        };
+        if let Err(e) = self.shared.call_soon(None, Location::caller(), finish) {
+            // The loop is closing: it closes the transport itself.
+            tracing::debug!(target: "evloop", "connection_lost not queued: {e}");
+        }
+    }
+}
+
+enum Read {
+    /// Bytes were delivered; `true` if the socket may hold more.
+    Data(bool),
+    WouldBlock,
+    Eof,
+    Failed(io::Error),
+    /// Reading stopped (closed, paused, or the protocol is gone).
+    Stopped,
+}
+
+fn recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    // Safety: initialised bytes are valid `MaybeUninit<u8>`; recv only
+    // writes into them.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    sock.recv(uninit)
+}
+
+impl Transport {
+    /// Wraps a connected, non-blocking stream socket in a transport of the
+    /// running loop `event_loop` (loop thread only), registers it, and
+    /// queues `connection_made` (asyncio's order: the protocol hears of the
+    /// connection before any data). `on_lost` is called once after
+    /// `connection_lost` (a server forgets its client there); `made`
+    /// completes once `connection_made` has run (asyncio's
+    /// `create_connection` returns then).
+    pub(crate) fn start(
+        event_loop: &EventLoop,
+        sock: Socket,
+        protocol: StreamProtocol,
+        on_lost: Option<Box<dyn FnOnce() + Send>>,
+        made: Option<crate::future::LoopFuture<()>>,
+    ) -> Result<Transport, Error> {
+        sock.set_nonblocking(true)?;
+        // asyncio sets TCP_NODELAY on TCP transports.
+        if let Ok(addr) = sock.local_addr() {
+            if addr.as_socket().is_some() {
+                let _ = sock.set_tcp_nodelay(true);
+            }
+        }
+        let raw = sock.as_raw_fd();
+        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let shared = event_loop.inner.shared.clone();
+        let inner = Arc::new(Inner {
+            peername: sock.peer_addr().ok(),
+            sockname: sock.local_addr().ok(),
+            fd: raw,
+            state: LoopCell::new(
+                shared.id(),
+                StreamState {
+                    sock: Some(sock),
+                    registration: None,
+                    protocol: Some(protocol),
+                    buffer: WriteBuffer::default(),
+                    high: DEFAULT_HIGH_WATER,
+                    low: DEFAULT_HIGH_WATER / 4,
+                    protocol_paused: false,
+                    owed: Owed::Nothing,
+                    reading_paused: false,
+                    closing: false,
+                    eof_requested: false,
+                    eof_written: false,
+                    eof_received: false,
+                    made: false,
+                    lost: false,
+                    conn_lost_writes: 0,
+                    read_queued: false,
+                    on_lost,
+                    sendfile: false,
+                    drain_waker: None,
+                },
+            ),
+            shared,
+            closing: AtomicBool::new(false),
+            reading: AtomicBool::new(true),
+            buffer_size: AtomicUsize::new(0),
+            high: AtomicUsize::new(DEFAULT_HIGH_WATER),
+            low: AtomicUsize::new(DEFAULT_HIGH_WATER / 4),
+        });
+        registration.set_handler(Box::new(Handler(inner.clone())))?;
+        inner
+            .state
+            .with(|s| s.registration = Some(registration))
+            .ok_or(Error::WrongThread)?;
+        let transport = Transport {
+            inner: inner.clone(),
+        };
+        let t = transport.clone();
+        let queued = event_loop.call_soon(move || {
+            // From here on the protocol is connected: `connection_lost`
+            // follows whatever happens (a panic in `connection_made`
+            // included).
+            t.inner.state.with(|s| s.made = true);
+            let called = t
+                .inner
+                .with_protocol("connection_made", |p| p.connection_made(t.clone()));
+            if called.is_some() {
+                // Data may have arrived already.
+                t.inner.queue_read();
+            }
+            if let Some(made) = made {
+                let _ = made.set_result(());
+            }
+        });
+        if let Err(e) = queued {
+            // The loop is closing: undo the registration (which also
+            // breaks the handler's cycle with the transport).
+            inner.state.with(|s| {
+                s.lost = true;
+                close_socket(s);
+            });
+            return Err(e);
+        }
+        Ok(transport)
+    }
+
+    /// Runs `op` on the loop's thread: now if this is it, else posted.
+    fn on_loop(&self, op: impl FnOnce(&Arc<Inner>) + Send + 'static) {
+        super::on_loop(
+            &self.inner.shared,
+            self.inner.is_loop_thread(),
+            &self.inner,
+            op,
+        );
+    }
+
+    /// Sends `data` (asyncio: `transport.write`): at once if nothing is
+    /// buffered, the rest (or all of it) buffered and sent as the socket
+    /// takes it. Never blocks. Writes after the connection is lost are
+    /// dropped and counted (asyncio warns "socket.send() raised exception."
+    /// after five); a write error closes the transport and reaches
+    /// `connection_lost`. Error: [`Error::InvalidState`] after
+    /// [`Transport::write_eof`]. Off the loop's thread the bytes are copied
+    /// and the write is posted to the loop.
+    pub fn write(&self, data: &[u8]) -> Result<(), Error> {
+        if self.inner.is_loop_thread() {
+            return self.inner.write_on_loop(&[data]);
+        }
+        let data = data.to_vec();
+        self.post_write(vec![data]);
+        Ok(())
+    }
+
+    /// Sends several buffers as one vectored write (asyncio:
+    /// `transport.writelines`). See [`Transport::write`].
+    pub fn writelines<I, B>(&self, buffers: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        let buffers: Vec<B> = buffers.into_iter().collect();
+        if self.inner.is_loop_thread() {
+            let slices: Vec<&[u8]> = buffers.iter().map(|b| b.as_ref()).collect();
+            return self.inner.write_on_loop(&slices);
+        }
+        self.post_write(buffers.iter().map(|b| b.as_ref().to_vec()).collect());
+        Ok(())
+    }
+
+    fn post_write(&self, owned: Vec<Vec<u8>>) {
+        self.on_loop(move |inner| {
+            let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_slice()).collect();
+            if let Err(e) = inner.write_on_loop(&slices) {
+                inner
+                    .shared
+                    .call_exception_handler(ExceptionContext::new(format!(
+                        "transport.write() from another thread failed: {e}"
+                    )));
+            }
+        });
+    }
+
+    /// Closes the write side once the buffer is sent (asyncio:
+    /// `write_eof`); the peer reads EOF. Writing afterwards is an error.
+    pub fn write_eof(&self) -> Result<(), Error> {
+        self.on_loop(|inner| {
+            let flushed = inner.state.with(|s| {
+                if s.closing || s.eof_requested {
+                    return false;
+                }
+                s.eof_requested = true;
+                s.buffer.len == 0
+            });
+            if flushed == Some(true) {
+                inner.after_flush();
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether [`Transport::write_eof`] is supported (asyncio:
+    /// `can_write_eof`): always for TCP and Unix stream sockets.
+    pub fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    /// Closes the transport (asyncio: `close`): reading stops at once, the
+    /// buffer is still sent, then the socket closes and the protocol's
+    /// `connection_lost(None)` is called.
+    pub fn close(&self) {
+        self.on_loop(|inner| inner.close());
+    }
+
+    /// Closes the transport at once (asyncio: `abort`): buffered data is
+    /// dropped; `connection_lost(None)` follows.
+    pub fn abort(&self) {
+        self.on_loop(|inner| inner.force_close(None));
+    }
+
+    /// Whether the transport is closing or closed (asyncio: `is_closing`).
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// Stops reading until [`Transport::resume_reading`] (asyncio:
+    /// `pause_reading`); no `data_received` meanwhile.
+    pub fn pause_reading(&self) {
+        self.inner.reading.store(false, Ordering::Release);
+        self.on_loop(|inner| {
+            inner.state.with(|s| {
+                if !s.closing {
+                    s.reading_paused = true;
+                }
+                inner.publish(s);
+            });
+        });
+    }
+
+    /// Resumes reading (asyncio: `resume_reading`).
+    pub fn resume_reading(&self) {
+        if !self.is_closing() {
+            // Seen at once by `is_reading`, even when posted.
+            self.inner.reading.store(true, Ordering::Release);
+        }
+        self.on_loop(|inner| {
+            let resumed = inner.state.with(|s| {
+                let was = s.reading_paused && !s.closing;
+                s.reading_paused = false;
+                inner.publish(s);
+                was
+            });
+            if resumed == Some(true) {
+                // Readiness kept while paused is not reported again.
+                inner.queue_read();
+            }
+        });
+    }
+
+    /// Whether the transport is reading (asyncio: `is_reading`).
+    pub fn is_reading(&self) -> bool {
+        self.inner.reading.load(Ordering::Acquire)
+    }
+
+    /// Sets the write buffer's flow-control marks (asyncio:
+    /// `set_write_buffer_limits`): `high` defaults to 64 KiB (or 4 × `low`
+    /// when only `low` is given), `low` to `high / 4`. Error:
+    /// [`Error::InvalidArgument`] unless `high >= low`, with asyncio's
+    /// wording.
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), Error> {
+        let high = high.unwrap_or_else(|| low.map_or(DEFAULT_HIGH_WATER, |l| 4 * l));
+        let low = low.unwrap_or(high / 4);
+        if high < low {
+            return Err(Error::InvalidArgument(format!(
+                "high ({high}) must be >= low ({low}) must be >= 0"
+            )));
+        }
+        self.inner.high.store(high, Ordering::Release);
+        self.inner.low.store(low, Ordering::Release);
+        self.on_loop(move |inner| {
+            let owed = inner.state.with(|s| {
+                s.high = high;
+                s.low = low;
+                // asyncio checks for a pause only.
+                Inner::check_pause(s)
+            });
+            inner.deliver(owed.unwrap_or(Owed::Nothing));
+        });
+        Ok(())
+    }
+
+    /// The flow-control marks as `(low, high)` (asyncio:
+    /// `get_write_buffer_limits`).
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (
+            self.inner.low.load(Ordering::Acquire),
+            self.inner.high.load(Ordering::Acquire),
+        )
+    }
+
+    /// Bytes buffered and not yet sent (asyncio: `get_write_buffer_size`).
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.inner.buffer_size.load(Ordering::Acquire)
+    }
+
+    /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"` (an
+    /// address) and `"socket"` (the fd); `None` for other names.
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            "peername" => self.peername().map(ExtraInfo::Address),
+            "sockname" => self.sockname().map(ExtraInfo::Address),
+            "socket" => Some(ExtraInfo::Fd(self.inner.fd)),
+            _ => None,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peername(&self) -> Option<SockAddr> {
+        self.inner.peername.clone()
+    }
+
+    /// The local address.
+    pub fn sockname(&self) -> Option<SockAddr> {
+        self.inner.sockname.clone()
+    }
+
+    /// Replaces the protocol (asyncio: `set_protocol`); the new one gets
+    /// the data from now on (it is not told `connection_made`).
+    pub fn set_protocol(&self, protocol: impl Protocol) {
+        self.replace_protocol(StreamProtocol::Plain(Box::new(protocol)));
+    }
+
+    /// [`Transport::set_protocol`] with a buffered protocol.
+    pub fn set_buffered_protocol(&self, protocol: impl BufferedProtocol) {
+        self.replace_protocol(StreamProtocol::Buffered(Box::new(protocol)));
+    }
+
+    fn replace_protocol(&self, protocol: StreamProtocol) {
+        self.on_loop(move |inner| {
+            let old = inner.state.with(|s| s.protocol.replace(protocol));
+            crate::util::drop_quietly(old, "a protocol");
+        });
+    }
+
+    /// Runs `f` on the protocol if it is a `P` (asyncio: `get_protocol`,
+    /// typed). `None` off the loop's thread, inside one of the protocol's
+    /// own callbacks (it is busy), after `connection_lost`, or if the
+    /// protocol is not a `P`.
+    pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+        self.inner
+            .with_protocol("get_protocol", |p| p.as_any().downcast_mut::<P>().map(f))
+            .flatten()
+    }
+
+    /// The loop the transport belongs to, while it exists.
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.inner.shared.event_loop()
+    }
+
+    /// The socket, for code that needs an option asyncio does not expose
+    /// (loop thread only; `None` elsewhere or once closed). Do not close
+    /// it or read from it.
+    pub fn with_socket<R>(&self, f: impl FnOnce(SockRef<'_>) -> R) -> Option<R> {
+        // `f` is user code: it runs on a duplicate of the socket (the same
+        // connection and options) outside the transport's state, so that
+        // it may call the transport.
+        let dup = self
+            .inner
+            .state
+            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
+            .flatten()?
+            .ok()?;
+        Some(f(SockRef::from(&dup)))
+    }
+}
+
+/// `loop.sendfile`'s hold on a transport (see `net::sendfile`).
+impl Transport {
+    /// Takes the write side for `loop.sendfile`: refuses a closing
+    /// transport or one already sending a file, pauses reading (as
+    /// asyncio), and returns a duplicate of the socket to send through and
+    /// whether reading was on. Loop thread only.
+    pub(crate) fn begin_sendfile(&self) -> Result<(Socket, bool), Error> {
+        self.inner
+            .state
+            .with(|s| {
+                if s.closing || s.lost {
+                    return Err(Error::InvalidState("Transport is closing"));
+                }
+                if s.sendfile {
+                    return Err(Error::InvalidState("sendfile is already in progress"));
+                }
+                let sock = s
+                    .sock
+                    .as_ref()
+                    .ok_or(Error::InvalidState("Transport is closing"))?
+                    .try_clone()?;
+                s.sendfile = true;
+                let was_reading = !s.reading_paused;
+                s.reading_paused = true;
+                self.inner.publish(s);
+                Ok((sock, was_reading))
+            })
+            .unwrap_or(Err(Error::WrongThread))
+    }
+
+    /// Ready once the write buffer is empty; an error if the connection
+    /// ended first (asyncio: "Connection is closed by peer").
+    pub(crate) fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // Wakers are cloned and dropped outside the state (foreign code).
+        let mut waker = Some(cx.waker().clone());
+        let outcome = self
+            .inner
+            .state
+            .with(|s| {
+                if s.lost || s.sock.is_none() {
+                    Poll::Ready(Err(Error::Io(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "Connection is closed by peer",
+                    ))))
+                } else if s.buffer.len == 0 {
+                    Poll::Ready(Ok(()))
+                } else {
+                    std::mem::swap(&mut s.drain_waker, &mut waker);
+                    Poll::Pending
+                }
+            })
+            .unwrap_or(Poll::Ready(Err(Error::WrongThread)));
+        drop(waker);
+        outcome
+    }
+
+    /// Gives the write side back after `loop.sendfile`, resuming reading
+    /// if it was on.
+    pub(crate) fn end_sendfile(&self, resume_reading: bool) {
+        let waker = self.inner.state.with(|s| {
+            s.sendfile = false;
+            self.inner.publish(s);
+            s.drain_waker.take()
+        });
+        drop(waker);
+        if resume_reading {
+            self.resume_reading();
+        }
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("fd", &self.inner.fd)
+            .field("peername", &self.inner.peername)
+            .field("closing", &self.is_closing())
+            .field("buffer", &self.get_write_buffer_size())
+            .finish()
+    }
+}

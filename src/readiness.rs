@@ -1,0 +1,652 @@
+//! The readiness layer: how the loop's own I/O sources (sockets, pipes)
+//! learn that they can read or write.
+//!
+//! # Design
+//! - **Registrations live in a slab owned by the loop's core**
+//!   ([`IoSet`], loop thread only, no lock). A source registers once, for
+//!   its whole life, edge-triggered for reading and writing; its mio token
+//!   is its slot index plus the slot's generation ([`Token`]), so an event
+//!   for a closed source can never reach the source that reused its slot
+//!   (the generation differs) or its fd number (epoll keeps our token, not
+//!   the number).
+//! - **Readiness is cached per registration** in one atomic word
+//!   ([`ScheduledIo`]): the loop sets bits when epoll reports an edge, and
+//!   they are cleared only when a read or write returns `WouldBlock`
+//!   ([`ScheduledIo::clear`]). The word also counts events (a tick), so a
+//!   clear based on a stale observation cannot erase an edge that arrived
+//!   after it. No `epoll_ctl` on the hot path: the only system calls are
+//!   the reads and writes themselves and the loop's one `epoll_wait` per
+//!   iteration.
+//! - **Two faces on the same registration.** Futures (`sock_*`, streams,
+//!   the ecosystem's I/O traits) wait with [`ScheduledIo::poll_ready`],
+//!   one waker per direction. Callbacks (transports) attach a
+//!   [`IoHandler`]: when an event arrives the registration queues itself
+//!   on the loop like any callback (at most once at a time) and the
+//!   handler runs in step 5. Neither goes through the other.
+//! - **Any thread may drop a source.** Deregistration from epoll
+//!   (`epoll_ctl(DEL)`, through the thread-safe mio `Registry`) happens at
+//!   once, before the source closes its fd; the slab slot is freed on the
+//!   loop's thread (directly there, through a posted callback elsewhere).
+//!
+//! `add_reader` / `add_writer` keep their own table (`reactor`), with
+//! asyncio's level-triggered contract; this layer is edge-triggered.
+//!
+//! The readiness word's protocol (loop sets with a new tick and wakes;
+//! waiters check, register, check again; clears compare the tick) is
+//! model-checked in `loom-tests/readiness.rs`.
+
+use crate::atomic_waker::AtomicWaker;
+use crate::runnable::{Header, Kind, Runnable, Vtable};
+use crate::sched::{Local, Schedule};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+// Tokens carry a generation in their high 32 bits.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("evloop's readiness tokens need a 64-bit target");
+
+/// The source can be read (or accept, or has data for `recv`).
+pub(crate) const READABLE: usize = 1 << 0;
+/// The source can be written.
+pub(crate) const WRITABLE: usize = 1 << 1;
+/// The peer closed its writing side (EOF or hang-up): reads will not block.
+pub(crate) const READ_CLOSED: usize = 1 << 2;
+/// Writing side closed (hang-up): writes will not block (they fail).
+pub(crate) const WRITE_CLOSED: usize = 1 << 3;
+/// An error is pending on the source: both sides wake to find it.
+pub(crate) const ERROR: usize = 1 << 4;
+/// The loop closed: nothing will ever be reported again.
+pub(crate) const SHUTDOWN: usize = 1 << 5;
+const BITS: usize = 6;
+const READINESS_MASK: usize = (1 << BITS) - 1;
+const TICK_ONE: usize = 1 << BITS;
+
+/// What a direction waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    /// The bits that end a wait in this direction.
+    fn mask(self) -> usize {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED | ERROR | SHUTDOWN,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR | SHUTDOWN,
+        }
+    }
+
+    /// The bits a `WouldBlock` in this direction clears: the readiness,
+    /// and an error report (edge-triggered epoll reports an error once per
+    /// new error; one the operation did not see would otherwise keep the
+    /// source "ready" forever). Hang-ups stay: they are final.
+    fn clears(self) -> usize {
+        match self {
+            Direction::Read => READABLE | ERROR,
+            Direction::Write => WRITABLE | ERROR,
+        }
+    }
+}
+
+/// A readiness observation: which bits were set, and the tick they were
+/// seen at (for [`ScheduledIo::clear`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadyEvent {
+    pub(crate) bits: usize,
+    tick: usize,
+}
+
+impl ReadyEvent {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.bits & SHUTDOWN != 0
+    }
+}
+
+/// The callback face: what a transport attaches to its registration.
+/// Called on the loop's thread, in step 5, when an event arrived.
+pub(crate) trait IoHandler: Send {
+    /// New readiness was reported (`bits` is the current word's bits).
+    /// Returns whether the handler stays attached.
+    fn ready(&mut self, io: &ScheduledIo, bits: usize, local: &dyn Local) -> bool;
+
+    /// The loop is closing (not running): release the source and tell
+    /// whoever needs to know.
+    fn loop_closed(&mut self);
+}
+
+/// One registration's shared state. Starts with a [`Header`] so it can be
+/// queued on the loop (the callback face).
+#[repr(C)]
+pub(crate) struct ScheduledIo {
+    header: Header,
+    /// `tick << BITS | readiness bits`.
+    readiness: AtomicUsize,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+    /// The callback entry is in the ready queue.
+    queued: AtomicBool,
+    /// The transport's handler; only the loop thread touches it (set and
+    /// taken there, run there).
+    handler: UnsafeCell<Option<Box<dyn IoHandler>>>,
+}
+
+// Safety: the atomics are shared; `handler` is only used by the thread
+// running the loop (see `set_handler` / `run`), and is `Send`.
+unsafe impl Send for ScheduledIo {}
+unsafe impl Sync for ScheduledIo {}
+
+static IO_VTABLE: Vtable = Vtable {
+    kind: Kind::Io,
+    run: run_io,
+    discard: discard_io,
+};
+
+/// The queued entry holds one `Arc<ScheduledIo>` reference.
+unsafe fn run_io(ptr: NonNull<Header>, local: &dyn Local) {
+    // Safety: the queue reference is an `Arc<ScheduledIo>` turned into a
+    // pointer by `ScheduledIo::dispatch`.
+    let io = unsafe { Arc::from_raw(ptr.cast::<ScheduledIo>().as_ptr()) };
+    io.queued.store(false, Ordering::Release);
+    let bits = io.readiness.load(Ordering::Acquire) & READINESS_MASK;
+    // Safety: loop thread (we are run by the loop); the handler is taken
+    // out while it runs, so a handler that replaces or removes itself
+    // (closing its transport) does not free what is running.
+    let handler = io.handler.with_mut(|h| unsafe { (*h).take() });
+    if let Some(mut handler) = handler {
+        // A panic is the handler's (a protocol factory, say): reported, and
+        // the handler stays attached, as asyncio keeps a server serving.
+        let keep = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.ready(&io, bits, local)
+        })) {
+            Ok(keep) => keep,
+            Err(payload) => {
+                local.report_panic(
+                    crate::exception::ExceptionContext::new("Exception in an I/O handler"),
+                    payload,
+                );
+                true
+            }
+        };
+        let unused = io.handler.with_mut(|h| {
+            // Safety: as above.
+            let slot = unsafe { &mut *h };
+            if keep && slot.is_none() {
+                *slot = Some(handler);
+                None
+            } else {
+                // Detached, or replaced while it ran.
+                Some(handler)
+            }
+        });
+        crate::util::drop_quietly(unused, "an I/O handler");
+    }
+}
+
+unsafe fn discard_io(ptr: NonNull<Header>) {
+    // Safety: as in `run_io`.
+    drop(unsafe { Arc::from_raw(ptr.cast::<ScheduledIo>().as_ptr()) });
+}
+
+impl ScheduledIo {
+    /// A registration's state outside any loop, for the loom model.
+    #[cfg(loom)]
+    pub(crate) fn new_for_model() -> ScheduledIo {
+        ScheduledIo::new()
+    }
+
+    fn new() -> ScheduledIo {
+        ScheduledIo {
+            header: Header::new(&IO_VTABLE),
+            readiness: AtomicUsize::new(0),
+            reader: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
+            queued: AtomicBool::new(false),
+            handler: UnsafeCell::new(None),
+        }
+    }
+
+    /// The loop reports readiness `bits` (from epoll): a new tick, the bits
+    /// added, the waiting futures woken. Returns whether a handler is
+    /// attached and the entry must be queued (`queue` then gets it).
+    pub(crate) fn set_readiness(self: &Arc<Self>, bits: usize) -> Option<Runnable> {
+        let mut cur = self.readiness.load(Ordering::Acquire);
+        loop {
+            let next =
+                ((cur & !READINESS_MASK).wrapping_add(TICK_ONE)) | (cur & READINESS_MASK) | bits;
+            match self.readiness.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if bits & Direction::Read.mask() != 0 {
+            self.reader.wake();
+        }
+        if bits & Direction::Write.mask() != 0 {
+            self.writer.wake();
+        }
+        self.queue_handler()
+    }
+
+    /// Queues the handler's run, unless it has none or is queued already.
+    fn queue_handler(self: &Arc<Self>) -> Option<Runnable> {
+        // Safety: called on the loop thread (dispatch).
+        let has_handler = self.handler.with(|h| unsafe { (*h).is_some() });
+        if !has_handler || self.queued.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let ptr = NonNull::new(Arc::into_raw(self.clone()) as *mut Header)
+            .expect("Arc pointers are non-null");
+        // Safety: the Arc reference just leaked is the queue reference
+        // `run_io` / `discard_io` take back.
+        Some(unsafe { Runnable::from_raw(ptr) })
+    }
+
+    /// The current readiness, if it ends a wait in `direction`; otherwise
+    /// registers `cx`'s waker for it and checks once more.
+    pub(crate) fn poll_ready(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+    ) -> Poll<ReadyEvent> {
+        if let Some(ev) = self.ready_now(direction) {
+            return Poll::Ready(ev);
+        }
+        match direction {
+            Direction::Read => self.reader.register(cx.waker()),
+            Direction::Write => self.writer.register(cx.waker()),
+        }
+        match self.ready_now(direction) {
+            Some(ev) => Poll::Ready(ev),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The current readiness, if it ends a wait in `direction`.
+    pub(crate) fn ready_now(&self, direction: Direction) -> Option<ReadyEvent> {
+        let cur = self.readiness.load(Ordering::Acquire);
+        let bits = cur & READINESS_MASK;
+        (bits & direction.mask() != 0).then_some(ReadyEvent {
+            bits,
+            tick: cur >> BITS,
+        })
+    }
+
+    /// An operation in `direction` returned `WouldBlock` after `event` was
+    /// observed: clears the direction's readiness, unless a new event has
+    /// arrived since (then the bit stays, and the caller tries again).
+    pub(crate) fn clear(&self, direction: Direction, event: ReadyEvent) {
+        let mut cur = self.readiness.load(Ordering::Acquire);
+        loop {
+            if cur >> BITS != event.tick {
+                return;
+            }
+            let next = cur & !direction.clears();
+            if next == cur {
+                return;
+            }
+            match self.readiness.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Swaps the callback face.
+    ///
+    /// # Safety
+    /// The caller holds the core of the loop this registration belongs to
+    /// (runs it, or closes it): `run_io` is the slot's only other user,
+    /// and runs there too.
+    unsafe fn swap_handler(
+        &self,
+        handler: Option<Box<dyn IoHandler>>,
+    ) -> Option<Box<dyn IoHandler>> {
+        // Safety: the caller's contract.
+        self.handler
+            .with_mut(|h| unsafe { std::mem::replace(&mut *h, handler) })
+    }
+
+    /// Registers `waker` for the next edge in `direction`.
+    fn register(&self, direction: Direction, waker: &std::task::Waker) {
+        match direction {
+            Direction::Read => self.reader.register(waker),
+            Direction::Write => self.writer.register(waker),
+        }
+    }
+
+    /// The loop closed: marks the source shut down for good (a new tick,
+    /// so that no `clear` races it), wakes every waiter, and detaches the
+    /// handler for the caller to close.
+    ///
+    /// # Safety
+    /// As [`ScheduledIo::swap_handler`].
+    unsafe fn shut_down(&self) -> Option<Box<dyn IoHandler>> {
+        let mut cur = self.readiness.load(Ordering::Acquire);
+        loop {
+            let next = ((cur & !READINESS_MASK).wrapping_add(TICK_ONE))
+                | (cur & READINESS_MASK)
+                | SHUTDOWN;
+            match self.readiness.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        self.reader.wake();
+        self.writer.wake();
+        // Safety: the caller's contract.
+        unsafe { self.swap_handler(None) }
+    }
+}
+
+/// A registration's mio token: the slot's generation (never 0, so the
+/// token cannot be an fd number of the `add_reader` table, whose tokens
+/// are the numbers themselves) in the high half, the slot index in the
+/// low half.
+fn token(index: u32, generation: u32) -> mio::Token {
+    mio::Token(((generation as usize) << 32) | index as usize)
+}
+
+fn parts(token: mio::Token) -> (u32, u32) {
+    ((token.0 & 0xffff_ffff) as u32, (token.0 >> 32) as u32)
+}
+
+/// Whether a token belongs to this layer (and not to the `add_reader`
+/// table or the loop's waker).
+pub(crate) fn is_registration(token: mio::Token) -> bool {
+    token.0 >> 32 != 0 && token != crate::reactor::WAKER_TOKEN
+}
+
+struct Slot {
+    generation: u32,
+    io: Option<Arc<ScheduledIo>>,
+}
+
+/// The loop's registrations (owned by its core; loop thread only).
+pub(crate) struct IoSet {
+    registry: Arc<mio::Registry>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl IoSet {
+    pub(crate) fn new(registry: mio::Registry) -> IoSet {
+        IoSet {
+            registry: Arc::new(registry),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    /// Registered sources.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Registers `source` for reading and writing, edge-triggered, for the
+    /// life of the returned [`Registration`]; `sched` is the loop (to free
+    /// the slot when the registration is dropped elsewhere).
+    pub(crate) fn register(
+        &mut self,
+        source: &mut dyn mio::event::Source,
+        sched: Arc<dyn Schedule>,
+    ) -> io::Result<Registration> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.slots.len())
+                    .map_err(|_| io::Error::other("too many registered sources"))?;
+                self.slots.push(Slot {
+                    generation: 0,
+                    io: None,
+                });
+                i
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        // Generations run 1..u32::MAX (u32::MAX would collide with the
+        // waker's token).
+        slot.generation = if slot.generation >= u32::MAX - 1 {
+            1
+        } else {
+            slot.generation + 1
+        };
+        let tok = token(index, slot.generation);
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        if let Err(e) = self.registry.register(source, tok, interest) {
+            self.free.push(index);
+            return Err(e);
+        }
+        let io = Arc::new(ScheduledIo::new());
+        slot.io = Some(io.clone());
+        self.live += 1;
+        Ok(Registration {
+            io,
+            token: tok,
+            registry: self.registry.clone(),
+            sched,
+            deregistered: false,
+        })
+    }
+
+    /// Frees the slot of `token`, if it is still that registration's.
+    fn free(&mut self, token: mio::Token) -> Option<Arc<ScheduledIo>> {
+        let (index, generation) = parts(token);
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let io = slot.io.take()?;
+        self.free.push(index);
+        self.live -= 1;
+        Some(io)
+    }
+
+    /// Records an event for a registration (stale tokens are ignored) and
+    /// queues its handler, if it has one.
+    ///
+    /// Finds the registration an event is for (stale tokens: none) and the
+    /// readiness bits it reports. The caller records them with
+    /// [`ScheduledIo::set_readiness`] once this set is no longer borrowed:
+    /// that wakes futures, whose wakers are foreign code that may drop or
+    /// create registrations.
+    pub(crate) fn lookup(&self, event: &mio::event::Event) -> Option<(Arc<ScheduledIo>, usize)> {
+        let (index, generation) = parts(event.token());
+        let slot = self.slots.get(index as usize)?;
+        let (true, Some(io)) = (slot.generation == generation, &slot.io) else {
+            return None;
+        };
+        let mut bits = 0;
+        if event.is_readable() {
+            bits |= READABLE;
+        }
+        if event.is_writable() {
+            bits |= WRITABLE;
+        }
+        if event.is_read_closed() {
+            bits |= READ_CLOSED;
+        }
+        if event.is_write_closed() {
+            bits |= WRITE_CLOSED;
+        }
+        if event.is_error() {
+            bits |= ERROR;
+        }
+        Some((io.clone(), bits))
+    }
+
+    /// The loop closes: every slot is freed, and its registration handed
+    /// to the caller for [`shut_down_all`] (outside this set's borrow).
+    pub(crate) fn take_all(&mut self) -> Vec<Arc<ScheduledIo>> {
+        let taken = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.io.take())
+            .collect();
+        self.free.clear();
+        self.slots.clear();
+        self.live = 0;
+        taken
+    }
+}
+
+/// Shuts down registrations the closing loop took from its set: waiters
+/// are woken for good, handlers detached and returned for the caller to
+/// close.
+///
+/// # Safety
+/// The caller holds the core of the loop the registrations belong to.
+pub(crate) unsafe fn shut_down_all(taken: Vec<Arc<ScheduledIo>>) -> Vec<Box<dyn IoHandler>> {
+    taken
+        .into_iter()
+        // Safety: the caller's contract.
+        .filter_map(|io| unsafe { io.shut_down() })
+        .collect()
+}
+
+/// A source's registration, kept by the source for its whole life. The
+/// source must call [`Registration::deregister`] before it closes its fd;
+/// dropping the registration frees its slot in the loop.
+pub(crate) struct Registration {
+    io: Arc<ScheduledIo>,
+    token: mio::Token,
+    registry: Arc<mio::Registry>,
+    sched: Arc<dyn Schedule>,
+    deregistered: bool,
+}
+
+impl Registration {
+    pub(crate) fn io(&self) -> &Arc<ScheduledIo> {
+        &self.io
+    }
+
+    /// Attaches the callback face (a transport's handler). Error:
+    /// [`Error::WrongThread`](crate::Error::WrongThread) unless called
+    /// where the registration's loop runs.
+    pub(crate) fn set_handler(&self, handler: Box<dyn IoHandler>) -> Result<(), crate::Error> {
+        if !crate::sched::holds_core(self.sched.id()) {
+            return Err(crate::Error::WrongThread);
+        }
+        // Safety: checked just above; the handler slot is the loop's.
+        crate::util::drop_quietly(
+            unsafe { self.io.swap_handler(Some(handler)) },
+            "an I/O handler",
+        );
+        Ok(())
+    }
+
+    /// Waits until the source is ready in `direction`. Error: the loop was
+    /// closed.
+    pub(crate) fn poll_ready(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<ReadyEvent>> {
+        match self.io.poll_ready(direction, cx) {
+            Poll::Ready(ev) if ev.is_shutdown() => Poll::Ready(Err(loop_closed())),
+            Poll::Ready(ev) => Poll::Ready(Ok(ev)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Runs `op` (a non-blocking system call) once the source is ready in
+    /// `direction`; on `WouldBlock` clears the readiness and waits again.
+    pub(crate) fn poll_io<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ev = match self.poll_ready(direction, cx) {
+                Poll::Ready(Ok(ev)) => ev,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.io.clear(direction, ev);
+                    if self
+                        .io
+                        .ready_now(direction)
+                        .is_some_and(|now| now.tick == ev.tick)
+                    {
+                        // Only a final bit (a hang-up) is left, and the call
+                        // still would block: wait for the next edge rather
+                        // than retry forever.
+                        self.io.register(direction, cx.waker());
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Removes `source` from the poller (it must be the registered one).
+    /// Call it before closing the source's fd.
+    pub(crate) fn deregister(&mut self, source: &mut dyn mio::event::Source) {
+        if !self.deregistered {
+            self.deregistered = true;
+            // The loop may be closed already (the poller is gone): ignore.
+            let _ = self.registry.deregister(source);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let token = self.token;
+        let freed = crate::sched::with_local(self.sched.id(), (), |local, ()| {
+            // Busy (a waker dropping us while the loop dispatches): posted.
+            local
+                .io()
+                .try_borrow_mut()
+                .map(|mut set| set.free(token))
+                .ok()
+        });
+        match freed {
+            // On the loop's thread: dropped here (outside the borrow).
+            Ok(Some(io)) => drop(io),
+            Ok(None) | Err(()) => {
+                // Elsewhere: the loop frees the slot when it runs this (a
+                // closed loop has freed everything already).
+                let _ = self.sched.call_soon(
+                    std::panic::Location::caller(),
+                    Box::new(move || {
+                        crate::sched::with_any(|_, local| {
+                            let io = local.io().borrow_mut().free(token);
+                            drop(io);
+                        });
+                    }),
+                );
+            }
+        }
+    }
+}
+
+/// The error of a wait on a source whose loop closed.
+pub(crate) fn loop_closed() -> io::Error {
+    io::Error::other(crate::error::Error::Closed)
+}

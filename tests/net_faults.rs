@@ -1,0 +1,465 @@
+//! Network faults and bad input: reset peers, writes after close, refused
+//! and unresolvable connections, addresses in use, timeouts, Unix socket
+//! files, closed loops.
+
+mod common;
+
+use common::net::{Echo, Ev, Rec, lost, received, run_until};
+use common::{Log, capture_tracing, within};
+use evloop::{ConnectOptions, Error, EventLoop, ServerOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            go_rx.recv().unwrap();
+            // Unread data plus SO_LINGER 0: close sends RST.
+            let s = socket2::Socket::from(s);
+            s.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(s);
+        });
+        let log = Log::new();
+        let (tx, rx) = mpsc::channel();
+        let rec = Rec::new(&log).sending(&tx);
+        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        let t = rx.recv_timeout(LIMIT).unwrap();
+        lp.run_until_complete(async { t.write(b"unread").unwrap() })
+            .unwrap();
+        go_tx.send(()).unwrap();
+        peer.join().unwrap();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        assert_eq!(lost(&log), Some(Some(ErrorKind::ConnectionReset)));
+        assert!(t.is_closing());
+    });
+}
+
+#[test]
+fn writes_after_abort_are_dropped_counted_and_warned_from_the_fifth() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.create_server(Echo::default, Some("127.0.0.1"), 0))
+            .unwrap()
+            .unwrap();
+        let port = server.sockets()[0].as_socket().unwrap().port();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        t.abort();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        let (_, four) = capture_tracing(|| {
+            lp.run_until_complete(async {
+                for _ in 0..4 {
+                    t.write(b"gone").unwrap();
+                }
+            })
+            .unwrap()
+        });
+        assert!(!four.contains("socket.send() raised exception."), "{four}");
+        let (_, fifth) = capture_tracing(|| {
+            lp.run_until_complete(async { t.write(b"gone").unwrap() })
+                .unwrap()
+        });
+        assert!(fifth.contains("socket.send() raised exception."), "{fifth}");
+        assert_eq!(t.get_write_buffer_size(), 0);
+        server.close();
+    });
+}
+
+#[test]
+fn connecting_to_a_closed_port_is_refused_with_the_os_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        // A port nobody listens on: bind, note it, close.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = lp
+            .run_until_complete(lp.create_connection(Echo::default, "127.0.0.1", port))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.os_error().unwrap().kind(), ErrorKind::ConnectionRefused);
+        assert_eq!(
+            err.to_string(),
+            format!("[Errno 111] Connect call failed ('127.0.0.1', {port})")
+        );
+        // all_errors lists every attempt.
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                Echo::default,
+                Some("127.0.0.1"),
+                port,
+                ConnectOptions {
+                    all_errors: true,
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        match err {
+            Error::Multiple { errors, .. } => {
+                assert_eq!(errors.len(), 1);
+                assert_eq!(
+                    errors[0].os_error().unwrap().kind(),
+                    ErrorKind::ConnectionRefused
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lp.stats().io_sources, 0);
+    });
+}
+
+#[test]
+fn an_unresolvable_host_is_an_address_lookup_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let err = lp
+            .run_until_complete(lp.create_connection(Echo::default, "nonexistent.invalid", 80))
+            .unwrap()
+            .unwrap_err();
+        match &err {
+            Error::AddressLookup { code, message } => {
+                assert!(*code < 0, "{code}");
+                assert!(!message.is_empty());
+                assert!(err.to_string().starts_with(&format!("[Errno {code}] ")));
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn an_address_in_use_is_a_typed_error_naming_the_address() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = lp
+            .run_until_complete(lp.create_server(Echo::default, Some("127.0.0.1"), port))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.os_error().unwrap().kind(), ErrorKind::AddrInUse);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "[Errno 98] error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
+            )
+        );
+        // local_addr in use for a connection: the same wording.
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                Echo::default,
+                Some("127.0.0.1"),
+                port,
+                ConnectOptions {
+                    local_addr: Some(taken.local_addr().unwrap()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.os_error().unwrap().kind(),
+            ErrorKind::AddrInUse,
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn a_connect_timeout_through_wait_for_leaves_nothing_behind() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        // A listener that never accepts, its queue filled: further
+        // handshakes get no answer and connects hang.
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        let outcome = loop {
+            let attempt = lp
+                .run_until_complete(evloop::wait_for(
+                    lp.create_connection(Echo::default, "127.0.0.1", addr.port()),
+                    Duration::from_millis(200),
+                ))
+                .unwrap();
+            match attempt {
+                Ok(Ok(t)) => {
+                    fillers.push(t);
+                    assert!(fillers.len() < 64, "the listen queue never filled");
+                }
+                other => break other,
+            }
+        };
+        assert!(matches!(outcome, Err(Error::Timeout)), "{outcome:?}");
+        for t in &fillers {
+            t.abort();
+        }
+        common::run_one_iteration(&lp);
+        common::run_one_iteration(&lp);
+        assert_eq!(
+            lp.stats().io_sources,
+            0,
+            "the cancelled connect deregistered"
+        );
+    });
+}
+
+#[test]
+fn unix_servers_replace_stale_sockets_refuse_other_files_and_clean_up() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("evloop-unix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.sock");
+        let _ = std::fs::remove_file(&path);
+        // A stale socket file, left by a listener that is gone.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let server = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &path,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        let log = Log::new();
+        let (tx, rx) = mpsc::channel();
+        let rec = Rec::new(&log).sending(&tx);
+        lp.run_until_complete(lp.create_unix_connection(move || rec, &path))
+            .unwrap()
+            .unwrap();
+        let t = rx.recv_timeout(LIMIT).unwrap();
+        lp.run_until_complete(async { t.write(b"unix").unwrap() })
+            .unwrap();
+        run_until(&lp, LIMIT, || received(&log) == b"unix");
+        assert!(t.peername().unwrap().as_pathname().is_some());
+        t.close();
+        server.close();
+        lp.run_until_complete(server.wait_closed()).unwrap();
+        assert!(!path.exists(), "the socket file is removed on close");
+
+        // A regular file is not a stale socket: refused, left alone.
+        std::fs::write(&path, b"data").unwrap();
+        let err = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &path,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.os_error().unwrap().kind(),
+            ErrorKind::AddrInUse,
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Nobody listening.
+        let err = lp
+            .run_until_complete(lp.create_unix_connection(Echo::default, dir.join("none.sock")))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.os_error().unwrap().kind(), ErrorKind::NotFound, "{err}");
+    });
+}
+
+#[test]
+fn a_closed_loop_refuses_network_operations() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        lp.close().unwrap();
+        let err = lp.run_until_complete(lp.create_connection(Echo::default, "127.0.0.1", port));
+        assert!(matches!(err, Err(Error::Closed)), "{err:?}");
+        let other = EventLoop::new().unwrap();
+        let err = other
+            .run_until_complete(lp.create_connection(Echo::default, "127.0.0.1", port))
+            .unwrap();
+        assert!(err.is_err());
+    });
+}
+
+/// Runs a loop with a `reuse_port` echo server on `port` (0: any) on a new
+/// thread; reports the bound port (or the error) and serves until `stop`.
+fn reuse_port_server(
+    port: u16,
+    bound: mpsc::Sender<Result<u16, String>>,
+    stop: mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                Echo::default,
+                &["127.0.0.1"],
+                port,
+                ServerOptions {
+                    reuse_port: true,
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
+        let server = match server {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = bound.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let _ = bound.send(Ok(server.sockets()[0].as_socket().unwrap().port()));
+        // The stop request arrives through the loop's own thread-safe call.
+        let done = lp.create_future::<()>();
+        let d = done.clone();
+        let lp2 = lp.clone();
+        std::thread::spawn(move || {
+            let _ = stop.recv();
+            let _ = lp2.call_soon_threadsafe(move || {
+                let _ = d.set_result(());
+            });
+        });
+        lp.run_until_complete(&done).unwrap().unwrap();
+        server.close();
+    })
+}
+
+#[test]
+fn several_loops_share_a_port_with_reuse_port() {
+    within(LIMIT, || {
+        let (bound_tx, bound_rx) = mpsc::channel();
+        let (stop1, stop1_rx) = mpsc::channel();
+        let (stop2, stop2_rx) = mpsc::channel();
+        let first = reuse_port_server(0, bound_tx.clone(), stop1_rx);
+        let port = bound_rx.recv().unwrap().unwrap();
+        let second = reuse_port_server(port, bound_tx, stop2_rx);
+        assert_eq!(
+            bound_rx.recv().unwrap(),
+            Ok(port),
+            "the second loop binds the same port"
+        );
+        // Every connection is served, by one loop or the other.
+        for _ in 0..20 {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"ping");
+        }
+        stop1.send(()).unwrap();
+        stop2.send(()).unwrap();
+        first.join().unwrap();
+        second.join().unwrap();
+    });
+}
+
+#[test]
+fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            // Not reading until the test has seen sendfile in progress.
+            go_rx.recv().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        // More than any socket buffer: the send cannot finish unread.
+        let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 251) as u8).collect();
+        let path = std::env::temp_dir().join(format!("evloop-sendfile-{}", std::process::id()));
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let log = Log::new();
+        let (tx, rx) = mpsc::channel();
+        let rec = Rec::new(&log).sending(&tx);
+        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        let t = rx.recv_timeout(LIMIT).unwrap();
+        let lp2 = lp.clone();
+        let sent = lp
+            .run_until_complete(async {
+                t.write(b"header:").unwrap();
+                let sending = {
+                    let (lp3, t3, f3) = (lp2.clone(), t.clone(), file.try_clone().unwrap());
+                    lp2.create_task(async move { lp3.sendfile(&t3, &f3, 10, None, true).await })
+                        .unwrap()
+                };
+                evloop::sleep(Duration::ZERO).await.unwrap();
+                assert!(!sending.done());
+                // Writes are refused while the file goes.
+                let refused = t.write(b"x").unwrap_err();
+                assert_eq!(
+                    refused.to_string(),
+                    "unable to write; sendfile is in progress"
+                );
+                assert!(!t.is_reading(), "reading pauses during sendfile");
+                go_tx.send(()).unwrap();
+                let n = sending.await.unwrap().unwrap();
+                assert!(t.is_reading());
+                t.write(b":trailer").unwrap();
+                // A count of 0 is refused, as asyncio.
+                let zero = lp2.sendfile(&t, &file, 0, Some(0), true).await.unwrap_err();
+                assert!(
+                    zero.to_string()
+                        .contains("count must be a positive integer")
+                );
+                n
+            })
+            .unwrap();
+        assert_eq!(sent, content.len() as u64 - 10);
+        use std::io::Seek;
+        assert_eq!((&file).stream_position().unwrap(), content.len() as u64);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        let got = peer.join().unwrap();
+        let mut want = b"header:".to_vec();
+        want.extend_from_slice(&content[10..]);
+        want.extend_from_slice(b":trailer");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+        // A closing transport is refused.
+        let err = lp
+            .run_until_complete(lp.sendfile(&t, &file, 0, None, true))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Transport is closing");
+        std::fs::remove_file(&path).unwrap();
+        assert!(log.get().contains(&Ev::Made));
+    });
+}

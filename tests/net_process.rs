@@ -1,0 +1,210 @@
+//! Network faults that need a process of their own: counting the
+//! process's file descriptors, and running out of them. Each test re-runs
+//! this binary as a child that executes only its body, so no other test
+//! opens or closes descriptors meanwhile, and a lowered limit dies with
+//! the child.
+
+mod common;
+
+use common::net::{Dg, DgRec, Ev, Rec, lost, run_until};
+use common::{Log, record_exceptions};
+use evloop::{DatagramOptions, EventLoop};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const CHILD: &str = "EVLOOP_TEST_CHILD";
+
+/// Runs `body` in a child process (this binary, filtered to `name`),
+/// failing if the child fails or outlives `LIMIT`.
+fn in_child(name: &str, body: fn()) {
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    let log_path = std::env::temp_dir().join(format!("evloop-child-{}-{name}", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child running {name} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(status.success(), "the child failed:\n{out}");
+    assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
+}
+
+/// The process's open sockets (entries of /proc/self/fd that are sockets).
+fn open_sockets() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn closing_the_loop_closes_its_transports_and_servers_without_leaking() {
+    in_child(
+        "closing_the_loop_closes_its_transports_and_servers_without_leaking",
+        || {
+            let before = open_sockets();
+            let lp = EventLoop::new().unwrap();
+            let accepted = Log::new();
+            let a = accepted.clone();
+            let server = lp
+                .run_until_complete(lp.create_server(move || Rec::new(&a), Some("127.0.0.1"), 0))
+                .unwrap()
+                .unwrap();
+            let port = server.sockets()[0].as_socket().unwrap().port();
+            let clients: Vec<Log<Ev>> = (0..3).map(|_| Log::new()).collect();
+            let mut transports = Vec::new();
+            for log in &clients {
+                let rec = Rec::new(log);
+                transports.push(
+                    lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            let udp_log = Log::new();
+            let udp = DgRec {
+                log: udp_log.clone(),
+                echo: false,
+                transport: None,
+            };
+            let endpoint = lp
+                .run_until_complete(lp.create_datagram_endpoint(
+                    move || udp,
+                    DatagramOptions {
+                        local_addr: Some("127.0.0.1:0".parse().unwrap()),
+                        ..Default::default()
+                    },
+                ))
+                .unwrap()
+                .unwrap();
+            run_until(&lp, LIMIT, || {
+                accepted.get().iter().filter(|e| **e == Ev::Made).count() == 3
+            });
+            // 1 listener + 3 clients + 3 accepted + 1 UDP, on top of the
+            // loop's own.
+            assert!(open_sockets() >= before + 8);
+
+            lp.close().unwrap();
+
+            for log in &clients {
+                assert_eq!(lost(log), Some(None), "{:?}", log.get());
+            }
+            let lost_accepted = accepted
+                .get()
+                .iter()
+                .filter(|e| matches!(e, Ev::Lost(_)))
+                .count();
+            assert_eq!(lost_accepted, 3);
+            assert!(udp_log.get().iter().any(|e| matches!(e, Dg::Lost)));
+            assert!(transports.iter().all(|t| t.is_closing()));
+            assert!(endpoint.is_closing());
+            assert!(!server.is_serving());
+            assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+            // Every socket is closed, though the handles are still held.
+            assert_eq!(open_sockets(), before);
+            drop((transports, endpoint, server));
+        },
+    );
+}
+
+fn set_fd_limit(limit: u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Safety: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl), 0);
+        rl.rlim_cur = limit as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
+    }
+}
+
+fn cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // Safety: getrusage fills the struct we own.
+    let ru = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()), 0);
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_then_resumes() {
+    in_child(
+        "running_out_of_descriptors_pauses_accepting_then_resumes",
+        || {
+            let lp = EventLoop::new().unwrap();
+            let errors = record_exceptions(&lp);
+            let made = Log::new();
+            let m = made.clone();
+            let server = lp
+                .run_until_complete(lp.create_server(move || Rec::new(&m), Some("127.0.0.1"), 0))
+                .unwrap()
+                .unwrap();
+            let port = server.sockets()[0].as_socket().unwrap().port();
+            // Twelve connections wait in the backlog, unaccepted.
+            let mut clients: Vec<TcpStream> = (0..12)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            // Room for four more descriptors only.
+            set_fd_limit(open_fds() as u64 + 4);
+            let count_made = || made.get().iter().filter(|e| **e == Ev::Made).count();
+            run_until(&lp, LIMIT, || !errors.get().is_empty());
+            let paused_at = Instant::now();
+            let cpu_at_pause = cpu_time();
+            let accepted_before = count_made();
+            assert!(accepted_before < 12);
+            assert!(
+                errors.get()[0]
+                    .0
+                    .starts_with("socket.accept() out of system resource"),
+                "{:?}",
+                errors.get()
+            );
+            // Free descriptors: the clients go, and the server's side of the
+            // accepted ones closes on their EOF.
+            clients.truncate(2);
+            // Accepting resumes by itself, on the listening socket it kept.
+            run_until(&lp, LIMIT, || count_made() == 12);
+            let paused_for = paused_at.elapsed();
+            let cpu = cpu_time() - cpu_at_pause;
+            assert!(paused_for >= Duration::from_millis(900), "{paused_for:?}");
+            // Paused, not spinning on accept: a handful of reports, and the
+            // process mostly idle while it waited.
+            assert!(errors.len() <= 3, "{:?}", errors.get());
+            assert!(cpu < paused_for / 2, "cpu {cpu:?} over {paused_for:?}");
+            assert!(server.is_serving());
+            drop(clients);
+            server.close();
+        },
+    );
+}
