@@ -230,6 +230,192 @@ fn watch_fd(lp: &EventLoop) -> Result<(), evloop::Error> {
     Ok(())
 }
 
+/// Echoes what it receives, and counts its connections.
+struct DemoEcho {
+    transport: Option<evloop::Transport>,
+    served: Arc<AtomicUsize>,
+}
+
+impl evloop::Protocol for DemoEcho {
+    fn connection_made(&mut self, transport: evloop::Transport) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.transport = Some(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.transport {
+            let _ = t.write(data);
+        }
+    }
+}
+
+/// Sends a line, collects the echo, and reports it when the server closes.
+struct DemoClient {
+    line: String,
+    echoed: Vec<u8>,
+    done: evloop::LoopFuture<String>,
+}
+
+impl evloop::Protocol for DemoClient {
+    fn connection_made(&mut self, transport: evloop::Transport) {
+        let _ = transport.write(self.line.as_bytes());
+        // Half-close: the server sees EOF and closes after echoing.
+        let _ = transport.write_eof();
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.echoed.extend_from_slice(data);
+    }
+    fn connection_lost(&mut self, _error: Option<std::io::Error>) {
+        let _ = self
+            .done
+            .set_result(String::from_utf8_lossy(&self.echoed).into_owned());
+    }
+}
+
+fn networking(lp: &EventLoop) -> Result<(), Box<dyn std::error::Error>> {
+    section("networking: servers, transports and protocols, UDP, DNS, sendfile");
+    let served = Arc::new(AtomicUsize::new(0));
+    let s = served.clone();
+    let server = lp.run_until_complete(lp.create_server(
+        move || DemoEcho {
+            transport: None,
+            served: s.clone(),
+        },
+        Some("127.0.0.1"),
+        0,
+    ))??;
+    let port = server.sockets()[0].as_socket().ok_or("no address")?.port();
+    // Three clients at once: each a protocol, each awaiting its echo.
+    let lines: Vec<String> = lp.run_until_complete(async {
+        let mut echoes = Vec::new();
+        for i in 0..3 {
+            let done = lp.create_future::<String>();
+            let client = DemoClient {
+                line: format!("hello #{i}"),
+                echoed: Vec::new(),
+                done: done.clone(),
+            };
+            lp.create_connection(move || client, "127.0.0.1", port)
+                .await?;
+            echoes.push(done);
+        }
+        let mut lines = Vec::new();
+        for e in echoes {
+            lines.push(
+                e.await
+                    .map_err(|e| evloop::Error::InvalidArgument(e.to_string()))?,
+            );
+        }
+        Ok::<_, evloop::Error>(lines)
+    })??;
+    println!(
+        "  echo server on 127.0.0.1:{port} served {} connections: {lines:?}",
+        served.load(Ordering::Relaxed)
+    );
+    server.close();
+    lp.run_until_complete(server.wait_closed())?;
+
+    // Low-level socket calls on a socket of our own.
+    let (a, b) = UnixStream::pair()?;
+    a.set_nonblocking(true)?;
+    b.set_nonblocking(true)?;
+    let got = lp.run_until_complete(async {
+        lp.sock_sendall(&a, b"sock_sendall -> sock_recv").await?;
+        lp.sock_recv(&b, 64).await
+    })??;
+    println!("  {}", String::from_utf8_lossy(&got));
+
+    // sendfile(2) over a socket: this example's own source.
+    let me = std::fs::File::open(file!()).or_else(|_| std::fs::File::open("examples/demo.rs"));
+    if let Ok(file) = me {
+        let reader = std::thread::spawn(move || {
+            let mut b = b;
+            b.set_nonblocking(false).ok();
+            let mut n = 0;
+            let mut buf = [0u8; 8192];
+            while let Ok(k) = b.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            n
+        });
+        let sent = lp.run_until_complete(async {
+            let n = lp.sock_sendfile(&a, &file, 0, None, true).await;
+            drop(a);
+            n
+        })??;
+        let read = reader.join().map_err(|_| "reader panicked")?;
+        println!("  sock_sendfile sent {sent} bytes of demo.rs; the peer read {read}");
+    }
+
+    // UDP: one datagram there and back through a connected endpoint.
+    let echo_udp = lp.run_until_complete(lp.create_datagram_endpoint(
+        || UdpEcho(None),
+        evloop::DatagramOptions {
+            local_addr: Some("127.0.0.1:0".parse()?),
+            ..Default::default()
+        },
+    ))??;
+    let udp_addr = echo_udp
+        .sockname()
+        .and_then(|a| a.as_socket())
+        .ok_or("no address")?;
+    let reply = lp.create_future::<Vec<u8>>();
+    let r = reply.clone();
+    let client = lp.run_until_complete(lp.create_datagram_endpoint(
+        move || UdpClient(r),
+        evloop::DatagramOptions {
+            remote_addr: Some(udp_addr),
+            ..Default::default()
+        },
+    ))??;
+    let back = lp.run_until_complete(evloop::wait_for(&reply, Duration::from_secs(5)))???;
+    println!(
+        "  UDP datagram echoed: {:?}",
+        String::from_utf8_lossy(&back)
+    );
+    client.close();
+    echo_udp.close();
+
+    // DNS through the executor (a literal is answered without a lookup).
+    let found = lp.run_until_complete(lp.getaddrinfo(
+        Some("localhost"),
+        80,
+        evloop::AddrInfoHints {
+            socktype: Some(socket2::Type::STREAM),
+            ..Default::default()
+        },
+    ))??;
+    let addrs: Vec<_> = found.iter().filter_map(|i| i.addr.as_socket()).collect();
+    println!("  getaddrinfo(\"localhost\", 80): {addrs:?}");
+    Ok(())
+}
+
+struct UdpEcho(Option<evloop::DatagramTransport>);
+
+impl evloop::DatagramProtocol for UdpEcho {
+    fn connection_made(&mut self, t: evloop::DatagramTransport) {
+        self.0 = Some(t);
+    }
+    fn datagram_received(&mut self, data: &[u8], addr: socket2::SockAddr) {
+        if let Some(t) = &self.0 {
+            let _ = t.sendto(data, Some(addr));
+        }
+    }
+}
+
+struct UdpClient(evloop::LoopFuture<Vec<u8>>);
+
+impl evloop::DatagramProtocol for UdpClient {
+    fn connection_made(&mut self, t: evloop::DatagramTransport) {
+        let _ = t.sendto(b"ping over UDP", None);
+    }
+    fn datagram_received(&mut self, data: &[u8], _addr: socket2::SockAddr) {
+        let _ = self.0.set_result(data.to_vec());
+    }
+}
+
 fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
     section("run_in_executor: the loop stays on time while the pool works");
     let worst = Arc::new(Mutex::new(Duration::ZERO));
@@ -376,7 +562,7 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn main() -> Result<(), evloop::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Debug-mode reports and the default exception handler log through
     // `tracing`; print them.
     tracing_subscriber::fmt()
@@ -389,11 +575,13 @@ fn main() -> Result<(), evloop::Error> {
     cross_thread(&lp)?;
     ping_pong()?;
     watch_fd(&lp)?;
+    networking(&lp)?;
     executor(&lp)?;
     errors_and_debug(&lp)?;
     policy()?;
     throughput(&lp)?;
     let result = evloop::run(async { "evloop::run: new loop, run, cancel leftovers, close" })?;
     println!("\n{result}");
-    lp.close()
+    lp.close()?;
+    Ok(())
 }

@@ -345,7 +345,8 @@ impl Reactor {
     pub(crate) fn dispatch(&self, events: &Events, out: &mut Vec<Runnable>) {
         let state = crate::sync::lock(&*self.state);
         for event in events.iter() {
-            if event.token() == WAKER_TOKEN {
+            // The readiness layer's tokens are not fd numbers.
+            if event.token() == WAKER_TOKEN || crate::readiness::is_registration(event.token()) {
                 continue;
             }
             let fd = event.token().0 as RawFd;

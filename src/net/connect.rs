@@ -204,7 +204,7 @@ impl EventLoop {
     /// Opens a TCP connection to `host`:`port` and wraps it in a transport
     /// whose protocol `protocol_factory` builds (asyncio:
     /// `loop.create_connection(protocol_factory, host, port)`). Returns the
-    /// transport once `connection_made` is queued; asyncio also returns the
+    /// transport once `connection_made` has run (as asyncio); asyncio also returns the
     /// protocol, which here lives in the transport
     /// ([`Transport::with_protocol`]). The host is resolved with
     /// [`EventLoop::getaddrinfo`] and each address is tried in turn.

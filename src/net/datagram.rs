@@ -586,15 +586,15 @@ impl DatagramTransport {
     /// The socket, for options asyncio does not expose (loop thread only;
     /// `None` elsewhere or once closed). Do not close it or read from it.
     pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
-        use std::os::fd::AsFd;
-        self.inner
+        // `f` is user code: it runs on a duplicate of the socket (the same
+        // endpoint and options), outside the transport's state.
+        let dup = self
+            .inner
             .state
-            .with(|s| {
-                s.sock
-                    .as_ref()
-                    .map(|sock| f(socket2::SockRef::from(&sock.as_fd())))
-            })
-            .flatten()
+            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
+            .flatten()?
+            .ok()?;
+        Some(f(socket2::SockRef::from(&dup)))
     }
 }
 
