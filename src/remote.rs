@@ -54,13 +54,29 @@ pub(crate) enum Pop {
 
 /// A loop's inbox plus its wake-up state.
 pub(crate) struct Remote {
-    /// The most recently pushed node (producers' end).
-    head: AtomicPtr<Header>,
-    /// The oldest node not yet popped (consumer's end; one consumer at a time).
-    tail: UnsafeCell<*mut Header>,
+    /// The most recently pushed node (producers' end). On a cache line of
+    /// its own with `state`, which producers read on every push: the
+    /// consumer's end, written on every pop, must not share it (each post
+    /// would otherwise move the line between the two cores twice).
+    head: CachePadded<AtomicPtr<Header>>,
+    state: AtomicUsize,
+    /// The oldest node not yet popped (consumer's end; one consumer at a
+    /// time), on its own line.
+    tail: CachePadded<UnsafeCell<*mut Header>>,
     /// A placeholder node that keeps the list non-empty; owned by `self`.
     stub: NonNull<Header>,
-    state: AtomicUsize,
+}
+
+/// Aligns `T` to a cache line (two, as adjacent-line prefetchers pair
+/// them), so that what other threads write next to it does not share it.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 // Safety: the raw pointers are to queued objects, which are `Send`, and to
@@ -87,10 +103,10 @@ impl Remote {
     pub(crate) fn new() -> Remote {
         let stub = NonNull::from(Box::leak(Box::new(Header::new(&STUB_VTABLE))));
         Remote {
-            head: AtomicPtr::new(stub.as_ptr()),
-            tail: UnsafeCell::new(stub.as_ptr()),
-            stub,
+            head: CachePadded(AtomicPtr::new(stub.as_ptr())),
             state: AtomicUsize::new(AWAKE),
+            tail: CachePadded(UnsafeCell::new(stub.as_ptr())),
+            stub,
         }
     }
 
