@@ -303,7 +303,12 @@ fn a_parked_loop_purges_timers_cancelled_elsewhere_without_waiting_for_a_deadlin
         for h in &handles {
             h.cancel();
         }
-        while drops.dropped() < 1_000 {
+        // asyncio's rule: a queue of more than 100 timers is purged once
+        // most are cancelled. Each purge the cancellations trigger at
+        // least halves the queue, so all but at most 100 go without any
+        // deadline coming; the last ones may wait in a small queue (as in
+        // asyncio), whatever the interleaving.
+        while drops.dropped() < 900 {
             std::thread::yield_now();
         }
         let stats = lp.stats();
