@@ -208,3 +208,56 @@ fn running_out_of_descriptors_pauses_accepting_then_resumes() {
         },
     );
 }
+
+#[test]
+fn add_reader_callbacks_never_fire_for_the_readiness_layers_events() {
+    in_child(
+        "add_reader_callbacks_never_fire_for_the_readiness_layers_events",
+        || {
+            use std::io::{Read, Write};
+            use std::os::fd::AsRawFd;
+            let lp = EventLoop::new().unwrap();
+            // A pipe nobody writes, watched with add_reader: its fd number
+            // is small (made before the sockets), so it equals the slot
+            // index of one of the registrations below.
+            let (read_end, _write_end) = std::io::pipe().unwrap();
+            let fd = read_end.as_raw_fd();
+            let fired = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let f = fired.clone();
+            lp.add_reader(fd, move || {
+                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .unwrap();
+            let server = lp
+                .run_until_complete(lp.create_server(
+                    common::net::Echo::default,
+                    Some("127.0.0.1"),
+                    0,
+                ))
+                .unwrap()
+                .unwrap();
+            let port = server.sockets()[0].as_socket().unwrap().port();
+            let clients: Vec<TcpStream> = (0..40)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            assert!(
+                (fd as usize) < clients.len(),
+                "fd {fd} is below the slots in use"
+            );
+            // Traffic on every connection (events on every slot).
+            let talk = std::thread::spawn(move || {
+                for mut c in clients {
+                    c.write_all(b"ping").unwrap();
+                    let mut buf = [0u8; 4];
+                    c.read_exact(&mut buf).unwrap();
+                }
+            });
+            run_until(&lp, LIMIT, || talk.is_finished());
+            talk.join().unwrap();
+            assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 0);
+            lp.remove_reader(fd);
+            server.close();
+            drop(read_end);
+        },
+    );
+}

@@ -676,3 +676,78 @@ fn servers_bind_every_address_a_host_resolves_to() {
         two.close();
     });
 }
+
+#[test]
+fn writelines_with_more_buffers_than_the_kernel_takes_at_once() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        // More than IOV_MAX (1024) buffers in one call.
+        let buffers: Vec<Vec<u8>> = (0..3000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        lp.run_until_complete(async { t.writelines(&buffers).unwrap() })
+            .unwrap();
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        assert_eq!(lost(&log), Some(None), "the connection was not failed");
+        assert_eq!(peer.join().unwrap(), buffers.concat());
+    });
+}
+
+#[test]
+fn a_panicking_protocol_factory_is_reported_and_the_server_keeps_serving() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let errors = record_exceptions(&lp);
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        let server = serve(&lp, move || {
+            if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                panic!("factory failed");
+            }
+            Echo::default()
+        });
+        let port = port_of(&server);
+        // The first connection meets the panic and is closed.
+        let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 1];
+            first.read(&mut buf).map(|n| n == 0)
+        });
+        run_until(&lp, LIMIT, || reader.is_finished());
+        assert!(
+            matches!(reader.join().unwrap(), Ok(true)),
+            "EOF (or a reset)"
+        );
+        let errors = errors.get();
+        assert_eq!(
+            errors[0].0,
+            "Error on transport creation for incoming connection"
+        );
+        assert_eq!(errors[0].1.as_deref(), Some("factory failed"));
+        // The next one is served.
+        let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        second.write_all(b"still here").unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 10];
+            second.read_exact(&mut buf).unwrap();
+            buf
+        });
+        run_until(&lp, LIMIT, || echo.is_finished());
+        assert_eq!(&echo.join().unwrap(), b"still here");
+        assert!(server.is_serving());
+        server.close();
+    });
+}

@@ -381,3 +381,56 @@ fn getnameinfo_names_an_address() {
         assert!(matches!(r, Err(Error::AddressLookup { .. })), "{r:?}");
     });
 }
+
+#[test]
+fn an_error_while_the_protocol_is_busy_reaches_error_received_after_it_returns() {
+    /// Answers every datagram with one too large to send.
+    struct Oversize(Log<Dg>, Option<evloop::DatagramTransport>);
+    impl evloop::DatagramProtocol for Oversize {
+        fn connection_made(&mut self, t: evloop::DatagramTransport) {
+            self.1 = Some(t);
+        }
+        fn datagram_received(&mut self, _data: &[u8], addr: SockAddr) {
+            self.0.push(Dg::Made);
+            // EMSGSIZE at once, while this callback runs.
+            self.1
+                .as_ref()
+                .unwrap()
+                .sendto(&vec![0u8; 70_000], Some(addr))
+                .unwrap();
+            self.0.push(Dg::Lost);
+        }
+        fn error_received(&mut self, error: std::io::Error) {
+            self.0.push(Dg::Error(error.kind()));
+        }
+    }
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let l = log.clone();
+        let t = lp
+            .run_until_complete(lp.create_datagram_endpoint(
+                move || Oversize(l, None),
+                DatagramOptions {
+                    local_addr: local(0),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        let to = t.sockname().unwrap().as_socket().unwrap();
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"hi", to)
+            .unwrap();
+        run_until(&lp, LIMIT, || log.len() == 3);
+        let events = log.get();
+        // Inside the callback (Made .. Lost here mark its start and end),
+        // then the error, delivered once the callback returned.
+        assert!(matches!(events[0], Dg::Made));
+        assert!(matches!(events[1], Dg::Lost));
+        assert!(matches!(events[2], Dg::Error(_)), "{events:?}");
+        assert!(!t.is_closing());
+        t.abort();
+    });
+}

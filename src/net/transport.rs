@@ -612,6 +612,10 @@ impl Inner {
                 return Ok(Owed::Nothing);
             };
             let mut sent = 0;
+            // The immediate send took all it was offered, yet buffers were
+            // left out (the IOV_MAX cap): the socket has room, and no new
+            // edge will say so, so the rest is flushed now.
+            let mut flush_now = false;
             if s.buffer.len == 0 {
                 // Nothing queued: try at once, as asyncio does (with at
                 // most MAX_IOVECS buffers: the kernel refuses more than
@@ -636,6 +640,7 @@ impl Inner {
                 if sent == total {
                     return Ok(Owed::Nothing);
                 }
+                flush_now = sent == slices.iter().map(|b| b.len()).sum::<usize>();
             }
             // Buffer what did not go.
             let mut skip = sent;
@@ -646,6 +651,11 @@ impl Inner {
                 }
                 s.buffer.push(&d[skip..]);
                 skip = 0;
+            }
+            if flush_now {
+                if let Some(sock) = &s.sock {
+                    s.buffer.flush(sock).map_err(Error::Io)?;
+                }
             }
             let owed = Self::check_pause(s);
             self.publish(s);
