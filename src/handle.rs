@@ -2,8 +2,9 @@
 //! [`Handle`] / [`TimerHandle`] that cancel them.
 //!
 //! A callback is one allocation: a [`CallbackHeader`] followed by the
-//! closure. Two parties own it: the loop (from the moment it is scheduled
-//! until it has run or been discarded) and the user's handle. Their shares
+//! closure, from the [`block_pool`](crate::block_pool) when it fits. Two
+//! parties own it: the loop (from the moment it is scheduled until it has
+//! run or been discarded) and the user's handle. Their shares
 //! are two bits of `state` rather than a counter. A handle dropped on the
 //! thread that runs its loop releases its share with a plain load and
 //! store: on that thread the loop cannot be using its share at the same
@@ -15,6 +16,7 @@
 //! bits are updated with `fetch_and` / `fetch_or`; `loom-tests/handle.rs`
 //! checks that exactly one party frees the allocation.
 
+use crate::block_pool;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::{self, Local, LoopId, Schedule};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
@@ -30,6 +32,8 @@ const QUEUED: usize = 1 << 0;
 const HANDLE: usize = 1 << 1;
 /// `cancel()` was called; the loop skips the callback.
 const CANCELLED: usize = 1 << 2;
+/// The cell is a [`block_pool`] block (set at creation, never changed).
+const POOLED: usize = 1 << 3;
 
 /// Operations on a callback that do not depend on its closure's type.
 #[repr(C)]
@@ -144,9 +148,21 @@ impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
     }
 
     unsafe fn dealloc(ptr: NonNull<CallbackHeader>) {
-        // Safety: both shares are released; nobody else can reach the cell.
-        let cell = unsafe { Box::from_raw(ptr.cast::<CallbackCell<F>>().as_ptr()) };
-        crate::util::drop_quietly(cell, "a callback's captured value");
+        let cell = ptr.cast::<CallbackCell<F>>();
+        // Safety: the cell is alive until freed below.
+        let pooled = unsafe { ptr.as_ref() }.state.load(Ordering::Relaxed) & POOLED != 0;
+        if pooled {
+            // Safety: both shares are released; nobody else can reach the
+            // cell. Its value moves out before the block goes back, so the
+            // captures drop after the pool is done with the memory.
+            let value = unsafe { cell.as_ptr().read() };
+            unsafe { block_pool::free(cell.cast()) };
+            crate::util::drop_quietly(value, "a callback's captured value");
+        } else {
+            // Safety: as above; cells that do not fit are boxed.
+            let boxed = unsafe { Box::from_raw(cell.as_ptr()) };
+            crate::util::drop_quietly(boxed, "a callback's captured value");
+        }
     }
 }
 
@@ -174,9 +190,12 @@ unsafe fn release_queue(ptr: NonNull<CallbackHeader>) {
 
 /// Allocates a callback owned by the loop `owner` and returns the loop's
 /// share as a [`Runnable`] and the user's share as a [`Handle`]. A timer
-/// (`when` set) also keeps `sched`, its loop.
+/// (`when` set) also keeps `sched`, its loop. `remote`: the callback is
+/// posted from another thread, so the loop's thread will free what this
+/// one allocates; such cells come from the [`block_pool`] when they fit.
 pub(crate) fn new_callback<F>(
     owner: LoopId,
+    remote: bool,
     timer: Option<(Instant, Arc<dyn Schedule>)>,
     location: &'static Location<'static>,
     f: F,
@@ -184,10 +203,11 @@ pub(crate) fn new_callback<F>(
 where
     F: FnOnce() + Send + 'static,
 {
-    let cell = Box::new(CallbackCell {
+    let pooled = remote && block_pool::fits::<CallbackCell<F>>();
+    let cell = CallbackCell {
         head: CallbackHeader {
             header: Header::new(&CallbackCell::<F>::VTABLE.base),
-            state: AtomicUsize::new(QUEUED | HANDLE),
+            state: AtomicUsize::new(QUEUED | HANDLE | if pooled { POOLED } else { 0 }),
             owner,
             timer: timer.map(|(when, sched)| TimerPart {
                 when,
@@ -197,8 +217,17 @@ where
             location,
         },
         func: UnsafeCell::new(Some(f)),
-    });
-    let ptr = NonNull::from(Box::leak(cell)).cast::<CallbackHeader>();
+    };
+    let ptr = if pooled {
+        let block = block_pool::alloc().cast::<CallbackCell<F>>();
+        // Safety: a pool block is large and aligned enough for the cell
+        // (`fits`), and ours.
+        unsafe { block.as_ptr().write(cell) };
+        block
+    } else {
+        NonNull::from(Box::leak(Box::new(cell)))
+    }
+    .cast::<CallbackHeader>();
     // Safety: the cell starts with both shares; each goes to one owner.
     let runnable = unsafe { Runnable::from_raw(ptr.cast()) };
     (runnable, Handle { ptr })

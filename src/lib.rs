@@ -31,6 +31,7 @@ compile_error!(
 );
 
 mod atomic_waker;
+mod block_pool;
 mod cancellation;
 mod concurrent;
 mod error;

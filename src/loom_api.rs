@@ -168,7 +168,7 @@ impl Schedule for MockShared {
         location: &'static Location<'static>,
         f: Box<dyn FnOnce() + Send>,
     ) -> Result<(), Error> {
-        let (r, h) = crate::handle::new_callback(Schedule::id(self), None, location, f);
+        let (r, h) = crate::handle::new_callback(Schedule::id(self), true, None, location, f);
         drop(h);
         crate::sync::lock(&self.queue).push_back(r);
         Ok(())
@@ -257,7 +257,7 @@ impl MockLoop {
     #[track_caller]
     pub fn call_soon<F: FnOnce() + Send + 'static>(&self, f: F) -> crate::Handle {
         let id = Schedule::id(&*self.shared);
-        let (r, h) = crate::handle::new_callback(id, None, Location::caller(), f);
+        let (r, h) = crate::handle::new_callback(id, true, None, Location::caller(), f);
         crate::sync::lock(&self.shared.queue).push_back(r);
         h
     }

@@ -215,7 +215,7 @@ impl Shared {
     {
         let local = context::with_run(self, (timer, f), |ctx, (timer, f)| {
             let when = timer.as_ref().map(|(when, _)| *when);
-            let (r, h) = handle::new_callback(self.id(), timer, location, f);
+            let (r, h) = handle::new_callback(self.id(), false, timer, location, f);
             match when {
                 Some(when) => ctx.core().insert_timer(r, when),
                 None => ctx.core().push(r),
@@ -229,7 +229,7 @@ impl Shared {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let (r, h) = handle::new_callback(self.id(), timer, location, f);
+        let (r, h) = handle::new_callback(self.id(), true, timer, location, f);
         match self.post(r) {
             Ok(()) => Ok(h),
             Err(r) => {
