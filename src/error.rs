@@ -110,6 +110,28 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// A stream ended before the read was satisfied (asyncio's
+    /// `IncompleteReadError`): `partial` holds the bytes read before EOF,
+    /// which the reader no longer has; `expected` is the size asked of
+    /// `readexactly` (`None` for `readuntil`). Displayed as asyncio: "3
+    /// bytes read on a total of 5 expected bytes".
+    IncompleteRead {
+        /// What was read before the end of the stream.
+        partial: Vec<u8>,
+        /// How many bytes were expected, if a count was.
+        expected: Option<usize>,
+    },
+    /// `readuntil` / `readline` found no separator within the stream's
+    /// limit (asyncio's `LimitOverrunError`; asyncio's `readline` turns it
+    /// into a `ValueError` with the same message). `consumed` is how many
+    /// bytes must be consumed to go on.
+    LimitOverrun {
+        /// asyncio's message, e.g. "Separator is not found, and chunk
+        /// exceed the limit".
+        message: &'static str,
+        /// Bytes to consume.
+        consumed: usize,
+    },
     /// Several attempts failed (asyncio's `ExceptionGroup` from
     /// `create_connection(..., all_errors=True)`): every error, in the
     /// order the attempts were made.
@@ -160,6 +182,11 @@ impl fmt::Display for Error {
             Error::Multiple { context, errors } => {
                 write!(f, "{context} ({} sub-exceptions)", errors.len())
             }
+            Error::IncompleteRead { partial, expected } => match expected {
+                Some(n) => write!(f, "{} bytes read on a total of {n} expected bytes", partial.len()),
+                None => write!(f, "{} bytes read on a total of None expected bytes", partial.len()),
+            },
+            Error::LimitOverrun { message, .. } => f.write_str(message),
             Error::QueueFull => f.write_str("the executor's queue is full"),
             Error::Timeout => f.write_str("timed out"),
         }

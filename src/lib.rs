@@ -33,6 +33,7 @@ compile_error!(
 mod atomic_waker;
 mod block_pool;
 mod cancellation;
+mod compat;
 mod concurrent;
 mod error;
 mod event_loop;
@@ -59,6 +60,8 @@ mod waiters;
 #[doc(hidden)]
 pub mod loom_api;
 
+#[cfg(feature = "hyper")]
+pub use compat::hyper::{HyperExecutor, HyperTimer};
 pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
 pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, WeakEventLoop};
@@ -71,6 +74,8 @@ pub use net::datagram::DatagramTransport;
 pub use net::dns::{AddrInfo, AddrInfoHints};
 pub use net::protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use net::server::{Server, ServerOptions};
+pub use net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
+pub use net::tcp::{TcpListener, TcpStream};
 pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,

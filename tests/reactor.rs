@@ -181,10 +181,15 @@ fn invalid_descriptors_get_clear_errors() {
     let err = lp.add_reader(-1, || ()).unwrap_err();
     assert!(matches!(err, Error::InvalidFd(-1)));
     assert_eq!(err.to_string(), "Invalid file descriptor: -1");
-    // A closed descriptor.
+    // A closed descriptor, numbered far above what the tests running
+    // beside this one open (they take the lowest free numbers), so that
+    // none of them reuses it meanwhile.
     let (a, _b) = pair();
-    let fd = a.as_raw_fd();
-    drop(a);
+    // Safety: fcntl(F_DUPFD) on an open fd; the duplicate is closed at once.
+    let fd = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_DUPFD, 5000) };
+    assert!(fd >= 5000);
+    // Safety: `fd` is ours.
+    unsafe { libc::close(fd) };
     match lp.add_reader(fd, || ()).unwrap_err() {
         Error::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::EBADF)),
         other => panic!("{other:?}"),

@@ -271,7 +271,7 @@ impl EventLoop {
 
     /// Wraps a connected socket in a transport and returns once
     /// `connection_made` has run, as asyncio's connection methods do.
-    async fn start_transport(
+    pub(crate) async fn start_transport(
         &self,
         sock: Socket,
         protocol: StreamProtocol,
@@ -286,7 +286,7 @@ impl EventLoop {
     }
 
     /// Resolves and connects, with happy eyeballs when asked.
-    async fn connect_socket(
+    pub(crate) async fn connect_socket(
         &self,
         host: Option<&str>,
         port: u16,
@@ -350,12 +350,18 @@ impl EventLoop {
         P: Protocol,
         F: FnOnce() -> P,
     {
+        let sock = self.connect_unix(path.as_ref()).await?;
+        self.start_transport(sock, StreamProtocol::Plain(Box::new(protocol_factory())))
+            .await
+    }
+
+    /// A non-blocking Unix stream socket connected to `path`.
+    pub(crate) async fn connect_unix(&self, path: &Path) -> Result<Socket, Error> {
         let addr = SockAddr::unix(path)?;
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         sock.set_nonblocking(true)?;
         self.sock_connect(&sock, &addr).await?;
-        self.start_transport(sock, StreamProtocol::Plain(Box::new(protocol_factory())))
-            .await
+        Ok(sock)
     }
 
     /// Wraps a connection accepted outside the loop (or any connected

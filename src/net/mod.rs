@@ -9,6 +9,8 @@ pub(crate) mod protocol;
 mod sendfile;
 pub(crate) mod server;
 mod sock;
+pub(crate) mod streams;
+pub(crate) mod tcp;
 pub(crate) mod transport;
 
 use crate::error::Error;

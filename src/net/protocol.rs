@@ -7,6 +7,7 @@
 //! callback.
 
 use super::datagram::DatagramTransport;
+use super::streams::StreamReaderProtocol;
 use super::transport::Transport;
 use socket2::SockAddr;
 use std::any::Any;
@@ -155,10 +156,13 @@ pub trait DatagramProtocol: Any + Send {
     fn resume_writing(&mut self) {}
 }
 
-/// A stream transport's protocol, of either kind.
+/// A stream transport's protocol, of any kind.
 pub(crate) enum StreamProtocol {
     Plain(Box<dyn Protocol>),
     Buffered(Box<dyn BufferedProtocol>),
+    /// The protocol behind streams: reads go straight into its reader's
+    /// buffer, which it lends for the duration of one `recv`.
+    Stream(Box<StreamReaderProtocol>),
 }
 
 impl StreamProtocol {
@@ -166,36 +170,42 @@ impl StreamProtocol {
         match self {
             StreamProtocol::Plain(p) => p.connection_made(t),
             StreamProtocol::Buffered(p) => p.connection_made(t),
+            StreamProtocol::Stream(p) => p.connection_made(t),
         }
     }
     pub(crate) fn eof_received(&mut self) -> bool {
         match self {
             StreamProtocol::Plain(p) => p.eof_received(),
             StreamProtocol::Buffered(p) => p.eof_received(),
+            StreamProtocol::Stream(p) => p.eof_received(),
         }
     }
     pub(crate) fn connection_lost(&mut self, e: Option<io::Error>) {
         match self {
             StreamProtocol::Plain(p) => p.connection_lost(e),
             StreamProtocol::Buffered(p) => p.connection_lost(e),
+            StreamProtocol::Stream(p) => p.connection_lost(e),
         }
     }
     pub(crate) fn pause_writing(&mut self) {
         match self {
             StreamProtocol::Plain(p) => p.pause_writing(),
             StreamProtocol::Buffered(p) => p.pause_writing(),
+            StreamProtocol::Stream(p) => p.pause_writing(),
         }
     }
     pub(crate) fn resume_writing(&mut self) {
         match self {
             StreamProtocol::Plain(p) => p.resume_writing(),
             StreamProtocol::Buffered(p) => p.resume_writing(),
+            StreamProtocol::Stream(p) => p.resume_writing(),
         }
     }
     pub(crate) fn as_any(&mut self) -> &mut dyn Any {
         match self {
             StreamProtocol::Plain(p) => p.as_mut() as &mut dyn Any,
             StreamProtocol::Buffered(p) => p.as_mut() as &mut dyn Any,
+            StreamProtocol::Stream(p) => p.as_mut() as &mut dyn Any,
         }
     }
 }

@@ -66,7 +66,7 @@ impl Default for ServerOptions {
     }
 }
 
-type Factory = Arc<dyn Fn() -> StreamProtocol + Send + Sync>;
+pub(crate) type Factory = Arc<dyn Fn() -> StreamProtocol + Send + Sync>;
 
 struct Listener {
     sock: Socket,
@@ -613,7 +613,7 @@ impl EventLoop {
         self.serve(factory, hosts, port, options).await
     }
 
-    async fn serve(
+    pub(crate) async fn serve(
         &self,
         factory: Factory,
         hosts: &[&str],
@@ -662,11 +662,11 @@ impl EventLoop {
                 s.listen(options.backlog.min(i32::MAX as u32) as i32)?;
             }
         }
-        self.start_server(factory, sockets, &options, None)
+        self.build_server(factory, sockets, &options, None)
     }
 
     /// Builds the server around listening sockets (loop thread).
-    fn start_server(
+    fn build_server(
         &self,
         factory: Factory,
         sockets: Vec<Socket>,
@@ -725,8 +725,20 @@ impl EventLoop {
         P: Protocol,
         F: Fn() -> P + Send + Sync + 'static,
     {
+        let factory: Factory =
+            Arc::new(move || StreamProtocol::Plain(Box::new(protocol_factory())));
+        self.serve_unix(factory, path.as_ref(), options)
+    }
+
+    /// [`EventLoop::create_unix_server`] for any protocol kind.
+    pub(crate) fn serve_unix(
+        &self,
+        factory: Factory,
+        path: &Path,
+        options: ServerOptions,
+    ) -> Result<Server, Error> {
         use std::os::unix::fs::FileTypeExt;
-        let path = path.as_ref().to_path_buf();
+        let path = path.to_path_buf();
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
             if meta.file_type().is_socket() {
                 std::fs::remove_file(&path)?;
@@ -734,8 +746,6 @@ impl EventLoop {
         }
         let addr = SockAddr::unix(&path)?;
         let sock = listen_on(&addr, &options)?;
-        let factory: Factory =
-            Arc::new(move || StreamProtocol::Plain(Box::new(protocol_factory())));
-        self.start_server(factory, vec![sock], &options, Some(path))
+        self.build_server(factory, vec![sock], &options, Some(path))
     }
 }

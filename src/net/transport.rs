@@ -381,7 +381,12 @@ impl Inner {
             };
             let buffered = self
                 .state
-                .with(|s| matches!(s.protocol, Some(StreamProtocol::Buffered(_))))
+                .with(|s| {
+                    matches!(
+                        s.protocol,
+                        Some(StreamProtocol::Buffered(_) | StreamProtocol::Stream(_))
+                    )
+                })
                 .unwrap_or(false);
             let read = if buffered {
                 self.read_buffered()
@@ -456,7 +461,7 @@ impl Inner {
                 let data = &buf[..n];
                 let delivered = self.with_protocol("data_received", |p| match p {
                     StreamProtocol::Plain(p) => p.data_received(data),
-                    StreamProtocol::Buffered(_) => {}
+                    StreamProtocol::Buffered(_) | StreamProtocol::Stream(_) => {}
                 });
                 if delivered.is_none() {
                     return Read::Stopped;
@@ -472,8 +477,25 @@ impl Inner {
     fn read_buffered(self: &Arc<Self>) -> Read {
         let this = self.clone();
         let outcome = self.with_protocol("get_buffer", move |p| {
-            let StreamProtocol::Buffered(p) = p else {
-                return Read::Stopped;
+            let p = match p {
+                StreamProtocol::Buffered(p) => p,
+                StreamProtocol::Stream(p) => {
+                    let got = p.read_from(|buf| {
+                        this.state.with(|s| match &s.sock {
+                            Some(sock) => recv(sock, buf),
+                            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+                        })
+                    });
+                    return match got {
+                        None => Read::Stopped,
+                        Some(Ok((0, _))) => Read::Eof,
+                        Some(Ok((_, filled))) => Read::Data(filled),
+                        Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
+                        Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
+                        Some(Err(e)) => Read::Failed(e),
+                    };
+                }
+                StreamProtocol::Plain(_) => return Read::Stopped,
             };
             let buf = p.get_buffer(READ_SIZE);
             if buf.is_empty() {

@@ -1,0 +1,400 @@
+//! The state a stream's reader, writer and protocol share, and the
+//! protocol that feeds it (asyncio's `StreamReaderProtocol`).
+//!
+//! The state lives in a [`LoopCell`]: the loop's thread reaches it without
+//! a lock (the protocol from the transport's callbacks, the reader and
+//! writer from tasks), and any other thread is refused with
+//! [`Error::WrongThread`]. The reader's buffer is one `Vec` whose bytes
+//! `start..end` are unread; the transport receives straight into
+//! `end..` (lent for one `recv`, see [`StreamReaderProtocol::read_from`]),
+//! so no byte is copied between the socket and the reader.
+//!
+//! No user code runs inside the cell: wakers are collected there and
+//! woken, and transport calls are made, after it is released.
+
+use crate::error::Error;
+use crate::loop_cell::LoopCell;
+use crate::net::transport::Transport;
+use crate::sched::LoopId;
+use std::io;
+use std::sync::Arc;
+use std::task::Waker;
+
+/// asyncio's default stream limit (`_DEFAULT_LIMIT`, 64 KiB).
+pub const DEFAULT_LIMIT: usize = 64 * 1024;
+/// The first read of a connection asks for this much; reads that fill what
+/// they were offered double it, up to [`MAX_READ`].
+const FIRST_READ: usize = 16 * 1024;
+/// The most one read asks for (asyncio's `max_size`: 256 KiB).
+const MAX_READ: usize = 256 * 1024;
+
+/// Wakers of the futures waiting for one condition, each removable by the
+/// id it was given (ids are never reused, so a stale id removes nothing).
+#[derive(Default)]
+pub(crate) struct WakerList {
+    next_id: u64,
+    entries: Vec<(u64, Waker)>,
+}
+
+impl WakerList {
+    /// Stores `waker` under `id` (given one if `None`); returns the waker
+    /// it replaced, to be dropped outside the cell.
+    pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: Waker) -> Option<Waker> {
+        if let Some(i) = *id {
+            if let Some(entry) = self.entries.iter_mut().find(|(e, _)| *e == i) {
+                return Some(std::mem::replace(&mut entry.1, waker));
+            }
+        }
+        let i = self.next_id;
+        self.next_id += 1;
+        *id = Some(i);
+        self.entries.push((i, waker));
+        None
+    }
+
+    /// Removes `id`'s waker (its future is gone).
+    pub(crate) fn remove(&mut self, id: &mut Option<u64>) -> Option<Waker> {
+        let i = id.take()?;
+        let at = self.entries.iter().position(|(e, _)| *e == i)?;
+        Some(self.entries.swap_remove(at).1)
+    }
+
+    /// Takes every waker, to be woken outside the cell.
+    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        self.entries.drain(..).map(|(_, w)| w).collect()
+    }
+}
+
+/// Rebuilds an I/O error for another reader of it (`io::Error` is not
+/// `Clone`): the same OS code, or the same kind and message.
+pub(crate) fn copy_io_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// asyncio's `ConnectionResetError('Connection lost')`.
+pub(crate) fn connection_lost() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "Connection lost",
+    ))
+}
+
+pub(crate) struct State {
+    // ----- the reader's side
+    /// Initialised bytes; `start..end` are unread.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// How much the next read asks for.
+    next_read: usize,
+    pub(crate) eof: bool,
+    /// The reader's exception (asyncio: `set_exception`).
+    pub(crate) error: Option<io::Error>,
+    /// Bumped by every feed (data, EOF, error): what a waiting read waits
+    /// for.
+    pub(crate) fed: u64,
+    /// The one read in progress (a `StreamReader` reads through `&mut`).
+    pub(crate) read_waker: Option<Waker>,
+    /// Reading was paused because the buffer went over twice the limit.
+    pub(crate) reading_paused: bool,
+    pub(crate) transport: Option<Transport>,
+    // ----- the writer's side (asyncio's `FlowControlMixin`)
+    pub(crate) write_paused: bool,
+    pub(crate) drain_waiters: WakerList,
+    /// `connection_lost` ran; `lost_error` is its error.
+    pub(crate) lost: bool,
+    pub(crate) lost_error: Option<io::Error>,
+    pub(crate) closed_waiters: WakerList,
+    /// The `AsyncWrite` implementations' waits (one caller each).
+    pub(crate) io_write_waker: Option<Waker>,
+    pub(crate) io_close_waker: Option<Waker>,
+}
+
+impl State {
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Takes the first `n` unread bytes.
+    pub(crate) fn take(&mut self, n: usize) -> Vec<u8> {
+        let out = self.buf[self.start..self.start + n].to_vec();
+        self.consume(n);
+        out
+    }
+
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes room for the next read: unread bytes move to the front when
+    /// that frees enough, otherwise the buffer grows.
+    fn spare(&mut self) -> &mut [u8] {
+        let want = self.next_read;
+        if self.buf.len() - self.end < want {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < want {
+                self.buf.resize(self.end + want, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Before a read waits: asyncio resumes a paused transport, since a
+    /// read that needs more than is buffered must not wait forever.
+    pub(crate) fn resume_to_wait(&mut self) -> Flow {
+        if !self.reading_paused {
+            return Flow::None;
+        }
+        self.reading_paused = false;
+        self.transport.clone().map_or(Flow::None, Flow::Resume)
+    }
+
+    fn wake_reader(&mut self, wake: &mut Vec<Waker>) {
+        self.fed += 1;
+        wake.extend(self.read_waker.take());
+    }
+}
+
+/// What the reader, the writer and the protocol of one stream share.
+pub(crate) struct StreamCore {
+    pub(crate) state: LoopCell<State>,
+    pub(crate) limit: usize,
+}
+
+/// A transport call to make once the cell is released.
+pub(crate) enum Flow {
+    None,
+    Pause(Transport),
+    Resume(Transport),
+}
+
+impl Flow {
+    pub(crate) fn apply(self) {
+        match self {
+            Flow::None => {}
+            Flow::Pause(t) => t.pause_reading(),
+            Flow::Resume(t) => t.resume_reading(),
+        }
+    }
+}
+
+impl StreamCore {
+    pub(crate) fn new(owner: LoopId, limit: usize) -> Arc<StreamCore> {
+        Arc::new(StreamCore {
+            state: LoopCell::new(
+                owner,
+                State {
+                    buf: Vec::new(),
+                    start: 0,
+                    end: 0,
+                    next_read: FIRST_READ,
+                    eof: false,
+                    error: None,
+                    fed: 0,
+                    read_waker: None,
+                    reading_paused: false,
+                    transport: None,
+                    write_paused: false,
+                    drain_waiters: WakerList::default(),
+                    lost: false,
+                    lost_error: None,
+                    closed_waiters: WakerList::default(),
+                    io_write_waker: None,
+                    io_close_waker: None,
+                },
+            ),
+            limit,
+        })
+    }
+
+    /// Runs `f` on the state: [`Error::WrongThread`] off the loop's thread.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, Error> {
+        self.state.with(f).ok_or(Error::WrongThread)
+    }
+
+    /// asyncio's `_maybe_resume_transport`, after the reader consumed.
+    pub(crate) fn maybe_resume(&self, s: &mut State) -> Flow {
+        if s.reading_paused && s.len() <= self.limit {
+            s.reading_paused = false;
+            if let Some(t) = &s.transport {
+                return Flow::Resume(t.clone());
+            }
+        }
+        Flow::None
+    }
+
+    /// asyncio's `feed_data`'s flow control, after bytes came in.
+    fn maybe_pause(&self, s: &mut State) -> Flow {
+        if !s.reading_paused && s.len() > 2 * self.limit {
+            if let Some(t) = &s.transport {
+                s.reading_paused = true;
+                return Flow::Pause(t.clone());
+            }
+        }
+        Flow::None
+    }
+
+    /// Appends `data` (asyncio: `feed_data`).
+    pub(crate) fn feed_data(&self, data: &[u8]) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut wake = Vec::new();
+        let flow = self.with(|s| {
+            if s.start > 0 && s.buf.len() - s.end < data.len() {
+                s.buf.copy_within(s.start..s.end, 0);
+                s.end -= s.start;
+                s.start = 0;
+            }
+            if s.buf.len() - s.end < data.len() {
+                s.buf.resize(s.end + data.len(), 0);
+            }
+            s.buf[s.end..s.end + data.len()].copy_from_slice(data);
+            s.end += data.len();
+            s.wake_reader(&mut wake);
+            self.maybe_pause(s)
+        })?;
+        flow.apply();
+        crate::waiters::wake_all(wake);
+        Ok(())
+    }
+
+    /// Marks the end of the stream (asyncio: `feed_eof`).
+    pub(crate) fn feed_eof(&self) -> Result<(), Error> {
+        let mut wake = Vec::new();
+        self.with(|s| {
+            s.eof = true;
+            s.wake_reader(&mut wake);
+        })?;
+        crate::waiters::wake_all(wake);
+        Ok(())
+    }
+
+    /// Sets the reader's exception (asyncio: `set_exception`).
+    pub(crate) fn set_exception(&self, e: io::Error) -> Result<(), Error> {
+        let mut wake = Vec::new();
+        self.with(|s| {
+            s.error = Some(e);
+            s.wake_reader(&mut wake);
+        })?;
+        crate::waiters::wake_all(wake);
+        Ok(())
+    }
+}
+
+/// What a server's protocol does once connected: build the writer and
+/// start the client's task.
+pub(crate) type OnConnect = Box<dyn FnOnce(Arc<StreamCore>, Transport) + Send>;
+
+/// asyncio's `StreamReaderProtocol`: feeds a [`StreamCore`] from a
+/// transport.
+pub(crate) struct StreamReaderProtocol {
+    core: Arc<StreamCore>,
+    on_connect: Option<OnConnect>,
+}
+
+impl StreamReaderProtocol {
+    pub(crate) fn new(core: Arc<StreamCore>, on_connect: Option<OnConnect>) -> Self {
+        StreamReaderProtocol { core, on_connect }
+    }
+
+    pub(crate) fn connection_made(&mut self, transport: Transport) {
+        let _ = self.core.with(|s| s.transport = Some(transport.clone()));
+        if let Some(on_connect) = self.on_connect.take() {
+            on_connect(self.core.clone(), transport);
+        }
+    }
+
+    /// Lends the unread end of the reader's buffer to `recv` (the
+    /// transport's `recv` on the socket, no user code) and keeps what it
+    /// wrote. Returns the byte count and whether it filled all it was lent;
+    /// `None` if the state is out of reach.
+    pub(crate) fn read_from(
+        &mut self,
+        recv: impl FnOnce(&mut [u8]) -> Option<io::Result<usize>>,
+    ) -> Option<io::Result<(usize, bool)>> {
+        let mut wake = Vec::new();
+        let (got, flow) = self
+            .core
+            .with(|s| {
+                let spare = s.spare();
+                let offered = spare.len();
+                let got = recv(spare);
+                if let Some(Ok(n)) = got {
+                    if n > 0 {
+                        s.end += n;
+                        if n == offered {
+                            s.next_read = (s.next_read * 2).min(MAX_READ);
+                        }
+                        s.wake_reader(&mut wake);
+                        return (Some(Ok((n, n == offered))), self.core.maybe_pause(s));
+                    }
+                }
+                (got.map(|r| r.map(|n| (n, false))), Flow::None)
+            })
+            .ok()?;
+        flow.apply();
+        crate::waiters::wake_all(wake);
+        got
+    }
+
+    pub(crate) fn eof_received(&mut self) -> bool {
+        let _ = self.core.feed_eof();
+        // Keep the transport open: the writer may still write (asyncio
+        // returns True unless over TLS).
+        true
+    }
+
+    pub(crate) fn connection_lost(&mut self, error: Option<io::Error>) {
+        let mut wake = Vec::new();
+        let transport = self.core.with(|s| {
+            match &error {
+                None => s.eof = true,
+                Some(e) => s.error = Some(copy_io_error(e)),
+            }
+            s.wake_reader(&mut wake);
+            s.lost = true;
+            s.lost_error = error;
+            wake.extend(s.drain_waiters.take_all());
+            wake.extend(s.closed_waiters.take_all());
+            wake.extend(s.io_write_waker.take());
+            wake.extend(s.io_close_waker.take());
+            // Breaks the cycle transport -> protocol -> core -> transport.
+            s.transport.take()
+        });
+        drop(transport);
+        crate::waiters::wake_all(wake);
+    }
+
+    pub(crate) fn pause_writing(&mut self) {
+        let _ = self.core.with(|s| s.write_paused = true);
+    }
+
+    pub(crate) fn resume_writing(&mut self) {
+        let wake = self
+            .core
+            .with(|s| {
+                s.write_paused = false;
+                let mut wake = s.drain_waiters.take_all();
+                wake.extend(s.io_write_waker.take());
+                wake
+            })
+            .unwrap_or_default();
+        crate::waiters::wake_all(wake);
+    }
+}

@@ -1,0 +1,471 @@
+//! Streams over loopback: open_connection / start_server, the reader's
+//! methods and their errors (asyncio's wording), the writer's drain and
+//! close, flow control both ways, Unix streams, and the futures-io traits.
+
+mod common;
+
+use common::{record_exceptions, within};
+use evloop::{Error, EventLoop, ServerOptions, StreamReader, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A blocking peer on another thread: accepts one connection and runs
+/// `script` on it. Returns the port.
+fn peer(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        script(conn);
+    });
+    port
+}
+
+#[test]
+fn a_line_echo_server_and_client_talk_through_streams() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let out = lp
+            .run_until_complete(async {
+                let server = lp
+                    .start_server(
+                        |mut reader, writer| async move {
+                            loop {
+                                let line = reader.readline().await.unwrap();
+                                if line.is_empty() {
+                                    break;
+                                }
+                                writer.write(&line).unwrap();
+                                writer.drain().await.unwrap();
+                            }
+                            writer.close();
+                        },
+                        Some("127.0.0.1"),
+                        0,
+                    )
+                    .await?;
+                let port = server.sockets()[0].as_socket().unwrap().port();
+                let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await?;
+                let mut got = Vec::new();
+                for i in 0..100 {
+                    writer.write(format!("line {i}\n").as_bytes())?;
+                    writer.drain().await?;
+                    got.push(reader.readline().await?);
+                }
+                writer.write_eof()?;
+                // The server closes after our EOF: the reader sees EOF.
+                assert_eq!(reader.read(100).await?, b"");
+                assert!(reader.at_eof());
+                writer.close();
+                writer.wait_closed().await?;
+                server.close();
+                server.wait_closed().await;
+                Ok::<_, Error>(got)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.len(), 100);
+        assert_eq!(out[7], b"line 7\n");
+    });
+}
+
+#[test]
+fn readexactly_at_eof_gives_the_partial_bytes_in_asyncios_words() {
+    within(LIMIT, || {
+        let port = peer(|mut c| {
+            c.write_all(b"abc").unwrap();
+        });
+        let lp = EventLoop::new().unwrap();
+        let err = lp
+            .run_until_complete(async {
+                let (mut reader, _writer) = lp.open_connection("127.0.0.1", port).await?;
+                reader.readexactly(5).await
+            })
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "3 bytes read on a total of 5 expected bytes"
+        );
+        match err {
+            Error::IncompleteRead { partial, expected } => {
+                assert_eq!(partial, b"abc");
+                assert_eq!(expected, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn readuntil_over_the_limit_keeps_the_buffer_and_readline_drops_the_line() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let mut r = StreamReader::new(&lp, 8).unwrap();
+            r.feed_data(b"0123456789abcdef").unwrap();
+            let err = r.readuntil(b"\n").await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "Separator is not found, and chunk exceed the limit"
+            );
+            assert!(matches!(err, Error::LimitOverrun { consumed: 16, .. }));
+            // The bytes are all still there.
+            assert_eq!(r.buffered(), 16);
+            r.feed_data(b"\nnext\n").unwrap();
+            let err = r.readuntil(b"\n").await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "Separator is found, but chunk is longer than limit"
+            );
+            assert!(matches!(err, Error::LimitOverrun { consumed: 16, .. }));
+            // readline drops the long line (separator included), as asyncio.
+            assert!(r.readline().await.is_err());
+            assert_eq!(r.readline().await.unwrap(), b"next\n");
+            r.feed_data(b"tail").unwrap();
+            r.feed_eof().unwrap();
+            // At EOF readline returns the partial line, then nothing.
+            assert_eq!(r.readline().await.unwrap(), b"tail");
+            assert_eq!(r.readline().await.unwrap(), b"");
+            assert!(r.at_eof());
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn readuntil_with_several_separators_returns_the_shortest_chunk() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let mut r = StreamReader::new(&lp, 1024).unwrap();
+            r.feed_data(b"key=value;rest\r\n").unwrap();
+            assert_eq!(r.readuntil_any(&[b"\r\n", b";"]).await.unwrap(), b"key=value;");
+            assert_eq!(r.readuntil_any(&[b"\r\n", b";"]).await.unwrap(), b"rest\r\n");
+            assert!(matches!(
+                r.readuntil(b"").await,
+                Err(Error::InvalidArgument(m)) if m == "Separator should be at least one-byte string"
+            ));
+            r.feed_eof().unwrap();
+            let err = r.readuntil(b"\n").await.unwrap_err();
+            assert_eq!(err.to_string(), "0 bytes read on a total of None expected bytes");
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn read_returns_what_is_buffered_and_read_until_eof_waits_for_eof() {
+    within(LIMIT, || {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let port = peer(move |mut c| {
+            c.write_all(b"hello").unwrap();
+            rx.recv().unwrap();
+            c.write_all(b" world").unwrap();
+        });
+        let lp = EventLoop::new().unwrap();
+        let (first, rest) = lp
+            .run_until_complete(async {
+                let (mut reader, _w) = lp.open_connection("127.0.0.1", port).await?;
+                let first = reader.read(100).await?;
+                tx.send(()).unwrap();
+                let rest = reader.read_until_eof().await?;
+                Ok::<_, Error>((first, rest))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, b"hello");
+        assert_eq!(rest, b" world");
+    });
+}
+
+#[test]
+fn a_reset_peer_fails_reads_and_drain_and_wait_closed_reports_it_every_time() {
+    within(LIMIT, || {
+        let port = peer(|c| {
+            // RST instead of FIN: linger 0.
+            socket2::SockRef::from(&c)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(c);
+        });
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            let err = reader.read(10).await.unwrap_err();
+            assert_eq!(
+                err.os_error().map(|e| e.kind()),
+                Some(std::io::ErrorKind::ConnectionReset)
+            );
+            assert!(reader.exception().is_some());
+            // drain raises the reader's exception.
+            assert!(writer.drain().await.is_err());
+            let a = writer.wait_closed().await.unwrap_err();
+            let b = writer.wait_closed().await.unwrap_err();
+            assert_eq!(a.to_string(), b.to_string());
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn drain_after_the_peer_closed_cleanly_is_connection_lost() {
+    within(LIMIT, || {
+        let port = peer(drop);
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            assert_eq!(reader.read(10).await.unwrap(), b"");
+            writer.close();
+            writer.wait_closed().await.unwrap();
+            writer.wait_closed().await.unwrap();
+            let err = writer.drain().await.unwrap_err();
+            assert_eq!(err.to_string(), "Connection lost");
+            assert_eq!(
+                err.os_error().map(|e| e.kind()),
+                Some(std::io::ErrorKind::ConnectionReset)
+            );
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_slow_reader_pauses_the_transport_and_a_fast_writer_is_held_by_drain() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let limit = 16 * 1024;
+        lp.run_until_complete(async {
+            let accepted = lp.create_future::<(StreamReader, evloop::StreamWriter)>();
+            let acc = accepted.clone();
+            let server = lp
+                .start_server_with(
+                    move |reader, writer| {
+                        let acc = acc.clone();
+                        async move {
+                            let _ = acc.set_result((reader, writer));
+                        }
+                    },
+                    &["127.0.0.1"],
+                    0,
+                    ServerOptions::default(),
+                    limit,
+                )
+                .await
+                .unwrap();
+            let port = server.sockets()[0].as_socket().unwrap().port();
+            let (_r, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            let (mut reader, server_writer) = accepted.await.unwrap();
+            // Write while the server side reads nothing, one loop iteration
+            // per chunk: its transport stops reading once twice the limit
+            // is buffered.
+            let chunk = vec![7u8; 64 * 1024];
+            let mut written = 0usize;
+            while server_writer.transport().is_reading() {
+                writer.write(&chunk).unwrap();
+                written += chunk.len();
+                evloop::sleep(Duration::ZERO).await.unwrap();
+            }
+            assert!(reader.buffered() > 2 * limit);
+            assert!(
+                reader.buffered() <= 2 * limit + 256 * 1024,
+                "{}",
+                reader.buffered()
+            );
+            // Now the kernel's buffers fill, then the writer's: drain holds
+            // the writer once it is over the high-water mark, so its buffer
+            // stays bounded.
+            loop {
+                writer.write(&chunk).unwrap();
+                written += chunk.len();
+                let size = writer.transport().get_write_buffer_size();
+                assert!(size <= 64 * 1024 + chunk.len(), "{size}");
+                let mut drain = std::pin::pin!(writer.drain());
+                if futures::poll!(drain.as_mut()).is_pending() {
+                    break;
+                }
+            }
+            // Reading everything lets the writer go on.
+            let mut total = 0;
+            let reading = async {
+                while total < written {
+                    total += reader.read(1 << 20).await.unwrap().len();
+                }
+            };
+            let draining = async {
+                writer.drain().await.unwrap();
+            };
+            futures::join!(reading, draining);
+            assert_eq!(total, written);
+            server.close();
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_panicking_client_task_is_reported_and_its_connection_closed() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let exceptions = record_exceptions(&lp);
+        let got = lp
+            .run_until_complete(async {
+                let server = lp
+                    .start_server(
+                        |_reader, _writer| async move {
+                            panic!("client handler failed");
+                        },
+                        Some("127.0.0.1"),
+                        0,
+                    )
+                    .await?;
+                let port = server.sockets()[0].as_socket().unwrap().port();
+                let (mut reader, _w) = lp.open_connection("127.0.0.1", port).await?;
+                let got = reader.read(10).await;
+                server.close();
+                Ok::<_, Error>(got)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.unwrap(), b"");
+        let ex = exceptions.get();
+        assert!(
+            ex.iter()
+                .any(|(m, _)| m == "Unhandled exception in client_connected_cb"),
+            "{ex:?}"
+        );
+    });
+}
+
+#[test]
+fn a_reader_refuses_other_threads_and_a_closed_loop_fails_cleanly() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let reader = StreamReader::new(&lp, 1024).unwrap();
+        assert!(matches!(
+            StreamReader::new(&lp, 0),
+            Err(Error::InvalidArgument(_))
+        ));
+        let reader = std::thread::spawn(move || {
+            assert!(matches!(reader.feed_data(b"x"), Err(Error::WrongThread)));
+            reader
+        })
+        .join()
+        .unwrap();
+        // Off the loop's thread (not running): refused, never a race.
+        let mut reader = reader;
+        lp.close().unwrap();
+        let out = futures::executor::block_on(reader.read(1));
+        assert!(matches!(out, Err(Error::WrongThread)), "{out:?}");
+        // A stream whose loop closed under it.
+        let port = peer(|mut c| {
+            let mut b = [0u8; 1];
+            let _ = c.read(&mut b);
+        });
+        let lp = EventLoop::new().unwrap();
+        let (mut reader, writer) = lp
+            .run_until_complete(lp.open_connection("127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        lp.close().unwrap();
+        assert!(writer.is_closing());
+        assert!(futures::executor::block_on(reader.read(1)).is_err());
+        assert!(futures::executor::block_on(writer.drain()).is_err());
+    });
+}
+
+#[test]
+fn unix_streams_connect_and_serve() {
+    within(LIMIT, || {
+        let dir = std::env::temp_dir().join(format!("evloop-streams-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let lp = EventLoop::new().unwrap();
+        let p = path.clone();
+        let lp2 = lp.clone();
+        let got = lp
+            .run_until_complete(async move {
+                let lp = lp2;
+                let server = lp
+                    .start_unix_server(
+                        |mut reader, writer| async move {
+                            let data = reader.readexactly(4).await.unwrap();
+                            writer.write(&data).unwrap();
+                            writer.close();
+                        },
+                        &p,
+                        ServerOptions::default(),
+                        evloop::DEFAULT_LIMIT,
+                    )
+                    .await?;
+                let (mut reader, writer) =
+                    lp.open_unix_connection(&p, evloop::DEFAULT_LIMIT).await?;
+                writer.write(b"ping")?;
+                let got = reader.read_until_eof().await?;
+                server.close();
+                server.wait_closed().await;
+                Ok::<_, Error>(got)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"ping");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn streams_and_tcp_streams_speak_futures_io() {
+    use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let s2 = served.clone();
+        let lp2 = lp.clone();
+        let out = lp
+            .run_until_complete(async move {
+                // A TcpListener echo server written against futures-io.
+                let listener = TcpListener::bind(&lp2, "127.0.0.1:0".parse().unwrap(), false)?;
+                let port = listener.local_addr()?.as_socket().unwrap().port();
+                let lp3 = lp2.clone();
+                let server = lp2.create_task(async move {
+                    let (mut conn, _) = listener.accept(&lp3).await.unwrap();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        let n = AsyncReadExt::read(&mut conn, &mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        AsyncWriteExt::write_all(&mut conn, &buf[..n])
+                            .await
+                            .unwrap();
+                        s2.fetch_add(n, Ordering::SeqCst);
+                    }
+                })?;
+                // The client: asyncio streams used through futures-io.
+                let (mut reader, mut writer) = lp2.open_connection("127.0.0.1", port).await?;
+                writer.write_all(b"one\ntwo\n").await.unwrap();
+                writer.flush().await.unwrap();
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                let mut rest = [0u8; 4];
+                reader.read_exact(&mut rest).await.unwrap();
+                // A TcpStream client too.
+                // (The server accepts once; this client only connects.)
+                let plain = TcpStream::connect(&lp2, "127.0.0.1", port).await?;
+                assert!(plain.peer_addr().is_ok());
+                drop(plain);
+                AsyncWriteExt::close(&mut writer).await.unwrap();
+                server.await.unwrap();
+                Ok::<_, Error>((line, rest))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.0, "one\n");
+        assert_eq!(&out.1, b"two\n");
+        assert_eq!(served.load(Ordering::SeqCst), 8);
+    });
+}
