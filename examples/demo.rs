@@ -416,6 +416,63 @@ impl evloop::DatagramProtocol for UdpClient {
     }
 }
 
+fn streams(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("streams: start_server / open_connection, readline, drain, futures-io");
+    let lp2 = lp.clone();
+    lp.run_until_complete(async move {
+        let lp = lp2;
+        // A line-upper-casing server, one task per connection.
+        let server = lp
+            .start_server(
+                |mut reader, writer| async move {
+                    while let Ok(line) = reader.readline().await {
+                        if line.is_empty() {
+                            break;
+                        }
+                        let _ = writer.write(&line.to_ascii_uppercase());
+                        if writer.drain().await.is_err() {
+                            break;
+                        }
+                    }
+                    writer.close();
+                },
+                Some("127.0.0.1"),
+                0,
+            )
+            .await?;
+        let port = server.sockets()[0].as_socket().map_or(0, |a| a.port());
+        let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await?;
+        writer.writelines([&b"hello "[..], b"streams\n", b"second line\n", b"third\n"])?;
+        writer.drain().await?;
+        println!(
+            "readline: {:?}",
+            String::from_utf8_lossy(&reader.readline().await?)
+        );
+        println!(
+            "readuntil: {:?}",
+            String::from_utf8_lossy(&reader.readuntil(b" ").await?)
+        );
+        let rest = reader.readexactly(5).await?;
+        println!("readexactly(5): {:?}", String::from_utf8_lossy(&rest));
+        // The same reader through the ecosystem's trait (futures-io).
+        let mut tail = String::new();
+        futures::io::AsyncBufReadExt::read_line(&mut reader, &mut tail)
+            .await
+            .map_err(evloop::Error::Io)?;
+        println!("futures-io read_line: {tail:?}");
+        writer.write_eof()?;
+        match reader.readexactly(1).await {
+            Err(e) => println!("readexactly at EOF: {e}"),
+            Ok(b) => println!("unexpected: {b:?}"),
+        }
+        writer.close();
+        writer.wait_closed().await?;
+        server.close();
+        server.wait_closed().await;
+        Ok::<(), evloop::Error>(())
+    })?
+}
+
 fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
     section("run_in_executor: the loop stays on time while the pool works");
     let worst = Arc::new(Mutex::new(Duration::ZERO));
@@ -576,6 +633,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ping_pong()?;
     watch_fd(&lp)?;
     networking(&lp)?;
+    streams(&lp)?;
     executor(&lp)?;
     errors_and_debug(&lp)?;
     policy()?;

@@ -575,7 +575,32 @@ impl Registration {
         &self,
         direction: Direction,
         cx: &mut Context<'_>,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_op(direction, cx, op, |_| false)
+    }
+
+    /// [`Registration::poll_io`] for a read or write of `len` bytes: a
+    /// transfer shorter than asked means the socket is drained (a read) or
+    /// full (a write), so the readiness it was attempted on is cleared at
+    /// once, saving the next call the `WouldBlock` it would return (tokio
+    /// does the same). An event that arrived meanwhile keeps it set.
+    pub(crate) fn poll_transfer(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        len: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_op(direction, cx, op, |&n| n > 0 && n < len)
+    }
+
+    fn poll_op<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
         mut op: impl FnMut() -> io::Result<R>,
+        spent: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
             let ev = match self.poll_ready(direction, cx) {
@@ -584,6 +609,12 @@ impl Registration {
                 Poll::Pending => return Poll::Pending,
             };
             match op() {
+                Ok(r) => {
+                    if spent(&r) {
+                        self.io.clear(direction, ev);
+                    }
+                    return Poll::Ready(Ok(r));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.io.clear(direction, ev);
                     if self
@@ -599,7 +630,7 @@ impl Registration {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return Poll::Ready(other),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }

@@ -78,6 +78,7 @@ pub struct TcpStream {
 impl TcpStream {
     /// Connects to `host`:`port` the way [`EventLoop::create_connection`]
     /// does (resolution, each address in turn), with TCP_NODELAY set.
+    /// Await it on the loop `event_loop`. Errors as `create_connection`.
     pub async fn connect(
         event_loop: &EventLoop,
         host: &str,
@@ -131,9 +132,10 @@ impl TcpStream {
     /// Reads into `buf` once it is readable; `Ok(0)` at EOF.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
+        let len = buf.len();
         self.io
             .registration
-            .poll_io(Direction::Read, cx, || recv(sock, buf))
+            .poll_transfer(Direction::Read, cx, len, || recv(sock, buf))
     }
 
     /// [`TcpStream::poll_read`] into memory that need not be initialised
@@ -146,17 +148,20 @@ impl TcpStream {
         buf: &mut [std::mem::MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
+        let len = buf.len();
         self.io
             .registration
-            .poll_io(Direction::Read, cx, || sock.recv(buf))
+            .poll_transfer(Direction::Read, cx, len, || sock.recv(buf))
     }
 
     /// Writes from `buf` once it is writable.
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
-        self.io.registration.poll_io(Direction::Write, cx, || {
-            sock.send_with_flags(buf, libc::MSG_NOSIGNAL)
-        })
+        self.io
+            .registration
+            .poll_transfer(Direction::Write, cx, buf.len(), || {
+                sock.send_with_flags(buf, libc::MSG_NOSIGNAL)
+            })
     }
 
     /// Writes from several buffers in one system call.
@@ -166,9 +171,12 @@ impl TcpStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
-        self.io.registration.poll_io(Direction::Write, cx, || {
-            sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-        })
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.io
+            .registration
+            .poll_transfer(Direction::Write, cx, len, || {
+                sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+            })
     }
 
     /// Reads into `buf`; `Ok(0)` at EOF.
@@ -226,6 +234,9 @@ impl TcpListener {
     /// Binds `addr` and listens (backlog 100, SO_REUSEADDR, as
     /// [`EventLoop::create_server`]); with `reuse_port`, SO_REUSEPORT too,
     /// so that loops on several threads can each bind the same port.
+    /// Call it inside the running loop `event_loop` (a task or callback of
+    /// it): [`Error::WrongThread`] elsewhere; [`Error::Os`] with asyncio's
+    /// bind wording if the address is taken.
     pub fn bind(
         event_loop: &EventLoop,
         addr: SocketAddr,
@@ -242,7 +253,8 @@ impl TcpListener {
         TcpListener::from_socket(event_loop, sock)
     }
 
-    /// Wraps a listening socket (made non-blocking).
+    /// Wraps a listening socket (made non-blocking), inside the running
+    /// loop `event_loop`.
     pub fn from_socket(
         event_loop: &EventLoop,
         sock: impl Into<Socket>,

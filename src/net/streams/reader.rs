@@ -55,10 +55,30 @@ impl Future for WaitForData<'_> {
     type Output = Result<(), Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let waker = cx.waker().clone();
         let seen = self.seen;
+        let ready = |s: &State| s.fed != seen || s.eof || s.error.is_some();
+        // The common re-poll: same task, nothing new. No waker clone.
+        let settled = self.core.with(|s| {
+            if ready(s) {
+                Some(true)
+            } else if s
+                .read_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                Some(false)
+            } else {
+                None
+            }
+        })?;
+        match settled {
+            Some(true) => return Poll::Ready(Ok(())),
+            Some(false) => return Poll::Pending,
+            None => {}
+        }
+        let waker = cx.waker().clone();
         let (ready, flow, replaced) = self.core.with(|s| {
-            if s.fed != seen || s.eof || s.error.is_some() {
+            if ready(s) {
                 return (true, Flow::None, None);
             }
             (false, s.resume_to_wait(), s.read_waker.replace(waker))
@@ -144,25 +164,14 @@ impl StreamReader {
         (self.front_end - self.pos) + self.core.with(|s| s.len()).unwrap_or(0)
     }
 
-    fn check_error(&mut self) -> Result<(), Error> {
-        self.unfront()?;
-        match self.core.with(|s| s.error.as_ref().map(copy_io_error))? {
-            Some(e) => Err(Error::Io(e)),
-            None => Ok(()),
-        }
-    }
-
-    fn fed(&self) -> Result<u64, Error> {
-        self.core.with(|s| s.fed)
-    }
-
+    /// Waits for the next feed after `seen` (the caller then looks again,
+    /// the reader's exception first).
     async fn wait_for_data(&mut self, seen: u64) -> Result<(), Error> {
         WaitForData {
             core: &self.core,
             seen,
         }
-        .await?;
-        self.check_error()
+        .await
     }
 
     /// The loop of every read: `step` looks at the state and either
@@ -173,18 +182,22 @@ impl StreamReader {
         &mut self,
         mut step: impl FnMut(&mut State) -> Option<Result<R, Error>>,
     ) -> Result<R, Error> {
-        self.check_error()?;
+        self.unfront()?;
         loop {
-            let seen = self.fed()?;
-            let (got, flow) = self.core.with(|s| match step(s) {
-                Some(out) => (Some(out), self.core.maybe_resume(s)),
-                None => (None, Flow::None),
+            let (got, flow) = self.core.with(|s| {
+                if let Some(e) = &s.error {
+                    return (Err(Error::Io(copy_io_error(e))), Flow::None);
+                }
+                match step(s) {
+                    Some(out) => (Ok(Ok(out)), self.core.maybe_resume(s)),
+                    None => (Ok(Err(s.fed)), Flow::None),
+                }
             })?;
             flow.apply();
-            if let Some(out) = got {
-                return out;
+            match got? {
+                Ok(out) => return out,
+                Err(seen) => self.wait_for_data(seen).await?,
             }
-            self.wait_for_data(seen).await?;
         }
     }
 

@@ -170,13 +170,18 @@ impl StreamWriter {
     /// lost')` ([`Error::Io`] of kind `ConnectionReset`).
     pub async fn drain(&self) -> Result<(), Error> {
         let core = &self.inner.core;
-        if let Some(e) = core.with(|s| s.error.as_ref().map(copy_io_error))? {
+        // One look at the state answers the common cases.
+        let (error, lost, paused) =
+            core.with(|s| (s.error.as_ref().map(copy_io_error), s.lost, s.write_paused))?;
+        if let Some(e) = error {
             return Err(Error::Io(e));
         }
         if self.inner.transport.is_closing() {
             // Let connection_lost run first, so that a write-drain loop on
             // a closed connection sees the error (asyncio's `sleep(0)`).
             crate::sleep(std::time::Duration::ZERO).await?;
+        } else if !lost && !paused {
+            return Ok(());
         }
         if core.with(|s| s.lost)? {
             return Err(connection_lost());

@@ -1,0 +1,408 @@
+//! What the network benches share: a server on a thread of its own whose
+//! CPU time can be read on that thread, a load generator (a tokio
+//! current-thread runtime on another thread, the same for both sides),
+//! and the paired report (rounds alternating which side goes first;
+//! median and range of requests per second and of the server thread's CPU
+//! per request).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Requests per measured run, over all connections.
+pub const MESSAGES: usize = 20_000;
+/// Size of an echo message: 1 KiB, one line (its last byte is `\n`).
+pub const MESSAGE: usize = 1024;
+
+/// CPU time (user + system) of the calling thread.
+pub fn thread_cpu() -> Duration {
+    // Safety: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// A running server: its address, a way to read its thread's CPU time,
+/// and a way to stop it.
+pub struct ServerThread {
+    pub addr: SocketAddr,
+    pub cpu: Box<dyn Fn() -> Duration>,
+    pub stop: Option<Box<dyn FnOnce()>>,
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// What an evloop side's `serve` returns for an `evloop::Server`: its
+/// address, and closing it as the cleanup.
+pub fn served(server: evloop::Server) -> (SocketAddr, Box<dyn FnOnce() + Send>) {
+    let addr = server.sockets()[0].as_socket().unwrap();
+    (addr, Box::new(move || server.close()))
+}
+
+/// A server on evloop: `serve` runs on the loop's thread inside
+/// `run_until_complete` and returns the address it listens on; the loop
+/// then runs until the bench stops it.
+pub fn evloop_server<F, Fut>(serve: F) -> ServerThread
+where
+    F: FnOnce(evloop::EventLoop) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)> + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let lp = evloop::EventLoop::new().unwrap();
+        let (addr, cleanup) = lp.run_until_complete(serve(lp.clone())).unwrap();
+        tx.send((addr, lp.clone())).unwrap();
+        lp.run_forever().unwrap();
+        cleanup();
+        // Connection tasks still waiting at the end are destroyed by
+        // close; asyncio's report of each would only clutter the tables.
+        lp.set_exception_handler(Some(std::sync::Arc::new(|_, _| {})));
+        lp.close().unwrap();
+    });
+    let (addr, lp) = rx.recv().unwrap();
+    let probe = lp.clone();
+    ServerThread {
+        addr,
+        cpu: Box::new(move || {
+            let (tx, rx) = mpsc::channel();
+            probe
+                .call_soon_threadsafe(move || tx.send(thread_cpu()).unwrap())
+                .unwrap();
+            rx.recv().unwrap()
+        }),
+        stop: Some(Box::new(move || lp.stop())),
+        thread: Some(thread),
+    }
+}
+
+/// A server on a tokio current-thread runtime: `serve_conn` serves each
+/// accepted connection (TCP_NODELAY set) as a task.
+pub fn tokio_server<F, Fut>(serve_conn: F) -> ServerThread
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    type Probe = mpsc::Sender<Duration>;
+    let (tx, rx) = mpsc::channel();
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<Probe>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            // CPU probes run on this (the runtime's only) thread.
+            tokio::spawn(async move {
+                while let Some(reply) = probe_rx.recv().await {
+                    let _ = reply.send(thread_cpu());
+                }
+            });
+            let accept = async move {
+                loop {
+                    let (conn, _) = listener.accept().await.unwrap();
+                    conn.set_nodelay(true).unwrap();
+                    tokio::spawn(serve_conn(conn));
+                }
+            };
+            tokio::select! {
+                _ = accept => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    let addr = rx.recv().unwrap();
+    ServerThread {
+        addr,
+        cpu: Box::new(move || {
+            let (tx, rx) = mpsc::channel();
+            probe_tx.send(tx).unwrap();
+            rx.recv().unwrap()
+        }),
+        stop: Some(Box::new(move || {
+            let _ = stop_tx.send(());
+        })),
+        thread: Some(thread),
+    }
+}
+
+/// What each connection of the load generator does per request.
+#[derive(Clone, Copy)]
+pub enum Exchange {
+    /// Sends a 1 KiB line, reads its echo.
+    Echo,
+    /// Sends a keep-alive `GET /`, reads the response up to its body
+    /// "Hello, World!".
+    HttpGet,
+}
+
+async fn exchange(s: &mut tokio::net::TcpStream, kind: Exchange, buf: &mut Vec<u8>) {
+    match kind {
+        Exchange::Echo => {
+            let mut msg = [b'x'; MESSAGE];
+            msg[MESSAGE - 1] = b'\n';
+            s.write_all(&msg).await.unwrap();
+            buf.resize(MESSAGE, 0);
+            s.read_exact(buf).await.unwrap();
+        }
+        Exchange::HttpGet => {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            buf.clear();
+            let mut chunk = [0u8; 1024];
+            while !buf.ends_with(b"Hello, World!") {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the server closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// A load generator thread with `conns` connections to `addr`: `run(n)`
+/// sends `n` messages in all (each connection waits for its echo before
+/// sending again) and returns how long that took.
+pub struct Load {
+    go: mpsc::Sender<Option<usize>>,
+    done: mpsc::Receiver<Duration>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn connect(addr: SocketAddr, conns: usize, kind: Exchange) -> Load {
+        let (go_tx, go_rx) = mpsc::channel::<Option<usize>>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut streams = rt.block_on(async {
+                let mut v = Vec::new();
+                for _ in 0..conns {
+                    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    v.push(s);
+                }
+                v
+            });
+            while let Ok(Some(total)) = go_rx.recv() {
+                let per = total / conns;
+                let start = Instant::now();
+                streams = rt.block_on(async {
+                    let tasks: Vec<_> = streams
+                        .into_iter()
+                        .map(|mut s| {
+                            tokio::spawn(async move {
+                                let mut buf = Vec::new();
+                                for _ in 0..per {
+                                    exchange(&mut s, kind, &mut buf).await;
+                                }
+                                s
+                            })
+                        })
+                        .collect();
+                    let mut out = Vec::new();
+                    for t in tasks {
+                        out.push(t.await.unwrap());
+                    }
+                    out
+                });
+                done_tx.send(start.elapsed()).unwrap();
+            }
+        });
+        Load {
+            go: go_tx,
+            done: done_rx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn run(&self, total: usize) -> Duration {
+        self.go.send(Some(total)).unwrap();
+        self.done.recv().unwrap()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.go.send(None);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+// ----- measurement ------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+pub struct Sample {
+    req_per_s: f64,
+    /// Server thread CPU per request.
+    cpu: Duration,
+}
+
+/// Starts a server, connects, warms up, then measures one run of
+/// `MESSAGES` messages.
+pub fn sample(server: fn() -> ServerThread, conns: usize, kind: Exchange) -> Sample {
+    let server = server();
+    let load = Load::connect(server.addr, conns, kind);
+    load.run(MESSAGES / 10);
+    let cpu0 = (server.cpu)();
+    let wall = load.run(MESSAGES);
+    let cpu = (server.cpu)() - cpu0;
+    drop(load);
+    drop(server);
+    let requests = (MESSAGES / conns * conns) as f64;
+    Sample {
+        req_per_s: requests / wall.as_secs_f64(),
+        cpu: cpu.div_f64(requests),
+    }
+}
+
+fn median<T: PartialOrd + Copy>(mut xs: Vec<T>) -> T {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn range<T: PartialOrd + Copy>(xs: &[T]) -> (T, T) {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[0], v[v.len() - 1])
+}
+
+/// The paired table for `title`: `sides` = (evloop's server, tokio's).
+pub fn paired_report(
+    title: &str,
+    kind: Exchange,
+    evloop_side: fn() -> ServerThread,
+    tokio_side: fn() -> ServerThread,
+    filter: Option<&str>,
+) {
+    let rounds: usize = std::env::var("EVLOOP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    println!(
+        "\n{title}, {MESSAGES} requests per run; {rounds} paired rounds, sides alternated; \
+         median (min–max). CPU = the server thread's user + system per request."
+    );
+    println!(
+        "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8} {:>7}",
+        "conns",
+        "evloop req/s",
+        "tokio req/s",
+        "evloop cpu/req",
+        "tokio cpu/req",
+        "req/s ×",
+        "cpu ×"
+    );
+    for conns in [10usize, 100] {
+        if filter.is_some_and(|f| !format!("c{conns}").contains(f)) {
+            continue;
+        }
+        let (mut ev, mut tk) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                ev.push(sample(evloop_side, conns, kind));
+                tk.push(sample(tokio_side, conns, kind));
+            } else {
+                tk.push(sample(tokio_side, conns, kind));
+                ev.push(sample(evloop_side, conns, kind));
+            }
+        }
+        let rps = |xs: &[Sample]| {
+            let v: Vec<f64> = xs.iter().map(|s| s.req_per_s).collect();
+            let (lo, hi) = range(&v);
+            (
+                median(v),
+                format!(
+                    "{:.0} ({:.0}–{:.0})",
+                    median(xs.iter().map(|s| s.req_per_s).collect()),
+                    lo,
+                    hi
+                ),
+            )
+        };
+        let cpu = |xs: &[Sample]| {
+            let v: Vec<Duration> = xs.iter().map(|s| s.cpu).collect();
+            let (lo, hi) = range(&v);
+            let m = median(v);
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            (m, format!("{:.2} µs ({:.2}–{:.2})", us(m), us(lo), us(hi)))
+        };
+        let (er, ers) = rps(&ev);
+        let (tr, trs) = rps(&tk);
+        let (ec, ecs) = cpu(&ev);
+        let (tc, tcs) = cpu(&tk);
+        println!(
+            "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8.2} {:>7.2}",
+            conns,
+            ers,
+            trs,
+            ecs,
+            tcs,
+            er / tr,
+            ec.as_secs_f64() / tc.as_secs_f64().max(1e-12)
+        );
+    }
+}
+
+/// criterion's groups and then the paired report, for one bench binary.
+pub fn run(
+    name: &str,
+    title: &str,
+    kind: Exchange,
+    evloop_side: fn() -> ServerThread,
+    tokio_side: fn() -> ServerThread,
+) {
+    let mut c = criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10)
+        .configure_from_args();
+    // criterion's positional filter restricts the paired report too.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && a.parse::<f64>().is_err());
+    for conns in [10usize, 100] {
+        let mut g = c.benchmark_group(format!("{name}_c{conns}"));
+        g.throughput(criterion::Throughput::Elements(MESSAGES as u64));
+        for (side, server) in [("evloop", evloop_side), ("tokio", tokio_side)] {
+            g.bench_function(side, |b| {
+                b.iter_custom(|iters| {
+                    let server = server();
+                    let load = Load::connect(server.addr, conns, kind);
+                    load.run(MESSAGES / 10);
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += load.run(MESSAGES);
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
+    c.final_summary();
+    paired_report(title, kind, evloop_side, tokio_side, filter.as_deref());
+}
