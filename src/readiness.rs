@@ -284,12 +284,28 @@ impl ScheduledIo {
     /// observed: clears the direction's readiness, unless a new event has
     /// arrived since (then the bit stays, and the caller tries again).
     pub(crate) fn clear(&self, direction: Direction, event: ReadyEvent) {
+        self.clear_bits(direction.clears(), event);
+    }
+
+    /// A transfer in `direction` moved less than asked after `event` was
+    /// observed, so the socket is drained (or full): clears the readiness
+    /// bit only. An error report or a hang-up stays, for the next call to
+    /// meet (no new edge would announce it again).
+    pub(crate) fn clear_spent(&self, direction: Direction, event: ReadyEvent) {
+        let bit = match direction {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        };
+        self.clear_bits(bit, event);
+    }
+
+    fn clear_bits(&self, bits: usize, event: ReadyEvent) {
         let mut cur = self.readiness.load(Ordering::Acquire);
         loop {
             if cur >> BITS != event.tick {
                 return;
             }
-            let next = cur & !direction.clears();
+            let next = cur & !bits;
             if next == cur {
                 return;
             }
@@ -611,7 +627,7 @@ impl Registration {
             match op() {
                 Ok(r) => {
                     if spent(&r) {
-                        self.io.clear(direction, ev);
+                        self.io.clear_spent(direction, ev);
                     }
                     return Poll::Ready(Ok(r));
                 }

@@ -148,3 +148,43 @@ pub(crate) fn forget<G, S>(
     let removed = waiters(&mut lock()).remove(key);
     drop(removed);
 }
+
+/// Wakers of the futures waiting for one condition, each removable by the
+/// id it was given (ids are never reused, so a stale id removes nothing).
+/// For state that is not behind a lock of its own (a `LoopCell`), where
+/// [`poll_wait`] does not fit; the caller keeps the id in its future and
+/// removes it when that future is dropped.
+#[derive(Default)]
+pub(crate) struct WakerList {
+    next_id: u64,
+    entries: Vec<(u64, Waker)>,
+}
+
+impl WakerList {
+    /// Stores `waker` under `id` (given one if `None`); returns the waker
+    /// it replaced, to be dropped outside the cell.
+    pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: Waker) -> Option<Waker> {
+        if let Some(i) = *id {
+            if let Some(entry) = self.entries.iter_mut().find(|(e, _)| *e == i) {
+                return Some(std::mem::replace(&mut entry.1, waker));
+            }
+        }
+        let i = self.next_id;
+        self.next_id += 1;
+        *id = Some(i);
+        self.entries.push((i, waker));
+        None
+    }
+
+    /// Removes `id`'s waker (its future is gone).
+    pub(crate) fn remove(&mut self, id: &mut Option<u64>) -> Option<Waker> {
+        let i = id.take()?;
+        let at = self.entries.iter().position(|(e, _)| *e == i)?;
+        Some(self.entries.swap_remove(at).1)
+    }
+
+    /// Takes every waker, to be woken outside the cell.
+    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        self.entries.drain(..).map(|(_, w)| w).collect()
+    }
+}

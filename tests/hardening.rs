@@ -175,33 +175,45 @@ fn a_task_outcome_can_be_read_many_times_and_by_many_awaiters() {
 // ----- no user code under an internal lock ----------------------------------------------
 
 #[test]
-fn a_destructor_run_by_stats_on_an_idle_loop_may_use_the_loop() {
-    // Before: stats() dropped cancelled timers under the loop's slot lock,
-    // so a destructor that called stats() deadlocked.
-    within(Duration::from_secs(20), || {
-        let lp = EventLoop::new().unwrap();
-        struct UsesLoop(EventLoop, mpsc::Sender<usize>);
-        impl Drop for UsesLoop {
-            fn drop(&mut self) {
-                let _ = self.1.send(self.0.stats().timers);
+fn a_destructor_run_by_stats_or_all_tasks_on_an_idle_loop_may_use_the_loop() {
+    // Before: stats() and all_tasks() dropped cancelled timers under the
+    // loop's slot lock, so a destructor that called either deadlocked.
+    for via_all_tasks in [false, true] {
+        within(Duration::from_secs(20), move || {
+            let lp = EventLoop::new().unwrap();
+            struct UsesLoop(EventLoop, mpsc::Sender<usize>, bool);
+            impl Drop for UsesLoop {
+                fn drop(&mut self) {
+                    let n = if self.2 {
+                        self.0.all_tasks().map_or(usize::MAX, |t| t.len())
+                    } else {
+                        self.0.stats().timers
+                    };
+                    let _ = self.1.send(n);
+                }
             }
-        }
-        let (tx, rx) = mpsc::channel();
-        let poster = lp.clone();
-        let weak = lp.downgrade();
-        std::thread::spawn(move || {
-            let guard = UsesLoop(weak.upgrade().unwrap(), tx);
-            let t = poster
-                .call_later(Duration::from_secs(60), move || drop(guard))
-                .unwrap();
-            t.cancel(); // cancelled from another thread, still in the inbox
-        })
-        .join()
-        .unwrap();
-        let stats = lp.stats(); // files the timer and drops it
-        assert_eq!(stats.timers, 0);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
-    });
+            let (tx, rx) = mpsc::channel();
+            let poster = lp.clone();
+            let weak = lp.downgrade();
+            std::thread::spawn(move || {
+                let guard = UsesLoop(weak.upgrade().unwrap(), tx, via_all_tasks);
+                let t = poster
+                    .call_later(Duration::from_secs(60), move || drop(guard))
+                    .unwrap();
+                t.cancel(); // cancelled from another thread, still in the inbox
+            })
+            .join()
+            .unwrap();
+            // Files the timer and drops it.
+            if via_all_tasks {
+                assert!(lp.all_tasks().unwrap().is_empty());
+            } else {
+                assert_eq!(lp.stats().timers, 0);
+            }
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
+            assert_eq!(lp.stats().timers, 0);
+        });
+    }
 }
 
 /// A waker that counts its live clones.
@@ -518,6 +530,37 @@ fn a_flood_of_posts_does_not_delay_timers_beyond_one_batch() {
     while order.load(Ordering::SeqCst) < 20_000 {
         run_one_iteration(&lp);
     }
+}
+
+#[test]
+fn stop_takes_effect_within_a_batch_under_a_flood_of_posts() {
+    // Before: stop() waited until the whole inbox was drained.
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let poster = lp.clone();
+        let r = ran.clone();
+        std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                let r = r.clone();
+                poster
+                    .call_soon_threadsafe(move || {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .unwrap();
+            }
+            poster.stop();
+        })
+        .join()
+        .unwrap();
+        lp.run_forever().unwrap();
+        let n = ran.load(Ordering::SeqCst);
+        assert!(n <= 2 * 1024, "stop() waited for {n} posts");
+        // Nothing accepted is lost: the rest run on the next runs.
+        while ran.load(Ordering::SeqCst) < 20_000 {
+            run_one_iteration(&lp);
+        }
+    });
 }
 
 // ----- closing and dropping -------------------------------------------------------------

@@ -53,7 +53,7 @@ fn a_hyper_server_and_client_on_two_evloop_loops_exchange_requests() {
                 let (mut sender, conn) =
                     hyper::client::conn::http1::handshake(stream).await.unwrap();
                 // hyper's connection driver runs as a task of this loop.
-                let exec = HyperExecutor::new(&lp2);
+                let exec = HyperExecutor::current().unwrap();
                 hyper::rt::Executor::execute(&exec, async move {
                     let _ = conn.await;
                 });
@@ -77,6 +77,33 @@ fn a_hyper_server_and_client_on_two_evloop_loops_exchange_requests() {
         drop(lp);
         server.join().unwrap();
     });
+}
+
+#[test]
+fn hyper_executor_needs_a_loop_and_drops_futures_once_it_is_gone() {
+    assert!(matches!(
+        HyperExecutor::current(),
+        Err(evloop::Error::NoRunningLoop)
+    ));
+    let lp = EventLoop::new().unwrap();
+    let exec = HyperExecutor::new(&lp);
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    hyper::rt::Executor::execute(&exec, async move {
+        r.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    lp.run_until_complete(evloop::sleep(Duration::ZERO))
+        .unwrap()
+        .unwrap();
+    assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+    drop(lp);
+    // The loop is gone: the future is dropped, not run, and nothing hangs.
+    let dropped = common::DropCounter::new();
+    let token = dropped.token();
+    hyper::rt::Executor::execute(&exec, async move {
+        drop(token);
+    });
+    assert_eq!(dropped.dropped(), 1);
 }
 
 #[test]

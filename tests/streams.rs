@@ -151,6 +151,7 @@ fn readuntil_with_several_separators_returns_the_shortest_chunk() {
                 Err(Error::InvalidArgument(m)) if m == "Separator should be at least one-byte string"
             ));
             r.feed_eof().unwrap();
+            assert!(matches!(r.feed_data(b"late"), Err(Error::InvalidState(_))));
             let err = r.readuntil(b"\n").await.unwrap_err();
             assert_eq!(err.to_string(), "0 bytes read on a total of None expected bytes");
         })
@@ -209,6 +210,38 @@ fn a_reset_peer_fails_reads_and_drain_and_wait_closed_reports_it_every_time() {
             assert_eq!(a.to_string(), b.to_string());
         })
         .unwrap();
+    });
+}
+
+#[test]
+fn readuntil_and_readexactly_fail_with_the_reset_when_the_peer_resets_mid_line() {
+    within(LIMIT, || {
+        for exact in [false, true] {
+            let port = peer(|mut c| {
+                c.write_all(b"partial line without its end").unwrap();
+                socket2::SockRef::from(&c)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(c);
+            });
+            let lp = EventLoop::new().unwrap();
+            let err = lp
+                .run_until_complete(async {
+                    let (mut reader, _w) = lp.open_connection("127.0.0.1", port).await?;
+                    if exact {
+                        reader.readexactly(100).await
+                    } else {
+                        reader.readuntil(b"\n").await
+                    }
+                })
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                err.os_error().map(|e| e.kind()),
+                Some(std::io::ErrorKind::ConnectionReset),
+                "{err:?}"
+            );
+        }
     });
 }
 
@@ -302,6 +335,115 @@ fn a_slow_reader_pauses_the_transport_and_a_fast_writer_is_held_by_drain() {
             futures::join!(reading, draining);
             assert_eq!(total, written);
             server.close();
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_server_task_that_drops_its_writer_still_reads_its_connection() {
+    // asyncio's protocol keeps the server-side writer until the connection
+    // is lost; dropping the task's own copy must not close the transport.
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let got = lp
+            .run_until_complete(async {
+                let done = lp.create_future::<Vec<u8>>();
+                let d = done.clone();
+                let server = lp
+                    .start_server(
+                        move |mut reader, _writer| {
+                            let d = d.clone();
+                            async move {
+                                let _ = d.set_result(reader.read_until_eof().await.unwrap());
+                            }
+                        },
+                        Some("127.0.0.1"),
+                        0,
+                    )
+                    .await?;
+                let port = server.sockets()[0].as_socket().unwrap().port();
+                let (_r, writer) = lp.open_connection("127.0.0.1", port).await?;
+                writer.write(b"hello")?;
+                writer.write_eof()?;
+                let got = done.await.unwrap();
+                server.close();
+                Ok::<_, Error>(got)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"hello");
+    });
+}
+
+#[test]
+fn an_open_connection_given_up_halfway_leaves_no_connection_open() {
+    // Given up after its transport exists but before connection_made ran
+    // (a timeout or a cancelled task at that moment), the connection must
+    // still end: nobody else holds the transport.
+    within(LIMIT, || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        let lp = EventLoop::new().unwrap();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let options = evloop::ConnectOptions {
+                sock: Some(client.into()),
+                ..Default::default()
+            };
+            {
+                let mut opening = std::pin::pin!(lp2.open_connection_with(
+                    None,
+                    0,
+                    options,
+                    evloop::DEFAULT_LIMIT
+                ));
+                // One poll: the transport is made, connection_made queued.
+                assert!(futures::poll!(opening.as_mut()).is_pending());
+            }
+            for _ in 0..3 {
+                evloop::sleep(Duration::ZERO).await.unwrap();
+            }
+        })
+        .unwrap();
+        // EOF: the transport was aborted. A leaked one would leave this
+        // read blocked until the test's time limit.
+        let mut buf = [0u8; 16];
+        assert_eq!(server_side.read(&mut buf).unwrap_or(0), 0);
+        lp.close().unwrap();
+    });
+}
+
+#[test]
+fn clones_of_a_writer_flush_through_futures_io_side_by_side() {
+    use futures::io::AsyncWriteExt;
+    within(LIMIT, || {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let port = peer(move |mut c| {
+            // Read nothing until both flushes wait, then everything.
+            ready_rx.recv().unwrap();
+            let mut sink = Vec::new();
+            let _ = c.read_to_end(&mut sink);
+        });
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let (_r, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            let (mut w1, mut w2) = (writer.clone(), writer.clone());
+            let chunk = vec![1u8; 1 << 20];
+            for _ in 0..8 {
+                writer.write(&chunk).unwrap();
+            }
+            assert!(writer.transport().get_write_buffer_size() > 0);
+            let mut f1 = std::pin::pin!(w1.flush());
+            let mut f2 = std::pin::pin!(w2.flush());
+            assert!(futures::poll!(f1.as_mut()).is_pending());
+            assert!(futures::poll!(f2.as_mut()).is_pending());
+            ready_tx.send(()).unwrap();
+            let (a, b) = futures::join!(f1, f2);
+            a.unwrap();
+            b.unwrap();
+            writer.close();
         })
         .unwrap();
     });

@@ -57,6 +57,12 @@ impl HyperExecutor {
             event_loop: event_loop.downgrade(),
         }
     }
+
+    /// An executor spawning on the loop running on this thread. Error:
+    /// [`Error::NoRunningLoop`](crate::Error::NoRunningLoop).
+    pub fn current() -> Result<HyperExecutor, crate::Error> {
+        Ok(HyperExecutor::new(&crate::get_running_loop()?))
+    }
 }
 
 impl<F> Executor<F> for HyperExecutor

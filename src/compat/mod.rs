@@ -64,7 +64,7 @@ macro_rules! impl_shutdown_write {
 
         impl $trait for crate::net::streams::StreamWriter {
             fn poll_write(
-                self: std::pin::Pin<&mut Self>,
+                mut self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
@@ -72,7 +72,7 @@ macro_rules! impl_shutdown_write {
             }
 
             fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
+                mut self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
@@ -85,7 +85,7 @@ macro_rules! impl_shutdown_write {
             }
 
             fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
+                mut self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 self.poll_flushed(cx).map_err(crate::net::tcp::to_io)
@@ -94,7 +94,7 @@ macro_rules! impl_shutdown_write {
             /// Sends EOF once the buffer is flushed: the write half closes,
             /// the read half stays open (as for `TcpStream`).
             fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
+                mut self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 self.poll_shutdown_io(cx)

@@ -278,8 +278,20 @@ impl EventLoop {
     ) -> Result<Transport, Error> {
         let made = self.create_future();
         let transport = Transport::start(self, sock, protocol, None, Some(made.clone()))?;
+        /// Aborts the transport if the caller gives up (a timeout, a
+        /// cancelled task) before it is handed over: nobody else could
+        /// ever close it (asyncio closes it on any exception too).
+        struct Unclaimed(Option<Transport>);
+        impl Drop for Unclaimed {
+            fn drop(&mut self) {
+                if let Some(t) = self.0.take() {
+                    t.abort();
+                }
+            }
+        }
+        let mut guard = Unclaimed(Some(transport));
         match made.await {
-            Ok(()) => Ok(transport),
+            Ok(()) => Ok(guard.0.take().expect("claimed once")),
             // The loop closed first (it closed the transport too).
             Err(_) => Err(Error::Closed),
         }

@@ -12,7 +12,6 @@
 use super::transport::Transport;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
-use std::future::poll_fn;
 
 /// Hands the transport's write side back however `sendfile` ends
 /// (completed, failed or cancelled).
@@ -58,7 +57,7 @@ impl EventLoop {
             transport,
             resume_reading: was_reading,
         };
-        poll_fn(|cx| transport.poll_drained(cx)).await?;
+        transport.drained().await?;
         self.sock_sendfile(&sock, file, offset, count, fallback)
             .await
     }

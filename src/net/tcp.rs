@@ -42,6 +42,9 @@ impl Drop for Registered {
     }
 }
 
+/// Linux's `IOV_MAX`: the most slices one vectored write takes.
+const IOV_MAX: usize = 1024;
+
 fn recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     // Safety: initialised bytes are valid `MaybeUninit<u8>`; recv only
     // writes into them.
@@ -171,6 +174,9 @@ impl TcpStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
+        // The kernel refuses more than IOV_MAX slices: send the first ones
+        // (a short write, as std and tokio do), and count only those.
+        let bufs = &bufs[..bufs.len().min(IOV_MAX)];
         let len = bufs.iter().map(|b| b.len()).sum();
         self.io
             .registration

@@ -36,6 +36,7 @@ use crate::readiness::{
     WRITE_CLOSED,
 };
 use crate::sched::Local;
+use crate::waiters::WakerList;
 use socket2::{SockAddr, SockRef, Socket};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -43,7 +44,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 /// asyncio's default high-water mark for a transport's write buffer.
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -187,7 +188,7 @@ struct StreamState {
     /// `loop.sendfile` owns the socket's write side.
     sendfile: bool,
     /// `loop.sendfile` waits for the buffer to drain.
-    drain_waker: Option<Waker>,
+    drain_waiters: WakerList,
 }
 
 struct Inner {
@@ -399,7 +400,7 @@ impl Inner {
                         // A short read drained the socket: its readiness
                         // is spent. A peer's FIN or an error stays flagged
                         // and is read next, since no new edge would come.
-                        io.clear(Direction::Read, event);
+                        io.clear_spent(Direction::Read, event);
                         if io.ready_now(Direction::Read).is_none() {
                             return;
                         }
@@ -570,22 +571,21 @@ impl Inner {
         }
     }
 
-    /// Wakes `loop.sendfile` waiting for the buffer to drain (or for the
-    /// connection to end), outside the state's borrow.
+    /// Wakes whoever waits for the buffer to drain (`loop.sendfile`, a
+    /// stream writer's flush) once it has, or the connection ended;
+    /// outside the state's borrow.
     fn wake_drained(&self) {
-        let waker = self
+        let wakers = self
             .state
             .with(|s| {
                 if s.buffer.len == 0 || s.lost {
-                    s.drain_waker.take()
+                    s.drain_waiters.take_all()
                 } else {
-                    None
+                    Vec::new()
                 }
             })
-            .flatten();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+            .unwrap_or_default();
+        crate::waiters::wake_all(wakers);
     }
 
     /// The buffer may be empty now: finish a pending `write_eof` or
@@ -850,7 +850,7 @@ impl Transport {
                     read_queued: false,
                     on_lost,
                     sendfile: false,
-                    drain_waker: None,
+                    drain_waiters: WakerList::default(),
                 },
             ),
             shared,
@@ -1181,40 +1181,72 @@ impl Transport {
     }
 
     /// Ready once the write buffer is empty; an error if the connection
-    /// ended first (asyncio: "Connection is closed by peer").
-    pub(crate) fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    /// ended first (asyncio: "Connection is closed by peer"). `id` is the
+    /// caller's place in the waiters, to give back with
+    /// [`Transport::forget_drained`] when it stops waiting.
+    pub(crate) fn poll_drained(
+        &self,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+    ) -> Poll<Result<(), Error>> {
         // Wakers are cloned and dropped outside the state (foreign code).
-        let mut waker = Some(cx.waker().clone());
-        let outcome = self
-            .inner
-            .state
-            .with(|s| {
-                if s.lost || s.sock.is_none() {
+        let waker = cx.waker().clone();
+        let outcome = self.inner.state.with(|s| {
+            if s.lost || s.sock.is_none() {
+                (
                     Poll::Ready(Err(Error::Io(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "Connection is closed by peer",
-                    ))))
-                } else if s.buffer.len == 0 {
-                    Poll::Ready(Ok(()))
-                } else {
-                    std::mem::swap(&mut s.drain_waker, &mut waker);
-                    Poll::Pending
-                }
-            })
-            .unwrap_or(Poll::Ready(Err(Error::WrongThread)));
-        drop(waker);
-        outcome
+                    )))),
+                    None,
+                )
+            } else if s.buffer.len == 0 {
+                (Poll::Ready(Ok(())), None)
+            } else {
+                (Poll::Pending, s.drain_waiters.register(id, waker))
+            }
+        });
+        match outcome {
+            Some((poll, replaced)) => {
+                drop(replaced);
+                poll
+            }
+            None => Poll::Ready(Err(Error::WrongThread)),
+        }
+    }
+
+    /// Removes a [`Transport::poll_drained`] waiter.
+    pub(crate) fn forget_drained(&self, id: &mut Option<u64>) {
+        if id.is_some() {
+            let waker = self
+                .inner
+                .state
+                .with(|s| s.drain_waiters.remove(id))
+                .flatten();
+            drop(waker);
+        }
+    }
+
+    /// Waits until the write buffer is empty (see
+    /// [`Transport::poll_drained`]).
+    pub(crate) async fn drained(&self) -> Result<(), Error> {
+        struct Forget<'a>(&'a Transport, Option<u64>);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_drained(&mut self.1);
+            }
+        }
+        let mut waiting = Forget(self, None);
+        std::future::poll_fn(|cx| self.poll_drained(cx, &mut waiting.1)).await
     }
 
     /// Gives the write side back after `loop.sendfile`, resuming reading
     /// if it was on.
     pub(crate) fn end_sendfile(&self, resume_reading: bool) {
-        let waker = self.inner.state.with(|s| {
+        self.inner.state.with(|s| {
             s.sendfile = false;
             self.inner.publish(s);
-            s.drain_waker.take()
         });
-        drop(waker);
         if resume_reading {
             self.resume_reading();
         }

@@ -12,10 +12,12 @@
 //! No user code runs inside the cell: wakers are collected there and
 //! woken, and transport calls are made, after it is released.
 
+use super::writer::StreamWriter;
 use crate::error::Error;
 use crate::loop_cell::LoopCell;
 use crate::net::transport::Transport;
 use crate::sched::LoopId;
+use crate::waiters::WakerList;
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
@@ -27,43 +29,6 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 const FIRST_READ: usize = 16 * 1024;
 /// The most one read asks for (asyncio's `max_size`: 256 KiB).
 const MAX_READ: usize = 256 * 1024;
-
-/// Wakers of the futures waiting for one condition, each removable by the
-/// id it was given (ids are never reused, so a stale id removes nothing).
-#[derive(Default)]
-pub(crate) struct WakerList {
-    next_id: u64,
-    entries: Vec<(u64, Waker)>,
-}
-
-impl WakerList {
-    /// Stores `waker` under `id` (given one if `None`); returns the waker
-    /// it replaced, to be dropped outside the cell.
-    pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: Waker) -> Option<Waker> {
-        if let Some(i) = *id {
-            if let Some(entry) = self.entries.iter_mut().find(|(e, _)| *e == i) {
-                return Some(std::mem::replace(&mut entry.1, waker));
-            }
-        }
-        let i = self.next_id;
-        self.next_id += 1;
-        *id = Some(i);
-        self.entries.push((i, waker));
-        None
-    }
-
-    /// Removes `id`'s waker (its future is gone).
-    pub(crate) fn remove(&mut self, id: &mut Option<u64>) -> Option<Waker> {
-        let i = id.take()?;
-        let at = self.entries.iter().position(|(e, _)| *e == i)?;
-        Some(self.entries.swap_remove(at).1)
-    }
-
-    /// Takes every waker, to be woken outside the cell.
-    pub(crate) fn take_all(&mut self) -> Vec<Waker> {
-        self.entries.drain(..).map(|(_, w)| w).collect()
-    }
-}
 
 /// Rebuilds an I/O error for another reader of it (`io::Error` is not
 /// `Clone`): the same OS code, or the same kind and message.
@@ -108,9 +73,10 @@ pub(crate) struct State {
     pub(crate) lost: bool,
     pub(crate) lost_error: Option<io::Error>,
     pub(crate) closed_waiters: WakerList,
-    /// The `AsyncWrite` implementations' waits (one caller each).
-    pub(crate) io_write_waker: Option<Waker>,
-    pub(crate) io_close_waker: Option<Waker>,
+    /// The I/O traits' waits (`poll_write`, `poll_close`), keyed by the
+    /// writer clone that waits.
+    pub(crate) io_write_waiters: WakerList,
+    pub(crate) io_close_waiters: WakerList,
 }
 
 impl State {
@@ -214,8 +180,8 @@ impl StreamCore {
                     lost: false,
                     lost_error: None,
                     closed_waiters: WakerList::default(),
-                    io_write_waker: None,
-                    io_close_waker: None,
+                    io_write_waiters: WakerList::default(),
+                    io_close_waiters: WakerList::default(),
                 },
             ),
             limit,
@@ -229,7 +195,13 @@ impl StreamCore {
 
     /// asyncio's `_maybe_resume_transport`, after the reader consumed.
     pub(crate) fn maybe_resume(&self, s: &mut State) -> Flow {
-        if s.reading_paused && s.len() <= self.limit {
+        self.maybe_resume_holding(s, 0)
+    }
+
+    /// [`StreamCore::maybe_resume`] counting `held` bytes the reader took
+    /// out of the shared buffer but has not consumed yet (`AsyncBufRead`).
+    pub(crate) fn maybe_resume_holding(&self, s: &mut State, held: usize) -> Flow {
+        if s.reading_paused && s.len() + held <= self.limit {
             s.reading_paused = false;
             if let Some(t) = &s.transport {
                 return Flow::Resume(t.clone());
@@ -256,6 +228,10 @@ impl StreamCore {
         }
         let mut wake = Vec::new();
         let flow = self.with(|s| {
+            if s.eof {
+                // asyncio asserts here.
+                return Err(Error::InvalidState("feed_data after feed_eof"));
+            }
             if s.start > 0 && s.buf.len() - s.end < data.len() {
                 s.buf.copy_within(s.start..s.end, 0);
                 s.end -= s.start;
@@ -267,8 +243,8 @@ impl StreamCore {
             s.buf[s.end..s.end + data.len()].copy_from_slice(data);
             s.end += data.len();
             s.wake_reader(&mut wake);
-            self.maybe_pause(s)
-        })?;
+            Ok(self.maybe_pause(s))
+        })??;
         flow.apply();
         crate::waiters::wake_all(wake);
         Ok(())
@@ -288,10 +264,14 @@ impl StreamCore {
     /// Sets the reader's exception (asyncio: `set_exception`).
     pub(crate) fn set_exception(&self, e: io::Error) -> Result<(), Error> {
         let mut wake = Vec::new();
-        self.with(|s| {
-            s.error = Some(e);
+        // The error it replaces is dropped outside the cell (a user's
+        // error may carry a payload with its own destructor).
+        let old = self.with(|s| {
+            let old = s.error.replace(e);
             s.wake_reader(&mut wake);
+            old
         })?;
+        drop(old);
         crate::waiters::wake_all(wake);
         Ok(())
     }
@@ -299,24 +279,33 @@ impl StreamCore {
 
 /// What a server's protocol does once connected: build the writer and
 /// start the client's task.
-pub(crate) type OnConnect = Box<dyn FnOnce(Arc<StreamCore>, Transport) + Send>;
+/// It returns the writer, which the protocol keeps until the connection
+/// is lost (asyncio's `_stream_writer`): a client task that drops its
+/// writer early does not close the connection under its reader.
+pub(crate) type OnConnect = Box<dyn FnOnce(Arc<StreamCore>, Transport) -> StreamWriter + Send>;
 
 /// asyncio's `StreamReaderProtocol`: feeds a [`StreamCore`] from a
 /// transport.
 pub(crate) struct StreamReaderProtocol {
     core: Arc<StreamCore>,
     on_connect: Option<OnConnect>,
+    /// A server connection's writer, until `connection_lost`.
+    writer: Option<StreamWriter>,
 }
 
 impl StreamReaderProtocol {
     pub(crate) fn new(core: Arc<StreamCore>, on_connect: Option<OnConnect>) -> Self {
-        StreamReaderProtocol { core, on_connect }
+        StreamReaderProtocol {
+            core,
+            on_connect,
+            writer: None,
+        }
     }
 
     pub(crate) fn connection_made(&mut self, transport: Transport) {
         let _ = self.core.with(|s| s.transport = Some(transport.clone()));
         if let Some(on_connect) = self.on_connect.take() {
-            on_connect(self.core.clone(), transport);
+            self.writer = Some(on_connect(self.core.clone(), transport));
         }
     }
 
@@ -362,22 +351,30 @@ impl StreamReaderProtocol {
 
     pub(crate) fn connection_lost(&mut self, error: Option<io::Error>) {
         let mut wake = Vec::new();
-        let transport = self.core.with(|s| {
-            match &error {
-                None => s.eof = true,
-                Some(e) => s.error = Some(copy_io_error(e)),
-            }
-            s.wake_reader(&mut wake);
-            s.lost = true;
-            s.lost_error = error;
-            wake.extend(s.drain_waiters.take_all());
-            wake.extend(s.closed_waiters.take_all());
-            wake.extend(s.io_write_waker.take());
-            wake.extend(s.io_close_waker.take());
-            // Breaks the cycle transport -> protocol -> core -> transport.
-            s.transport.take()
-        });
+        let (transport, old_error) = self
+            .core
+            .with(|s| {
+                let old_error = match &error {
+                    None => {
+                        s.eof = true;
+                        None
+                    }
+                    Some(e) => s.error.replace(copy_io_error(e)),
+                };
+                s.wake_reader(&mut wake);
+                s.lost = true;
+                s.lost_error = error;
+                wake.extend(s.drain_waiters.take_all());
+                wake.extend(s.closed_waiters.take_all());
+                wake.extend(s.io_write_waiters.take_all());
+                wake.extend(s.io_close_waiters.take_all());
+                // Breaks the cycle transport -> protocol -> core -> transport.
+                (s.transport.take(), old_error)
+            })
+            .unwrap_or((None, None));
+        drop(old_error);
         drop(transport);
+        drop(self.writer.take());
         crate::waiters::wake_all(wake);
     }
 
@@ -391,7 +388,7 @@ impl StreamReaderProtocol {
             .with(|s| {
                 s.write_paused = false;
                 let mut wake = s.drain_waiters.take_all();
-                wake.extend(s.io_write_waker.take());
+                wake.extend(s.io_write_waiters.take_all());
                 wake
             })
             .unwrap_or_default();

@@ -225,6 +225,7 @@ impl EventLoop {
             let on_connect: OnConnect = Box::new(move |core, transport: Transport| {
                 let reader = StreamReader::from_core(core.clone());
                 let writer = StreamWriter::new(transport.clone(), core);
+                let kept = writer.clone();
                 let fut = cb(reader, writer);
                 let task = ClientTask {
                     fut: Box::pin(fut),
@@ -234,6 +235,7 @@ impl EventLoop {
                 if !matches!(spawned, Some(Ok(_))) {
                     transport.abort();
                 }
+                kept
             });
             let core = StreamCore::new(owner as crate::sched::LoopId, limit);
             StreamProtocol::Stream(Box::new(StreamReaderProtocol::new(core, Some(on_connect))))

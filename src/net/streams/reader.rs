@@ -325,21 +325,14 @@ impl StreamReader {
         }
         let waker = cx.waker().clone();
         let (outcome, flow, replaced) = self.core.with(|s| {
-            if s.len() > 0 || s.eof {
-                return (Some(Ok(())), Flow::None, None);
-            }
+            // The exception first, as asyncio's reads raise it.
             if let Some(e) = &s.error {
                 return (Some(Err(Error::Io(copy_io_error(e)))), Flow::None, None);
             }
-            let flow = if s.reading_paused {
-                s.reading_paused = false;
-                s.transport
-                    .as_ref()
-                    .map_or(Flow::None, |t| super::core::Flow::Resume(t.clone()))
-            } else {
-                Flow::None
-            };
-            (None, flow, s.read_waker.replace(waker))
+            if s.len() > 0 || s.eof {
+                return (Some(Ok(())), Flow::None, None);
+            }
+            (None, s.resume_to_wait(), s.read_waker.replace(waker))
         })?;
         drop(replaced);
         flow.apply();
@@ -365,7 +358,9 @@ impl StreamReader {
                 let range = (s.start, s.end);
                 s.start = 0;
                 s.end = 0;
-                (range, self.core.maybe_resume(s))
+                // The bytes moved, but are still held: flow control counts
+                // them until they are consumed.
+                (range, self.core.maybe_resume_holding(s, range.1 - range.0))
             });
             match taken {
                 Ok(((pos, end), flow)) => {
@@ -404,6 +399,10 @@ impl StreamReader {
     /// Consumes `n` bytes of what [`StreamReader::poll_fill_buf`] returned.
     pub(crate) fn consume_front(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.front_end);
+        let held = self.front_end - self.pos;
+        if let Ok(flow) = self.core.with(|s| self.core.maybe_resume_holding(s, held)) {
+            flow.apply();
+        }
     }
 
     /// Puts bytes left in `front` back in front of the shared buffer, so
@@ -427,9 +426,12 @@ impl StreamReader {
                 s.buf = joined;
             }
         });
-        self.pos = 0;
-        self.front_end = 0;
         self.front = front;
+        if back.is_ok() {
+            // Only now are the bytes back in the shared buffer.
+            self.pos = 0;
+            self.front_end = 0;
+        }
         back
     }
 }

@@ -17,9 +17,47 @@ use std::task::{Context, Poll};
 /// When the last clone is dropped and the transport is still open, it is
 /// closed (asyncio's `StreamWriter.__del__` does the same, with a
 /// `ResourceWarning`).
-#[derive(Clone)]
 pub struct StreamWriter {
     inner: Arc<WriterInner>,
+    /// This clone's places in the waiter lists of the I/O traits' polls
+    /// (`poll_write`, `poll_flush`, `poll_close`), given back on drop.
+    waits: IoWaits,
+}
+
+#[derive(Default)]
+struct IoWaits {
+    write: Option<u64>,
+    flush: Option<u64>,
+    close: Option<u64>,
+}
+
+impl Clone for StreamWriter {
+    fn clone(&self) -> StreamWriter {
+        StreamWriter {
+            inner: self.inner.clone(),
+            waits: IoWaits::default(),
+        }
+    }
+}
+
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        let waits = &mut self.waits;
+        if waits.write.is_some() || waits.close.is_some() {
+            let removed = self
+                .inner
+                .core
+                .with(|s| {
+                    (
+                        s.io_write_waiters.remove(&mut waits.write),
+                        s.io_close_waiters.remove(&mut waits.close),
+                    )
+                })
+                .ok();
+            drop(removed);
+        }
+        self.inner.transport.forget_drained(&mut waits.flush);
+    }
 }
 
 struct WriterInner {
@@ -104,6 +142,7 @@ impl StreamWriter {
     pub(crate) fn new(transport: Transport, core: Arc<StreamCore>) -> StreamWriter {
         StreamWriter {
             inner: Arc::new(WriterInner { transport, core }),
+            waits: IoWaits::default(),
         }
     }
 
@@ -210,7 +249,7 @@ impl StreamWriter {
     /// takes all of `bufs` (the transport buffers what the socket does
     /// not take).
     pub(crate) fn poll_write_io(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         bufs: &[&[u8]],
     ) -> Poll<std::io::Result<usize>> {
@@ -227,18 +266,19 @@ impl StreamWriter {
 
     /// `poll_shutdown` of tokio's and hyper's traits: EOF once flushed.
     #[cfg(any(feature = "tokio-io", feature = "hyper"))]
-    pub(crate) fn poll_shutdown_io(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    pub(crate) fn poll_shutdown_io(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if let Err(e) = std::task::ready!(self.poll_flushed(cx)) {
             return Poll::Ready(Err(crate::net::tcp::to_io(e)));
         }
         Poll::Ready(self.write_eof().map_err(crate::net::tcp::to_io))
     }
 
-    /// Polls whether a write may proceed without waiting (the
-    /// `AsyncWrite` implementations' back-pressure): ready while the
-    /// transport is under its high-water mark.
-    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    /// Polls whether a write may proceed without waiting (the I/O traits'
+    /// back-pressure): ready while the transport is under its high-water
+    /// mark.
+    pub(crate) fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let waker = cx.waker().clone();
+        let id = &mut self.waits.write;
         let (out, replaced) = self.inner.core.with(|s| {
             if s.lost {
                 return (Some(Err(connection_lost())), None);
@@ -246,8 +286,7 @@ impl StreamWriter {
             if !s.write_paused {
                 return (Some(Ok(())), None);
             }
-            // The traits have one caller per writer: one slot.
-            (None, s.io_write_waker.replace(waker))
+            (None, s.io_write_waiters.register(id, waker))
         })?;
         drop(replaced);
         match out {
@@ -257,21 +296,22 @@ impl StreamWriter {
     }
 
     /// Polls until the transport's buffer is empty (`poll_flush`).
-    pub(crate) fn poll_flushed(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.inner.transport.poll_drained(cx)
+    pub(crate) fn poll_flushed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.transport.poll_drained(cx, &mut self.waits.flush)
     }
 
     /// Polls until the connection is closed (`poll_close`), closing it.
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.is_closing() {
             self.close();
         }
         let waker = cx.waker().clone();
+        let id = &mut self.waits.close;
         let (out, replaced) = self.inner.core.with(|s| {
             if s.lost {
                 return (Some(outcome_of_loss(s)), None);
             }
-            (None, s.io_close_waker.replace(waker))
+            (None, s.io_close_waiters.register(id, waker))
         })?;
         drop(replaced);
         match out {
