@@ -187,7 +187,11 @@ fn read_returns_what_is_buffered_and_read_until_eof_waits_for_eof() {
 #[test]
 fn a_reset_peer_fails_reads_and_drain_and_wait_closed_reports_it_every_time() {
     within(LIMIT, || {
-        let port = peer(|c| {
+        // The reset waits until the connection is open on our side (a
+        // reset before would fail the connect itself).
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let port = peer(move |c| {
+            go_rx.recv().unwrap();
             // RST instead of FIN: linger 0.
             socket2::SockRef::from(&c)
                 .set_linger(Some(Duration::ZERO))
@@ -197,6 +201,7 @@ fn a_reset_peer_fails_reads_and_drain_and_wait_closed_reports_it_every_time() {
         let lp = EventLoop::new().unwrap();
         lp.run_until_complete(async {
             let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            go_tx.send(()).unwrap();
             let err = reader.read(10).await.unwrap_err();
             assert_eq!(
                 err.os_error().map(|e| e.kind()),
@@ -217,7 +222,9 @@ fn a_reset_peer_fails_reads_and_drain_and_wait_closed_reports_it_every_time() {
 fn readuntil_and_readexactly_fail_with_the_reset_when_the_peer_resets_mid_line() {
     within(LIMIT, || {
         for exact in [false, true] {
-            let port = peer(|mut c| {
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let port = peer(move |mut c| {
+                go_rx.recv().unwrap();
                 c.write_all(b"partial line without its end").unwrap();
                 socket2::SockRef::from(&c)
                     .set_linger(Some(Duration::ZERO))
@@ -228,6 +235,7 @@ fn readuntil_and_readexactly_fail_with_the_reset_when_the_peer_resets_mid_line()
             let err = lp
                 .run_until_complete(async {
                     let (mut reader, _w) = lp.open_connection("127.0.0.1", port).await?;
+                    go_tx.send(()).unwrap();
                     if exact {
                         reader.readexactly(100).await
                     } else {
