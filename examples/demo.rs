@@ -473,6 +473,24 @@ fn streams(lp: &EventLoop) -> Result<(), evloop::Error> {
     })?
 }
 
+fn signals(lp: &EventLoop) -> Result<(), evloop::Error> {
+    section("Unix signals: add_signal_handler runs the callback on the loop's thread");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopper = lp.clone();
+    lp.add_signal_handler(libc::SIGUSR1, move || {
+        let _ = tx.send(std::thread::current().name().map(str::to_owned));
+        stopper.stop();
+    })?;
+    signal_hook::low_level::raise(libc::SIGUSR1).map_err(evloop::Error::Io)?;
+    lp.run_forever()?; // the handler stops it
+    println!(
+        "SIGUSR1 handled on thread {:?}",
+        rx.try_recv().ok().flatten().unwrap_or_default()
+    );
+    println!("removed: {}", lp.remove_signal_handler(libc::SIGUSR1)?);
+    Ok(())
+}
+
 fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
     section("run_in_executor: the loop stays on time while the pool works");
     let worst = Arc::new(Mutex::new(Duration::ZERO));
@@ -634,6 +652,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     watch_fd(&lp)?;
     networking(&lp)?;
     streams(&lp)?;
+    signals(&lp)?;
     executor(&lp)?;
     errors_and_debug(&lp)?;
     policy()?;

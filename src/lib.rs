@@ -50,6 +50,7 @@ mod remote;
 mod runnable;
 mod runners;
 mod sched;
+mod signals;
 mod sync;
 mod task;
 mod timers;

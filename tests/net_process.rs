@@ -10,44 +10,17 @@ use common::net::{Dg, DgRec, Ev, Rec, lost, run_until};
 use common::{Log, record_exceptions};
 use evloop::{DatagramOptions, EventLoop};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
-const CHILD: &str = "EVLOOP_TEST_CHILD";
 
 /// Runs `body` in a child process (this binary, filtered to `name`),
 /// failing if the child fails or outlives `LIMIT`.
 fn in_child(name: &str, body: fn()) {
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        body();
-        return;
+    if let Some((status, out)) = common::run_in_child(name, LIMIT, body) {
+        assert!(status.success(), "the child failed:\n{out}");
+        assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
     }
-    let log_path = std::env::temp_dir().join(format!("evloop-child-{}-{name}", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child running {name} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
-    assert!(status.success(), "the child failed:\n{out}");
-    assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
 }
 
 /// The process's open sockets (entries of /proc/self/fd that are sockets).

@@ -87,6 +87,7 @@ pub(crate) struct LoopInner {
     slot: Mutex<Slot>,
     pub(crate) reactor: Reactor,
     pub(crate) executor: crate::executor::DefaultExecutorSlot,
+    pub(crate) signals: crate::signals::SignalTable,
 }
 
 impl Drop for EventLoop {
@@ -122,18 +123,17 @@ impl Drop for LoopInner {
             Slot::Idle(core) => Some(core),
             _ => None,
         };
-        shutdown(&self.shared, &self.reactor, &self.executor, core);
+        shutdown(self, core);
     }
 }
 
 /// Everything `close()` does once it owns the core.
-fn shutdown(
-    shared: &Shared,
-    reactor: &Reactor,
-    executor: &crate::executor::DefaultExecutorSlot,
-    core: Option<Box<Core>>,
-) {
+fn shutdown(inner: &LoopInner, core: Option<Box<Core>>) {
+    let (shared, reactor, executor) = (&inner.shared, &inner.reactor, &inner.executor);
     shared.close_inbox();
+    // Signal handlers go before their readers: no signal writes to a
+    // socket the loop no longer watches.
+    inner.signals.clear();
     reactor.close();
     if let Some(core) = core {
         // Transports closed with the loop reach their state through this.
@@ -208,6 +208,7 @@ impl EventLoop {
                 slot: Mutex::new(Slot::Idle(Box::new(core))),
                 reactor: Reactor::new(registry),
                 executor: Default::default(),
+                signals: Default::default(),
             }
         });
         Ok(EventLoop { inner })
@@ -415,12 +416,7 @@ impl EventLoop {
                 Slot::Closed => return Ok(()),
             }
         };
-        shutdown(
-            self.shared(),
-            &self.inner.reactor,
-            &self.inner.executor,
-            Some(core),
-        );
+        shutdown(&self.inner, Some(core));
         Ok(())
     }
 

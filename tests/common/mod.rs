@@ -114,3 +114,45 @@ pub fn run_one_iteration(lp: &evloop::EventLoop) {
     lp.stop();
     lp.run_forever().unwrap();
 }
+
+/// Runs the test `name` of this binary in a child process of its own, whose
+/// only work is `body` (for what must not share a process with other
+/// tests: counting fds, lowering limits, signals that kill). In the child
+/// this runs `body` and returns `None`; in the parent it returns the
+/// child's exit status and output, failing if the child outlives `limit`.
+#[allow(dead_code)]
+pub fn run_in_child(
+    name: &str,
+    limit: std::time::Duration,
+    body: fn(),
+) -> Option<(std::process::ExitStatus, String)> {
+    const CHILD: &str = "EVLOOP_TEST_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        body();
+        return None;
+    }
+    let log_path = std::env::temp_dir().join(format!("evloop-child-{}-{name}", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child running {name} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    Some((status, out))
+}
