@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{Echo, Ev, Rec, lost, received, run_until};
+use common::net::{Echo, Ev, Rec, lost, reading_peer, received, run_until};
 use common::{Log, capture_tracing, within};
 use evloop::{ConnectOptions, Error, EventLoop, ServerOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -388,17 +388,9 @@ fn several_loops_share_a_port_with_reuse_port() {
 fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (go_tx, go_rx) = mpsc::channel::<()>();
-        let peer = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            // Not reading until the test has seen sendfile in progress.
-            go_rx.recv().unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap();
-            all
-        });
+        // Not reading until the test has seen sendfile in progress.
+        let (port, peer) = reading_peer(Some(go_rx));
         // More than any socket buffer: the send cannot finish unread.
         let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 251) as u8).collect();
         let path = std::env::temp_dir().join(format!("evloop-sendfile-{}", std::process::id()));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{Collect, Echo, Ev, Rec, lost, received, run_until};
+use common::net::{Collect, Echo, Ev, Rec, lost, reading_peer, received, run_until};
 use common::{Log, record_exceptions, within};
 use evloop::{EventLoop, ExtraInfo, Protocol, ServerOptions, Transport};
 use std::io::{Read, Write};
@@ -110,14 +110,7 @@ fn transport_reports_addresses_socket_and_limits() {
 fn writelines_sends_every_buffer_in_order() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let reader = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap();
-            all
-        });
+        let (port, reader) = reading_peer(None);
         let log = Log::new();
         let rec = Rec::new(&log);
         let t = lp
@@ -176,17 +169,9 @@ fn buffered_protocol_reads_into_its_own_buffer() {
 fn a_peer_that_never_reads_pauses_the_writer_and_bounds_the_buffer() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (start_tx, start_rx) = mpsc::channel::<()>();
-        let reader = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            // Reads nothing until told to.
-            start_rx.recv().unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap();
-            all.len()
-        });
+        // Reads nothing until told to.
+        let (port, reader) = reading_peer(Some(start_rx));
         let log = Log::new();
         let (tx, rx) = mpsc::channel();
         let rec = Rec::new(&log).sending(&tx);
@@ -218,7 +203,7 @@ fn a_peer_that_never_reads_pauses_the_writer_and_bounds_the_buffer() {
         assert!(t.get_write_buffer_size() <= 16 * 1024);
         t.close();
         run_until(&lp, LIMIT, || lost(&log).is_some());
-        assert_eq!(reader.join().unwrap(), written);
+        assert_eq!(reader.join().unwrap().len(), written);
         let events = log.get();
         let pause = events.iter().position(|e| *e == Ev::Pause).unwrap();
         let resume = events.iter().position(|e| *e == Ev::Resume).unwrap();
@@ -334,14 +319,7 @@ fn pause_reading_holds_data_until_resume_reading() {
 fn transport_methods_from_another_thread_are_posted_in_order() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let peer = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap();
-            all
-        });
+        let (port, peer) = reading_peer(None);
         let log = Log::new();
         let rec = Rec::new(&log);
         let t = lp
@@ -681,14 +659,7 @@ fn servers_bind_every_address_a_host_resolves_to() {
 fn writelines_with_more_buffers_than_the_kernel_takes_at_once() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let peer = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).unwrap();
-            all
-        });
+        let (port, peer) = reading_peer(None);
         let log = Log::new();
         let rec = Rec::new(&log);
         let t = lp

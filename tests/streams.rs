@@ -619,3 +619,100 @@ fn streams_and_tcp_streams_speak_futures_io() {
         assert_eq!(served.load(Ordering::SeqCst), 8);
     });
 }
+
+#[test]
+fn tcp_streams_read_write_and_shut_down_through_their_own_methods() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let lp = lp2;
+            // A listener built from a socket of our own.
+            let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = std_listener.local_addr().unwrap().port();
+            let listener = TcpListener::from_socket(&lp, std_listener).unwrap();
+            let client = TcpStream::connect(&lp, "127.0.0.1", port).await.unwrap();
+            let (server, peer) = listener.accept(&lp).await.unwrap();
+            assert_eq!(client.local_addr().unwrap().as_socket(), peer.as_socket());
+            assert_eq!(
+                client.peer_addr().unwrap().as_socket().unwrap().port(),
+                port
+            );
+            client.set_nodelay(false).unwrap();
+            client.write_all(&vec![5u8; 300_000]).await.unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = server.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                assert!(buf[..n].iter().all(|&b| b == 5));
+                total += n;
+            }
+            assert_eq!(total, 300_000);
+            assert!(server.write(b"bye").await.unwrap() > 0);
+            let mut back = [0u8; 3];
+            let mut got = 0;
+            while got < 3 {
+                got += client.read(&mut back[got..]).await.unwrap();
+            }
+            assert_eq!(&back, b"bye");
+            // A datagram socket is not a stream.
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            assert!(matches!(
+                TcpStream::from_socket(&lp, udp),
+                Err(Error::InvalidArgument(_))
+            ));
+        })
+        .unwrap();
+        // Off a running loop, registering is refused.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(matches!(
+            TcpListener::from_socket(&lp, std_listener),
+            Err(Error::WrongThread)
+        ));
+    });
+}
+
+#[test]
+fn a_writer_answers_asyncios_getters() {
+    within(LIMIT, || {
+        let port = peer(|mut c| {
+            let mut all = Vec::new();
+            let _ = c.read_to_end(&mut all);
+            c.write_all(&all).unwrap();
+        });
+        let lp = EventLoop::new().unwrap();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let lp = lp2;
+            let (mut reader, writer) = lp
+                .open_connection_with(
+                    Some("127.0.0.1"),
+                    port,
+                    evloop::ConnectOptions::default(),
+                    1000,
+                )
+                .await
+                .unwrap();
+            assert_eq!(reader.limit(), 1000);
+            assert!(writer.can_write_eof());
+            assert_eq!(writer.get_loop().unwrap(), lp);
+            match writer.get_extra_info("peername") {
+                Some(evloop::ExtraInfo::Address(a)) => {
+                    assert_eq!(a.as_socket().unwrap().port(), port)
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(writer.get_extra_info("nonsense").is_none());
+            writer.writelines([&b"a"[..], b"bc", b"d"]).unwrap();
+            writer.write_eof().unwrap();
+            assert_eq!(reader.read_until_eof().await.unwrap(), b"abcd");
+            assert!(format!("{reader:?}").contains("StreamReader"));
+            assert!(format!("{writer:?}").contains("StreamWriter"));
+        })
+        .unwrap();
+    });
+}

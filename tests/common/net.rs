@@ -190,3 +190,23 @@ pub fn run_until(lp: &evloop::EventLoop, limit: std::time::Duration, done: impl 
     })
     .unwrap();
 }
+
+/// A blocking peer on another thread: accepts one connection on a new
+/// 127.0.0.1 listener and, once `go` fires (at once if `None`), reads
+/// everything until EOF. Returns the port and what it read.
+#[allow(dead_code)]
+pub fn reading_peer(go: Option<mpsc::Receiver<()>>) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        if let Some(go) = go {
+            go.recv().unwrap();
+        }
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    });
+    (port, peer)
+}
