@@ -48,3 +48,20 @@ pub(crate) fn log_warning(message: std::fmt::Arguments<'_>) {
         tracing::warn!(target: "evloop", "{message}");
     }
 }
+
+/// Sets `O_NONBLOCK` on an open descriptor the caller owns or borrows.
+pub(crate) fn set_nonblocking(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // Safety: fcntl(F_GETFL / F_SETFL) on an fd the caller keeps open for
+    // the call; neither touches memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // Safety: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -4,8 +4,9 @@
 
 use super::datagram::DatagramTransport;
 use super::dns::{AddrInfo, AddrInfoHints};
+use super::endpoint::Endpoint;
 use super::protocol::{BufferedProtocol, DatagramProtocol, Protocol, StreamProtocol};
-use super::transport::Transport;
+use super::transport::{Kind, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::runners::Sleep;
@@ -276,8 +277,21 @@ impl EventLoop {
         sock: Socket,
         protocol: StreamProtocol,
     ) -> Result<Transport, Error> {
+        self.start_endpoint(Endpoint::Socket(sock), Kind::Socket, protocol)
+            .await
+    }
+
+    /// Starts a transport of `kind` over `endpoint` (non-blocking) and
+    /// returns it once `connection_made` has run.
+    pub(crate) async fn start_endpoint(
+        &self,
+        endpoint: Endpoint,
+        kind: Kind,
+        protocol: StreamProtocol,
+    ) -> Result<Transport, Error> {
         let made = self.create_future();
-        let transport = Transport::start(self, sock, protocol, None, Some(made.clone()))?;
+        let transport =
+            Transport::start_endpoint(self, endpoint, kind, protocol, None, Some(made.clone()))?;
         /// Aborts the transport if the caller gives up (a timeout, a
         /// cancelled task) before it is handed over: nobody else could
         /// ever close it (asyncio closes it on any exception too).

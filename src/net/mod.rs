@@ -1,10 +1,13 @@
 //! asyncio's network layer below streams: low-level socket operations,
 //! transports and protocols, connections, servers, datagrams, DNS and
-//! sendfile, on the readiness layer (`crate::readiness`).
+//! sendfile, and pipes (asyncio's "Working with pipes"), on the readiness
+//! layer (`crate::readiness`).
 
 pub(crate) mod connect;
 pub(crate) mod datagram;
 pub(crate) mod dns;
+mod endpoint;
+pub(crate) mod pipe;
 pub(crate) mod protocol;
 mod sendfile;
 pub(crate) mod server;

@@ -1,6 +1,10 @@
 //! Stream transports (asyncio's `_SelectorSocketTransport`): a connected
 //! TCP or Unix socket driven by the loop, talking to a [`Protocol`] or a
-//! [`BufferedProtocol`].
+//! [`BufferedProtocol`]. The same transport drives a pipe's read or write
+//! end (asyncio's `_UnixReadPipeTransport` / `_UnixWritePipeTransport`,
+//! see `net::pipe`): the few places where those differ from a socket
+//! follow the transport's [`Kind`], and the system calls its
+//! [`Endpoint`].
 //!
 //! # How it runs
 //! The socket is registered once with the readiness layer and a handler is
@@ -25,6 +29,7 @@
 //! publishes. Errors of a posted operation go to the loop's exception
 //! handler.
 
+use super::endpoint::Endpoint;
 use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -40,7 +45,7 @@ use crate::waiters::WakerList;
 use socket2::{SockAddr, SockRef, Socket};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -117,7 +122,7 @@ impl WriteBuffer {
 
     /// Sends as much as the socket takes, with vectored writes: `Ok(true)`
     /// if all went, `Ok(false)` if the socket would block.
-    fn flush(&mut self, sock: &Socket) -> io::Result<bool> {
+    fn flush(&mut self, endpoint: &Endpoint) -> io::Result<bool> {
         while self.len > 0 {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -126,7 +131,7 @@ impl WriteBuffer {
                 slices[i] = IoSlice::new(&chunk[from..]);
                 count += 1;
             }
-            match sock.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL) {
+            match endpoint.write_vectored(&slices[..count]) {
                 Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -158,7 +163,7 @@ impl Owed {
 }
 
 struct StreamState {
-    sock: Option<Socket>,
+    endpoint: Option<Endpoint>,
     registration: Option<Registration>,
     /// Out of the slot while one of its callbacks runs.
     protocol: Option<StreamProtocol>,
@@ -203,6 +208,22 @@ struct Inner {
     peername: Option<SockAddr>,
     sockname: Option<SockAddr>,
     fd: RawFd,
+    kind: Kind,
+}
+
+/// What a transport's descriptor is: where asyncio's socket and pipe
+/// transports differ, this decides.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// A connected stream socket: reads and writes, half-closes with
+    /// `shutdown`.
+    Socket,
+    /// The read end of a pipe (asyncio's `_UnixReadPipeTransport`): EOF
+    /// closes the transport.
+    ReadPipe,
+    /// The write end of a pipe (asyncio's `_UnixWritePipeTransport`):
+    /// `write_eof` closes it, and the reader going away closes it too.
+    WritePipe,
 }
 
 /// A stream transport (asyncio: the transport of `create_connection`,
@@ -221,13 +242,16 @@ struct Handler(Arc<Inner>);
 impl IoHandler for Handler {
     fn ready(&mut self, _io: &ScheduledIo, bits: usize, local: &dyn Local) -> bool {
         let inner = &self.0;
-        if bits & (WRITABLE | WRITE_CLOSED | ERROR) != 0 {
+        if bits & (WRITABLE | WRITE_CLOSED | ERROR) != 0 && inner.kind != Kind::ReadPipe {
             inner.write_ready();
         }
         if bits & (READABLE | READ_CLOSED | ERROR) != 0 {
-            inner.read_ready(local);
+            match inner.kind {
+                Kind::WritePipe => inner.reader_gone(),
+                Kind::Socket | Kind::ReadPipe => inner.read_ready(local),
+            }
         }
-        inner.state.with(|s| s.sock.is_some()).unwrap_or(false)
+        inner.state.with(|s| s.endpoint.is_some()).unwrap_or(false)
     }
 
     fn loop_closed(&mut self) {
@@ -253,17 +277,17 @@ impl IoHandler for Handler {
 
 /// Deregisters and closes the socket (loop side).
 fn close_socket(s: &mut StreamState) {
-    if let Some(sock) = s.sock.take() {
-        if s.sendfile {
+    if let Some(endpoint) = s.endpoint.take() {
+        if let (true, Some(sock)) = (s.sendfile, endpoint.socket()) {
             // `loop.sendfile` sends through a duplicate of the fd, which
             // would keep the connection open: end it for both.
             let _ = sock.shutdown(std::net::Shutdown::Both);
         }
         if let Some(mut reg) = s.registration.take() {
-            let raw = sock.as_raw_fd();
+            let raw = endpoint.raw_fd();
             reg.deregister(&mut mio::unix::SourceFd(&raw));
         }
-        drop(sock);
+        drop(endpoint);
     }
 }
 
@@ -275,8 +299,10 @@ impl Inner {
     fn publish(&self, s: &StreamState) {
         self.buffer_size.store(s.buffer.len, Ordering::Release);
         self.closing.store(s.closing, Ordering::Release);
-        self.reading
-            .store(!s.reading_paused && !s.closing, Ordering::Release);
+        self.reading.store(
+            self.kind != Kind::WritePipe && !s.reading_paused && !s.closing,
+            Ordering::Release,
+        );
     }
 
     /// Runs `f` on the protocol, taken out of the state (so it may call
@@ -293,7 +319,7 @@ impl Inner {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut protocol)));
         let owed = self.state.with(|s| {
             let owed = std::mem::replace(&mut s.owed, Owed::Nothing);
-            let put_back = s.protocol.is_none() && !(s.lost && s.sock.is_none());
+            let put_back = s.protocol.is_none() && !(s.lost && s.endpoint.is_none());
             if put_back {
                 s.protocol = Some(protocol);
                 (owed, None)
@@ -368,7 +394,7 @@ impl Inner {
         for _ in 0..READS_PER_EVENT {
             let ready = self.state.with(|s| {
                 s.read_queued = false;
-                s.made && !s.closing && !s.reading_paused && !s.eof_received && s.sock.is_some()
+                s.made && !s.closing && !s.reading_paused && !s.eof_received && s.endpoint.is_some()
             });
             if ready != Some(true) {
                 return;
@@ -415,7 +441,7 @@ impl Inner {
                     return;
                 }
                 Read::Failed(e) => {
-                    self.fatal_error(e, "Fatal read error on socket transport");
+                    self.fatal_error(e, self.fatal_message(true));
                     return;
                 }
                 Read::Stopped => return,
@@ -451,8 +477,8 @@ impl Inner {
         if buf.len() < READ_SIZE {
             buf.resize(READ_SIZE, 0);
         }
-        let got = self.state.with(|s| match &s.sock {
-            Some(sock) => recv(sock, &mut buf),
+        let got = self.state.with(|s| match &s.endpoint {
+            Some(endpoint) => endpoint.read(&mut buf),
             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
         });
         match got {
@@ -482,8 +508,8 @@ impl Inner {
                 StreamProtocol::Buffered(p) => p,
                 StreamProtocol::Stream(p) => {
                     let got = p.read_from(|buf| {
-                        this.state.with(|s| match &s.sock {
-                            Some(sock) => recv(sock, buf),
+                        this.state.with(|s| match &s.endpoint {
+                            Some(endpoint) => endpoint.read(buf),
                             None => Err(io::Error::from(io::ErrorKind::NotConnected)),
                         })
                     });
@@ -505,8 +531,8 @@ impl Inner {
             let len = buf.len();
             // The socket is reached through the state; the buffer is the
             // protocol's, outside it.
-            let got = this.state.with(|s| match &s.sock {
-                Some(sock) => recv(sock, buf),
+            let got = this.state.with(|s| match &s.endpoint {
+                Some(endpoint) => endpoint.read(buf),
                 None => Err(io::Error::from(io::ErrorKind::NotConnected)),
             });
             match got {
@@ -529,8 +555,35 @@ impl Inner {
         let keep_open = self
             .with_protocol("eof_received", |p| p.eof_received())
             .unwrap_or(false);
-        if !keep_open {
+        // A pipe has no write side to keep open: its EOF always closes.
+        if !keep_open || self.kind == Kind::ReadPipe {
             self.close();
+        }
+    }
+
+    /// A write pipe's reader closed its end (asyncio's
+    /// `_UnixWritePipeTransport._read_ready`): with bytes still buffered
+    /// they can never be delivered (`BrokenPipe`); otherwise the transport
+    /// simply closes.
+    fn reader_gone(self: &Arc<Self>) {
+        let pending = self
+            .state
+            .with(|s| (s.buffer.len > 0, s.lost))
+            .unwrap_or((false, true));
+        match pending {
+            (_, true) => {}
+            (true, false) => self.force_close(Some(io::Error::from(io::ErrorKind::BrokenPipe))),
+            (false, false) => self.force_close(None),
+        }
+    }
+
+    /// asyncio's words for a fatal I/O error of this transport.
+    fn fatal_message(&self, read: bool) -> &'static str {
+        match (self.kind, read) {
+            (Kind::Socket, true) => "Fatal read error on socket transport",
+            (Kind::Socket, false) => "Fatal write error on socket transport",
+            (_, true) => "Fatal read error on pipe transport",
+            (_, false) => "Fatal write error on pipe transport",
         }
     }
 
@@ -538,7 +591,7 @@ impl Inner {
 
     fn write_ready(self: &Arc<Self>) {
         let outcome = self.state.with(|s| {
-            let Some(sock) = &s.sock else {
+            let Some(endpoint) = &s.endpoint else {
                 return Ok(Owed::Nothing);
             };
             if s.buffer.len == 0 {
@@ -546,7 +599,7 @@ impl Inner {
             }
             let io = s.registration.as_ref().map(|r| r.io().clone());
             let event = io.as_ref().and_then(|io| io.ready_now(Direction::Write));
-            match s.buffer.flush(sock) {
+            match s.buffer.flush(endpoint) {
                 Ok(done) => {
                     if !done {
                         if let (Some(io), Some(ev)) = (io, event) {
@@ -566,7 +619,7 @@ impl Inner {
                 self.wake_drained();
                 self.after_flush();
             }
-            Some(Err(e)) => self.fatal_error(e, "Fatal write error on socket transport"),
+            Some(Err(e)) => self.fatal_error(e, self.fatal_message(false)),
             None => {}
         }
     }
@@ -597,7 +650,7 @@ impl Inner {
             }
             if s.eof_requested && !s.eof_written {
                 s.eof_written = true;
-                if let Some(sock) = &s.sock {
+                if let Some(sock) = s.endpoint.as_ref().and_then(Endpoint::socket) {
                     let _ = sock.shutdown(std::net::Shutdown::Write);
                 }
             }
@@ -622,15 +675,27 @@ impl Inner {
             if total == 0 {
                 return Ok(Owed::Nothing);
             }
-            if s.lost || s.sock.is_none() {
+            if self.kind == Kind::ReadPipe {
+                return Err(Error::InvalidState("a read pipe transport cannot write"));
+            }
+            // A pipe that is closing takes no more (asyncio); a socket
+            // keeps taking until the connection is gone.
+            let pipe_closing = self.kind == Kind::WritePipe && s.closing;
+            if s.lost || s.endpoint.is_none() || pipe_closing {
                 // asyncio drops these and, from the fifth, warns each time.
                 s.conn_lost_writes += 1;
                 if s.conn_lost_writes >= CONNLOST_WARN_AFTER {
-                    crate::util::log_warning(format_args!("socket.send() raised exception."));
+                    crate::util::log_warning(format_args!(
+                        "{}",
+                        match self.kind {
+                            Kind::Socket => "socket.send() raised exception.",
+                            _ => "pipe closed by peer or os.write(pipe, data) raised exception.",
+                        }
+                    ));
                 }
                 return Ok(Owed::Nothing);
             }
-            let Some(sock) = &s.sock else {
+            let Some(endpoint) = &s.endpoint else {
                 return Ok(Owed::Nothing);
             };
             let mut sent = 0;
@@ -649,7 +714,7 @@ impl Inner {
                     .map(|d| IoSlice::new(d))
                     .collect();
                 loop {
-                    match sock.send_vectored_with_flags(&slices, libc::MSG_NOSIGNAL) {
+                    match endpoint.write_vectored(&slices) {
                         Ok(n) => {
                             sent = n;
                             break;
@@ -675,8 +740,8 @@ impl Inner {
                 skip = 0;
             }
             if flush_now {
-                if let Some(sock) = &s.sock {
-                    s.buffer.flush(sock).map_err(Error::Io)?;
+                if let Some(endpoint) = &s.endpoint {
+                    s.buffer.flush(endpoint).map_err(Error::Io)?;
                 }
             }
             let owed = Self::check_pause(s);
@@ -689,7 +754,7 @@ impl Inner {
                 Ok(())
             }
             Some(Err(Error::Io(e))) => {
-                self.fatal_error(e, "Fatal write error on socket transport");
+                self.fatal_error(e, self.fatal_message(false));
                 Ok(())
             }
             Some(Err(e)) => Err(e),
@@ -792,13 +857,6 @@ enum Read {
     Stopped,
 }
 
-fn recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
-    // Safety: initialised bytes are valid `MaybeUninit<u8>`; recv only
-    // writes into them.
-    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-    sock.recv(uninit)
-}
-
 impl Transport {
     /// Wraps a connected, non-blocking stream socket in a transport of the
     /// running loop `event_loop` (loop thread only), registers it, and
@@ -814,24 +872,48 @@ impl Transport {
         on_lost: Option<Box<dyn FnOnce() + Send>>,
         made: Option<crate::future::LoopFuture<()>>,
     ) -> Result<Transport, Error> {
-        sock.set_nonblocking(true)?;
-        // asyncio sets TCP_NODELAY on TCP transports.
-        if let Ok(addr) = sock.local_addr() {
-            if addr.as_socket().is_some() {
-                let _ = sock.set_tcp_nodelay(true);
+        Self::start_endpoint(
+            event_loop,
+            Endpoint::Socket(sock),
+            Kind::Socket,
+            protocol,
+            on_lost,
+            made,
+        )
+    }
+
+    /// [`Transport::start`] for any endpoint (a pipe's already
+    /// non-blocking).
+    pub(crate) fn start_endpoint(
+        event_loop: &EventLoop,
+        endpoint: Endpoint,
+        kind: Kind,
+        protocol: StreamProtocol,
+        on_lost: Option<Box<dyn FnOnce() + Send>>,
+        made: Option<crate::future::LoopFuture<()>>,
+    ) -> Result<Transport, Error> {
+        if let (Endpoint::Socket(sock), Kind::Socket) = (&endpoint, kind) {
+            sock.set_nonblocking(true)?;
+            // asyncio sets TCP_NODELAY on TCP transports.
+            if let Ok(addr) = sock.local_addr() {
+                if addr.as_socket().is_some() {
+                    let _ = sock.set_tcp_nodelay(true);
+                }
             }
         }
-        let raw = sock.as_raw_fd();
+        let raw = endpoint.raw_fd();
         let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
         let shared = event_loop.inner.shared.clone();
+        let sock = endpoint.socket();
         let inner = Arc::new(Inner {
-            peername: sock.peer_addr().ok(),
-            sockname: sock.local_addr().ok(),
+            peername: sock.and_then(|s| s.peer_addr().ok()),
+            sockname: sock.and_then(|s| s.local_addr().ok()),
             fd: raw,
+            kind,
             state: LoopCell::new(
                 shared.id(),
                 StreamState {
-                    sock: Some(sock),
+                    endpoint: Some(endpoint),
                     registration: None,
                     protocol: Some(protocol),
                     buffer: WriteBuffer::default(),
@@ -855,7 +937,7 @@ impl Transport {
             ),
             shared,
             closing: AtomicBool::new(false),
-            reading: AtomicBool::new(true),
+            reading: AtomicBool::new(kind != Kind::WritePipe),
             buffer_size: AtomicUsize::new(0),
             high: AtomicUsize::new(DEFAULT_HIGH_WATER),
             low: AtomicUsize::new(DEFAULT_HIGH_WATER / 4),
@@ -954,8 +1036,23 @@ impl Transport {
     }
 
     /// Closes the write side once the buffer is sent (asyncio:
-    /// `write_eof`); the peer reads EOF. Writing afterwards is an error.
+    /// `write_eof`); the peer reads EOF. Writing afterwards is an error
+    /// on a socket; a write pipe has nothing but a write side, so this
+    /// closes it (as asyncio) and later writes are dropped. Error:
+    /// [`Error::InvalidState`] on a read pipe.
     pub fn write_eof(&self) -> Result<(), Error> {
+        match self.inner.kind {
+            Kind::Socket => {}
+            Kind::WritePipe => {
+                self.close();
+                return Ok(());
+            }
+            Kind::ReadPipe => {
+                return Err(Error::InvalidState(
+                    "a read pipe transport has no write side",
+                ));
+            }
+        }
         self.on_loop(|inner| {
             let flushed = inner.state.with(|s| {
                 if s.closing || s.eof_requested {
@@ -972,9 +1069,10 @@ impl Transport {
     }
 
     /// Whether [`Transport::write_eof`] is supported (asyncio:
-    /// `can_write_eof`): always for TCP and Unix stream sockets.
+    /// `can_write_eof`): for TCP and Unix stream sockets and write pipes,
+    /// not for read pipes.
     pub fn can_write_eof(&self) -> bool {
-        true
+        self.inner.kind != Kind::ReadPipe
     }
 
     /// Closes the transport (asyncio: `close`): reading stops at once, the
@@ -996,8 +1094,12 @@ impl Transport {
     }
 
     /// Stops reading until [`Transport::resume_reading`] (asyncio:
-    /// `pause_reading`); no `data_received` meanwhile.
+    /// `pause_reading`); no `data_received` meanwhile. A write pipe
+    /// never reads: nothing to pause.
     pub fn pause_reading(&self) {
+        if self.inner.kind == Kind::WritePipe {
+            return;
+        }
         self.inner.reading.store(false, Ordering::Release);
         self.on_loop(|inner| {
             inner.state.with(|s| {
@@ -1011,6 +1113,9 @@ impl Transport {
 
     /// Resumes reading (asyncio: `resume_reading`).
     pub fn resume_reading(&self) {
+        if self.inner.kind == Kind::WritePipe {
+            return;
+        }
         if !self.is_closing() {
             // Seen at once by `is_reading`, even when posted.
             self.inner.reading.store(true, Ordering::Release);
@@ -1079,13 +1184,16 @@ impl Transport {
         self.inner.buffer_size.load(Ordering::Acquire)
     }
 
-    /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"` (an
-    /// address) and `"socket"` (the fd); `None` for other names.
+    /// asyncio's `get_extra_info(name)`: for a socket `"peername"`,
+    /// `"sockname"` (an address) and `"socket"` (the fd); for a pipe
+    /// `"pipe"` (the fd); `None` for other names.
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        let socket = self.inner.kind == Kind::Socket;
         match name {
             "peername" => self.peername().map(ExtraInfo::Address),
             "sockname" => self.sockname().map(ExtraInfo::Address),
-            "socket" => Some(ExtraInfo::Fd(self.inner.fd)),
+            "socket" if socket => Some(ExtraInfo::Fd(self.inner.fd)),
+            "pipe" if !socket => Some(ExtraInfo::Fd(self.inner.fd)),
             _ => None,
         }
     }
@@ -1134,8 +1242,8 @@ impl Transport {
     }
 
     /// The socket, for code that needs an option asyncio does not expose
-    /// (loop thread only; `None` elsewhere or once closed). Do not close
-    /// it or read from it.
+    /// (loop thread only; `None` elsewhere, once closed, or for a pipe).
+    /// Do not close it or read from it.
     pub fn with_socket<R>(&self, f: impl FnOnce(SockRef<'_>) -> R) -> Option<R> {
         // `f` is user code: it runs on a duplicate of the socket (the same
         // connection and options) outside the transport's state, so that
@@ -1143,7 +1251,12 @@ impl Transport {
         let dup = self
             .inner
             .state
-            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
+            .with(|s| {
+                s.endpoint
+                    .as_ref()
+                    .and_then(Endpoint::socket)
+                    .map(|sock| sock.try_clone())
+            })
             .flatten()?
             .ok()?;
         Some(f(SockRef::from(&dup)))
@@ -1167,9 +1280,13 @@ impl Transport {
                     return Err(Error::InvalidState("sendfile is already in progress"));
                 }
                 let sock = s
-                    .sock
+                    .endpoint
                     .as_ref()
                     .ok_or(Error::InvalidState("Transport is closing"))?
+                    .socket()
+                    .ok_or_else(|| {
+                        Error::SendfileNotAvailable("the transport is not a socket".into())
+                    })?
                     .try_clone()?;
                 s.sendfile = true;
                 let was_reading = !s.reading_paused;
@@ -1192,7 +1309,7 @@ impl Transport {
         // Wakers are cloned and dropped outside the state (foreign code).
         let waker = cx.waker().clone();
         let outcome = self.inner.state.with(|s| {
-            if s.lost || s.sock.is_none() {
+            if s.lost || s.endpoint.is_none() {
                 (
                     Poll::Ready(Err(Error::Io(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
@@ -1257,6 +1374,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("fd", &self.inner.fd)
+            .field("kind", &self.inner.kind)
             .field("peername", &self.inner.peername)
             .field("closing", &self.is_closing())
             .field("buffer", &self.get_write_buffer_size())
