@@ -44,6 +44,7 @@ mod handle;
 mod loop_cell;
 mod net;
 mod policy;
+mod process;
 mod reactor;
 mod readiness;
 mod remote;
@@ -82,6 +83,7 @@ pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,
 };
+pub use process::{Process, Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
 pub use runners::{
     Gather, Shield, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe,
     shield, sleep, spawn, wait_for,

@@ -571,6 +571,25 @@ impl Registration {
         Ok(())
     }
 
+    /// Attaches a handler that owns this registration (built by `make`
+    /// from it): for a source whose handler is its only owner, such as a
+    /// child's pidfd. The cycle through the loop's slab ends when the
+    /// handler detaches (returns `false` from `ready`) or the loop closes.
+    /// Error: as [`Registration::set_handler`].
+    pub(crate) fn attach_owned(
+        self,
+        make: impl FnOnce(Registration) -> Box<dyn IoHandler>,
+    ) -> Result<(), crate::Error> {
+        if !crate::sched::holds_core(self.sched.id()) {
+            return Err(crate::Error::WrongThread);
+        }
+        let io = self.io.clone();
+        let handler = make(self);
+        // Safety: checked just above; the handler slot is the loop's.
+        crate::util::drop_quietly(unsafe { io.swap_handler(Some(handler)) }, "an I/O handler");
+        Ok(())
+    }
+
     /// Waits until the source is ready in `direction`. Error: the loop was
     /// closed.
     pub(crate) fn poll_ready(

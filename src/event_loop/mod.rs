@@ -88,6 +88,8 @@ pub(crate) struct LoopInner {
     pub(crate) reactor: Reactor,
     pub(crate) executor: crate::executor::DefaultExecutorSlot,
     pub(crate) signals: crate::signals::SignalTable,
+    /// Children under the SIGCHLD watcher (see `process::watch`).
+    pub(crate) children: crate::process::ChildTable,
 }
 
 impl Drop for EventLoop {
@@ -134,6 +136,8 @@ fn shutdown(inner: &LoopInner, core: Option<Box<Core>>) {
     // Signal handlers go before their readers: no signal writes to a
     // socket the loop no longer watches.
     inner.signals.clear();
+    // Children still running go to reaper threads.
+    inner.children.clear();
     reactor.close();
     if let Some(core) = core {
         // Transports closed with the loop reach their state through this.
@@ -209,6 +213,7 @@ impl EventLoop {
                 reactor: Reactor::new(registry),
                 executor: Default::default(),
                 signals: Default::default(),
+                children: Default::default(),
             }
         });
         Ok(EventLoop { inner })

@@ -277,21 +277,23 @@ impl EventLoop {
         sock: Socket,
         protocol: StreamProtocol,
     ) -> Result<Transport, Error> {
-        self.start_endpoint(Endpoint::Socket(sock), Kind::Socket, protocol)
+        self.start_endpoint(Endpoint::Socket(sock), Kind::Socket, protocol, None)
             .await
     }
 
     /// Starts a transport of `kind` over `endpoint` (non-blocking) and
-    /// returns it once `connection_made` has run.
+    /// returns it once `connection_made` has run; `on_lost` runs once
+    /// after its `connection_lost`.
     pub(crate) async fn start_endpoint(
         &self,
         endpoint: Endpoint,
         kind: Kind,
         protocol: StreamProtocol,
+        on_lost: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<Transport, Error> {
         let made = self.create_future();
         let transport =
-            Transport::start_endpoint(self, endpoint, kind, protocol, None, Some(made.clone()))?;
+            Transport::start_endpoint(self, endpoint, kind, protocol, on_lost, Some(made.clone()))?;
         /// Aborts the transport if the caller gives up (a timeout, a
         /// cancelled task) before it is handed over: nobody else could
         /// ever close it (asyncio closes it on any exception too).

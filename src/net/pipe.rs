@@ -77,7 +77,7 @@ impl EventLoop {
     {
         let endpoint = pipe_endpoint(pipe.into(), Kind::ReadPipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::ReadPipe, protocol)
+        self.start_endpoint(endpoint, Kind::ReadPipe, protocol, None)
             .await
     }
 
@@ -103,19 +103,21 @@ impl EventLoop {
     {
         let endpoint = pipe_endpoint(pipe.into(), Kind::WritePipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::WritePipe, protocol)
+        self.start_endpoint(endpoint, Kind::WritePipe, protocol, None)
             .await
     }
 
     /// A pipe transport driving an internal protocol (the subprocess
-    /// layer's).
+    /// layer's); `on_lost` runs once after its `connection_lost`.
     pub(crate) async fn connect_pipe(
         &self,
         protocol: StreamProtocol,
         pipe: OwnedFd,
         kind: Kind,
+        on_lost: Box<dyn FnOnce() + Send>,
     ) -> Result<Transport, Error> {
         let endpoint = pipe_endpoint(pipe, kind)?;
-        self.start_endpoint(endpoint, kind, protocol).await
+        self.start_endpoint(endpoint, kind, protocol, Some(on_lost))
+            .await
     }
 }

@@ -1,0 +1,474 @@
+//! The subprocess transport (asyncio's `BaseSubprocessTransport`): one
+//! child, its pipe transports, and the protocol told of both.
+//!
+//! The state lives in a [`LoopCell`] (the loop's thread only); what other
+//! threads may ask (the pid, the return code, whether it is closing) is
+//! published in atomics, and signals go through the child's own lock (see
+//! `watch`). Protocol calls made before `connection_made` are queued and
+//! delivered after it, in order, as asyncio's `_pending_calls`;
+//! `connection_lost` follows once the child has exited *and* every pipe
+//! has closed, and wakes whoever waits for the child.
+
+use super::SubprocessProtocol;
+use super::watch::SharedChild;
+use crate::error::Error;
+use crate::event_loop::EventLoop;
+use crate::event_loop::shared::Shared;
+use crate::exception::ExceptionContext;
+use crate::loop_cell::LoopCell;
+use crate::net::protocol::Protocol;
+use crate::net::transport::Transport;
+use crate::waiters::WakerList;
+use std::io;
+use std::panic::{AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// `returncode` while the child runs.
+const RUNNING: i64 = i64::MIN;
+
+/// A protocol call, queued while `connection_made` is pending or the
+/// protocol is busy.
+enum Call {
+    Made,
+    Data(i32, Vec<u8>),
+    PipeLost(i32, Option<io::Error>),
+    Exited,
+    Pause,
+    Resume,
+}
+
+struct State {
+    /// Out of the slot while one of its callbacks runs; gone after
+    /// `connection_lost`.
+    protocol: Option<Box<dyn SubprocessProtocol>>,
+    /// Calls waiting for `connection_made` (`None` once it ran).
+    pending: Option<Vec<Call>>,
+    /// Calls that came while the protocol was busy.
+    deferred: Vec<Call>,
+    /// The pipe is (still) connected.
+    open: [bool; 3],
+    returncode: Option<i32>,
+    /// `connection_lost` was queued.
+    finished: bool,
+    /// `connection_lost` ran: `wait` answers.
+    done: bool,
+    closed: bool,
+    exit_waiters: WakerList,
+}
+
+pub(crate) struct SubInner {
+    shared: Arc<Shared>,
+    pid: u32,
+    pub(crate) child: SharedChild,
+    state: LoopCell<State>,
+    /// The pipes' transports, for any thread (cloned out under the lock).
+    pipes: Mutex<[Option<Transport>; 3]>,
+    returncode: AtomicI64,
+    closing: AtomicBool,
+}
+
+/// A running child as a transport (asyncio: the `SubprocessTransport` of
+/// `loop.subprocess_exec` / `subprocess_shell`): its pid, its pipes'
+/// transports, its return code, signals, `close`. Cheap to clone; usable
+/// from any thread (off the loop's thread `close` is posted to the loop,
+/// `send_signal` acts at once).
+#[derive(Clone)]
+pub struct SubprocessTransport {
+    pub(crate) inner: Arc<SubInner>,
+}
+
+impl SubInner {
+    pub(crate) fn new(
+        event_loop: &EventLoop,
+        child: SharedChild,
+        protocol: Box<dyn SubprocessProtocol>,
+        open: [bool; 3],
+    ) -> Arc<SubInner> {
+        let shared = event_loop.inner.shared.clone();
+        let pid = super::watch::lock_child(&child).pid();
+        Arc::new(SubInner {
+            state: LoopCell::new(
+                shared.id(),
+                State {
+                    protocol: Some(protocol),
+                    pending: Some(Vec::new()),
+                    deferred: Vec::new(),
+                    open,
+                    returncode: None,
+                    finished: false,
+                    done: false,
+                    closed: false,
+                    exit_waiters: WakerList::default(),
+                },
+            ),
+            shared,
+            pid,
+            child,
+            pipes: Mutex::new([None, None, None]),
+            returncode: AtomicI64::new(RUNNING),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn set_pipe(&self, fd: i32, transport: Transport) {
+        crate::sync::lock(&self.pipes)[fd as usize] = Some(transport);
+    }
+
+    /// Delivers `call` now, or queues it (before `connection_made`, or
+    /// while the protocol is busy).
+    fn call(self: &Arc<Self>, call: Call) {
+        let now = self.state.with(|s| match &mut s.pending {
+            Some(pending) => {
+                pending.push(call);
+                None
+            }
+            None => Some(call),
+        });
+        if let Some(Some(call)) = now {
+            self.run(call);
+        }
+    }
+
+    /// Pipe data: delivered from the pipe's read buffer without a copy
+    /// when the protocol can take it at once.
+    fn data(self: &Arc<Self>, fd: i32, data: &[u8]) {
+        let ready = self
+            .state
+            .with(|s| s.pending.is_none() && s.protocol.is_some())
+            .unwrap_or(false);
+        if ready {
+            self.with_protocol("pipe_data_received", |p| p.pipe_data_received(fd, data));
+        } else {
+            self.call(Call::Data(fd, data.to_vec()));
+        }
+    }
+
+    fn run(self: &Arc<Self>, call: Call) {
+        let what = match &call {
+            Call::Made => "connection_made",
+            Call::Data(..) => "pipe_data_received",
+            Call::PipeLost(..) => "pipe_connection_lost",
+            Call::Exited => "process_exited",
+            Call::Pause => "pause_writing",
+            Call::Resume => "resume_writing",
+        };
+        let available = self
+            .state
+            .with(|s| s.protocol.is_some() || s.done)
+            .unwrap_or(false);
+        if !available {
+            // Busy in one of its own callbacks: after it.
+            self.defer(call);
+            return;
+        }
+        let transport = SubprocessTransport {
+            inner: self.clone(),
+        };
+        self.with_protocol(what, move |p| match call {
+            Call::Made => p.connection_made(transport),
+            Call::Data(fd, data) => p.pipe_data_received(fd, &data),
+            Call::PipeLost(fd, e) => p.pipe_connection_lost(fd, e),
+            Call::Exited => p.process_exited(),
+            Call::Pause => p.pause_writing(),
+            Call::Resume => p.resume_writing(),
+        });
+    }
+
+    fn defer(self: &Arc<Self>, call: Call) {
+        let first = self
+            .state
+            .with(|s| {
+                s.deferred.push(call);
+                s.deferred.len() == 1
+            })
+            .unwrap_or(false);
+        if first {
+            let inner = self.clone();
+            let _ = self
+                .shared
+                .call_soon(None, Location::caller(), move || inner.flush_deferred());
+        }
+    }
+
+    fn flush_deferred(self: &Arc<Self>) {
+        let calls = self
+            .state
+            .with(|s| std::mem::take(&mut s.deferred))
+            .unwrap_or_default();
+        for call in calls {
+            self.run(call);
+        }
+    }
+
+    /// Runs `f` on the protocol taken out of the state, catching a panic
+    /// (reported to the loop's exception handler).
+    fn with_protocol(
+        self: &Arc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn SubprocessProtocol),
+    ) -> bool {
+        let Some(Some(mut protocol)) = self.state.with(|s| s.protocol.take()) else {
+            return false;
+        };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut *protocol)));
+        let replaced = self.state.with(|s| s.protocol.replace(protocol)).flatten();
+        crate::util::drop_quietly(replaced, "a protocol");
+        if let Err(payload) = outcome {
+            self.shared.report_panic(
+                ExceptionContext::new(format!("Exception in callback SubprocessProtocol.{what}()")),
+                payload,
+            );
+        }
+        true
+    }
+
+    /// Every pipe is connected: `connection_made`, then what waited for it.
+    pub(crate) fn connected(self: &Arc<Self>) {
+        let inner = self.clone();
+        let queued = self.shared.call_soon(None, Location::caller(), move || {
+            inner.run(Call::Made);
+            loop {
+                let calls = inner
+                    .state
+                    .with(|s| match s.pending.as_mut() {
+                        Some(p) if !p.is_empty() => Some(std::mem::take(p)),
+                        _ => {
+                            s.pending = None;
+                            None
+                        }
+                    })
+                    .flatten();
+                let Some(calls) = calls else { break };
+                for call in calls {
+                    inner.run(call);
+                }
+            }
+            inner.try_finish();
+        });
+        if queued.is_err() {
+            self.state.with(|s| s.pending = None);
+        }
+    }
+
+    /// The child exited and was reaped (loop thread).
+    pub(crate) fn exited(self: &Arc<Self>, code: i32) {
+        self.returncode.store(code as i64, Ordering::Release);
+        self.state.with(|s| s.returncode = Some(code));
+        self.call(Call::Exited);
+        self.try_finish();
+    }
+
+    /// A pipe transport's `connection_lost` ran.
+    pub(crate) fn pipe_closed(self: &Arc<Self>, fd: i32) {
+        self.state.with(|s| s.open[fd as usize] = false);
+        self.try_finish();
+    }
+
+    fn try_finish(self: &Arc<Self>) {
+        let finish = self
+            .state
+            .with(|s| {
+                let ready = !s.finished
+                    && s.pending.is_none()
+                    && s.returncode.is_some()
+                    && s.open.iter().all(|open| !open);
+                if ready {
+                    s.finished = true;
+                }
+                ready
+            })
+            .unwrap_or(false);
+        if !finish {
+            return;
+        }
+        let inner = self.clone();
+        let _ = self.shared.call_soon(None, Location::caller(), move || {
+            inner.with_protocol("connection_lost", |p| p.connection_lost(None));
+            let (protocol, waiters) = inner
+                .state
+                .with(|s| {
+                    s.done = true;
+                    (s.protocol.take(), s.exit_waiters.take_all())
+                })
+                .unwrap_or_default();
+            crate::util::drop_quietly(protocol, "a protocol");
+            let pipes = std::mem::take(&mut *crate::sync::lock(&inner.pipes));
+            drop(pipes);
+            crate::waiters::wake_all(waiters);
+        });
+    }
+
+    fn close(self: &Arc<Self>) {
+        let first = self
+            .state
+            .with(|s| !std::mem::replace(&mut s.closed, true))
+            .unwrap_or(false);
+        if !first {
+            return;
+        }
+        let pipes = crate::sync::lock(&self.pipes).clone();
+        for pipe in pipes.into_iter().flatten() {
+            pipe.close();
+        }
+        // asyncio kills a child still running when its transport closes.
+        let _ = super::watch::lock_child(&self.child).send_signal(libc::SIGKILL);
+    }
+}
+
+/// The pipe transports' protocol in `subprocess_exec`: forwards to the
+/// subprocess protocol with the pipe's fd number (asyncio's
+/// `ReadSubprocessPipeProto` / `WriteSubprocessPipeProto`).
+pub(crate) struct PipeProtocol {
+    pub(crate) fd: i32,
+    pub(crate) sub: Arc<SubInner>,
+}
+
+impl Protocol for PipeProtocol {
+    fn data_received(&mut self, data: &[u8]) {
+        self.sub.data(self.fd, data);
+    }
+
+    fn connection_lost(&mut self, error: Option<io::Error>) {
+        self.sub.call(Call::PipeLost(self.fd, error));
+    }
+
+    fn pause_writing(&mut self) {
+        self.sub.call(Call::Pause);
+    }
+
+    fn resume_writing(&mut self) {
+        self.sub.call(Call::Resume);
+    }
+}
+
+impl SubprocessTransport {
+    /// The child's process id (asyncio: `get_pid`).
+    pub fn get_pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    /// The transport of the child's stdin (0), stdout (1) or stderr (2)
+    /// pipe (asyncio: `get_pipe_transport`); `None` if that stream is not
+    /// a pipe, or after the transport finished.
+    pub fn get_pipe_transport(&self, fd: i32) -> Option<Transport> {
+        let fd = usize::try_from(fd).ok().filter(|fd| *fd < 3)?;
+        crate::sync::lock(&self.inner.pipes)[fd].clone()
+    }
+
+    /// The child's return code once it exited (asyncio:
+    /// `get_returncode`): its exit status, or minus the signal that
+    /// killed it; `None` while it runs.
+    pub fn get_returncode(&self) -> Option<i32> {
+        match self.inner.returncode.load(Ordering::Acquire) {
+            RUNNING => None,
+            code => Some(code as i32),
+        }
+    }
+
+    /// Sends `sig` to the child (asyncio: `send_signal`). Errors:
+    /// [`Error::Io`] with `ESRCH` (Python's `ProcessLookupError`) once the
+    /// child was reaped; `EINVAL` for an invalid signal number.
+    pub fn send_signal(&self, sig: i32) -> Result<(), Error> {
+        super::watch::lock_child(&self.inner.child).send_signal(sig)
+    }
+
+    /// Sends `SIGTERM` (asyncio: `terminate`).
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.send_signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (asyncio: `kill`).
+    pub fn kill(&self) -> Result<(), Error> {
+        self.send_signal(libc::SIGKILL)
+    }
+
+    /// Closes the pipes and kills the child if it still runs (asyncio:
+    /// `close`). The protocol still hears `process_exited` and
+    /// `connection_lost`.
+    pub fn close(&self) {
+        // Seen at once, even when posted.
+        self.inner.closing.store(true, Ordering::Release);
+        crate::net::on_loop(
+            &self.inner.shared,
+            self.inner.state.accessible(),
+            &self.inner,
+            |inner| inner.close(),
+        );
+    }
+
+    /// Whether [`SubprocessTransport::close`] was called (asyncio:
+    /// `is_closing`).
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the protocol if it is a `P` (asyncio: `get_protocol`,
+    /// typed). `None` off the loop's thread, while the protocol is busy in
+    /// one of its callbacks, after `connection_lost`, or if it is not a
+    /// `P`.
+    pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+        let mut out = None;
+        self.inner.with_protocol("get_protocol", |p| {
+            let any: &mut dyn std::any::Any = p;
+            out = any.downcast_mut::<P>().map(f);
+        });
+        out
+    }
+
+    /// The loop the transport belongs to, while it exists.
+    pub fn get_loop(&self) -> Option<EventLoop> {
+        self.inner.shared.event_loop()
+    }
+
+    /// Waits until the child has exited and every pipe closed, and
+    /// returns the return code (asyncio's `_wait`, what
+    /// `Process.wait` awaits). Error: [`Error::Closed`] if the loop
+    /// closed first; [`Error::WrongThread`] off the loop's thread.
+    pub async fn wait(&self) -> Result<i32, Error> {
+        struct Forget<'a>(&'a SubInner, Option<u64>);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                if self.1.is_some() {
+                    let waker = self.0.state.with(|s| s.exit_waiters.remove(&mut self.1));
+                    drop(waker);
+                }
+            }
+        }
+        let mut waiting = Forget(&self.inner, None);
+        std::future::poll_fn(|cx| self.poll_wait(cx, &mut waiting.1)).await
+    }
+
+    fn poll_wait(&self, cx: &mut Context<'_>, id: &mut Option<u64>) -> Poll<Result<i32, Error>> {
+        let waker = cx.waker().clone();
+        let outcome = self.inner.state.with(|s| {
+            if s.done {
+                (Poll::Ready(Ok(s.returncode.unwrap_or(-1))), None)
+            } else {
+                (Poll::Pending, s.exit_waiters.register(id, waker))
+            }
+        });
+        match outcome {
+            Some((poll, replaced)) => {
+                drop(replaced);
+                if poll.is_pending() && self.inner.shared.is_closed() {
+                    return Poll::Ready(Err(Error::Closed));
+                }
+                poll
+            }
+            None if self.inner.shared.is_closed() => Poll::Ready(Err(Error::Closed)),
+            None => Poll::Ready(Err(Error::WrongThread)),
+        }
+    }
+}
+
+impl std::fmt::Debug for SubprocessTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubprocessTransport")
+            .field("pid", &self.inner.pid)
+            .field("returncode", &self.get_returncode())
+            .field("closing", &self.is_closing())
+            .finish()
+    }
+}
