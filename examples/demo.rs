@@ -491,6 +491,66 @@ fn signals(lp: &EventLoop) -> Result<(), evloop::Error> {
     Ok(())
 }
 
+fn subprocesses(lp: &EventLoop) -> Result<(), Box<dyn std::error::Error>> {
+    section("pipes and subprocesses: streams to a child, exit codes, pipe transports");
+    lp.run_until_complete(async {
+        let options = evloop::SubprocessOptions {
+            stdin: Some(evloop::Stdio::Pipe),
+            stdout: Some(evloop::Stdio::Pipe),
+            ..Default::default()
+        };
+        let mut child = lp
+            .create_subprocess_exec("tr", ["a-z", "A-Z"], options)
+            .await?;
+        let (out, _) = child.communicate(Some(b"shouted through a pipe")).await?;
+        println!(
+            "tr a-z A-Z -> {:?}, exit code {:?}",
+            String::from_utf8_lossy(&out.unwrap_or_default()),
+            child.returncode()
+        );
+        let sleeper = lp
+            .create_subprocess_exec("sleep", ["60"], evloop::SubprocessOptions::default())
+            .await?;
+        sleeper.kill()?;
+        println!("sleep 60, killed: return code {}", sleeper.wait().await?);
+
+        // connect_read_pipe: any pipe, here a child's stdout taken by hand.
+        let mut cmd = std::process::Command::new("echo");
+        let mut spawned = cmd
+            .arg("read through connect_read_pipe")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(evloop::Error::Io)?;
+        let stdout = spawned.stdout.take().expect("piped");
+        let all = lp.create_future::<Vec<u8>>();
+        let done = all.clone();
+        lp.connect_read_pipe(move || Collect(Vec::new(), done), stdout)
+            .await?;
+        let line = (&all)
+            .await
+            .map_err(|e| evloop::Error::Io(std::io::Error::other(e.to_string())))?;
+        println!(
+            "pipe transport got {:?}",
+            String::from_utf8_lossy(&line).trim_end()
+        );
+        let _ = spawned.wait();
+        Ok::<_, evloop::Error>(())
+    })??;
+    Ok(())
+}
+
+/// Collects a pipe's bytes; completes the future when the pipe ends.
+struct Collect(Vec<u8>, evloop::LoopFuture<Vec<u8>>);
+
+impl evloop::Protocol for Collect {
+    fn data_received(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+    }
+    fn connection_lost(&mut self, _error: Option<std::io::Error>) {
+        let _ = self.1.set_result(std::mem::take(&mut self.0));
+    }
+}
+
 fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
     section("run_in_executor: the loop stays on time while the pool works");
     let worst = Arc::new(Mutex::new(Duration::ZERO));
@@ -653,6 +713,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     networking(&lp)?;
     streams(&lp)?;
     signals(&lp)?;
+    subprocesses(&lp)?;
     executor(&lp)?;
     errors_and_debug(&lp)?;
     policy()?;
