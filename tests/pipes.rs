@@ -265,3 +265,47 @@ fn pipes_on_a_closed_loop_or_off_its_thread_are_refused() {
         assert!(matches!(err, Error::Closed), "{err:?}");
     });
 }
+
+#[test]
+fn a_write_pipe_on_a_tty_is_not_closed_by_input() {
+    within(LIMIT, || {
+        // A pseudo-terminal: the slave is a character device, readable
+        // when the master writes (keyboard input), which must not read as
+        // "the reader closed" (asyncio watches only FIFOs and sockets so).
+        // Safety: plain libc calls on descriptors this test owns; ptsname's
+        // static buffer is copied at once.
+        let (master, slave) = unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(m >= 0);
+            assert_eq!(libc::grantpt(m), 0);
+            assert_eq!(libc::unlockpt(m), 0);
+            let name = std::ffi::CStr::from_ptr(libc::ptsname(m)).to_owned();
+            let s = libc::open(
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            assert!(s >= 0);
+            (File::from_raw_fd(m), File::from_raw_fd(s))
+        };
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let t = write_transport(&lp, &log, slave);
+        let mut input = master.try_clone().unwrap();
+        input.write_all(b"typed\n").unwrap();
+        lp.run_until_complete(async {
+            t.write(b"shown\n").unwrap();
+            // Several iterations with input pending on the device.
+            for _ in 0..5 {
+                evloop::sleep(Duration::ZERO).await.unwrap();
+            }
+        })
+        .unwrap();
+        assert!(!t.is_closing(), "{:?}", log.get());
+        assert_eq!(log.get(), vec![Ev::Made]);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        let mut echoed = [0u8; 64];
+        let n = (&master).read(&mut echoed).unwrap();
+        assert!(n > 0);
+    });
+}

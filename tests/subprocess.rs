@@ -9,6 +9,7 @@ mod common;
 use common::net::run_until;
 use common::{Log, record_exceptions, within};
 use evloop::{Error, EventLoop, Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
+use std::future::Future;
 use std::io;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -103,12 +104,15 @@ fn subprocess_exec_calls_the_protocol_in_asyncio_order() {
             ))
             .unwrap()
             .unwrap();
+        // As asyncio: the call returns once connection_made has run.
+        assert_eq!(log.get().first(), Some(&Ev::Made));
         assert!(t.get_pid() > 0);
         assert!(t.get_pipe_transport(0).is_some());
         assert!(t.get_pipe_transport(3).is_none());
         let code = lp.run_until_complete(t.wait()).unwrap().unwrap();
         assert_eq!(code, 3);
         assert_eq!(t.get_returncode(), Some(3));
+        run_until(&lp, LIMIT, || log.get().last() == Some(&Ev::Lost));
         let events = log.get();
         assert_eq!(events.first(), Some(&Ev::Made));
         assert_eq!(events.last(), Some(&Ev::Lost));
@@ -118,8 +122,8 @@ fn subprocess_exec_calls_the_protocol_in_asyncio_order() {
             assert!(events.contains(&Ev::PipeLost(fd, None)), "{events:?}");
         }
         assert_eq!(events.iter().filter(|e| **e == Ev::Exited).count(), 1);
-        // After the end: no pipes, a code, and no process to signal.
-        assert!(t.get_pipe_transport(1).is_none());
+        // After the end: the pipes closed, and no process to signal.
+        assert!(t.get_pipe_transport(1).unwrap().is_closing());
         let err = t.kill().unwrap_err();
         assert_eq!(err.os_error().unwrap().raw_os_error(), Some(libc::ESRCH));
         assert!(reaped(t.get_pid()));
@@ -158,12 +162,15 @@ fn a_missing_program_is_asyncios_file_not_found_and_leaves_nothing_behind() {
         || {
             let lp = EventLoop::new().unwrap();
             let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-            // Warm up whatever the loop opens lazily.
-            let _ = lp.run_until_complete(lp.create_subprocess_exec(
-                "true",
-                [""; 0],
-                SubprocessOptions::default(),
-            ));
+            // Warm up whatever the loop opens lazily; the child reaped.
+            lp.run_until_complete(async {
+                let child = lp
+                    .create_subprocess_exec("true", [""; 0], SubprocessOptions::default())
+                    .await
+                    .unwrap();
+                child.wait().await.unwrap()
+            })
+            .unwrap();
             let before = fds();
             for _ in 0..3 {
                 let err = lp
@@ -427,6 +434,7 @@ fn close_kills_a_running_child_and_the_protocol_still_hears_the_end() {
             lp.run_until_complete(t.wait()).unwrap().unwrap(),
             -libc::SIGKILL
         );
+        run_until(&lp, LIMIT, || log.get().last() == Some(&Ev::Lost));
         let events = log.get();
         assert!(events.contains(&Ev::Exited));
         assert_eq!(events.last(), Some(&Ev::Lost));
@@ -451,6 +459,7 @@ fn a_panicking_protocol_is_reported_and_the_child_still_finishes() {
             .unwrap()
             .unwrap();
         assert_eq!(lp.run_until_complete(t.wait()).unwrap().unwrap(), 0);
+        run_until(&lp, LIMIT, || log.get().last() == Some(&Ev::Lost));
         let reports = seen.get();
         assert!(
             reports
@@ -634,4 +643,123 @@ fn the_sigchld_watcher_reaps_and_reports_exit_codes() {
     ) {
         assert!(status.success(), "{out}");
     }
+}
+
+/// The pids of this process's children whose command line has `marker`.
+fn children_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_start_given_up_kills_the_child_and_tells_the_protocol_nothing() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let pid = lp
+            .run_until_complete(async {
+                let mut start =
+                    Box::pin(lp.subprocess_exec(move || rec, "sleep", ["30.0417"], pipes()));
+                // One poll spawns the child, then waits for its pipes.
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(start.as_mut().poll(cx).is_pending())
+                })
+                .await;
+                assert!(first);
+                // The child's command line shows once its exec completed.
+                let deadline = std::time::Instant::now() + LIMIT;
+                let pids = loop {
+                    let pids = children_with("30.0417");
+                    if !pids.is_empty() || std::time::Instant::now() > deadline {
+                        break pids;
+                    }
+                    evloop::sleep(Duration::from_millis(1)).await.unwrap();
+                };
+                assert_eq!(pids.len(), 1, "the child runs");
+                drop(start); // the caller gives up (a timeout, a cancel)
+                pids[0]
+            })
+            .unwrap();
+        run_until(&lp, LIMIT, || reaped(pid));
+        assert_eq!(log.get(), vec![], "the protocol heard nothing");
+    });
+}
+
+#[test]
+fn wait_after_the_exit_is_known_returns_at_once_as_asyncio_311() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let options = SubprocessOptions {
+            stdout: Some(Stdio::Pipe),
+            process_group: Some(0),
+            ..Default::default()
+        };
+        // The shell exits at once; a grandchild keeps its stdout open.
+        let child = lp
+            .run_until_complete(lp.create_subprocess_shell("sleep 30.0419 & echo started", options))
+            .unwrap()
+            .unwrap();
+        run_until(&lp, LIMIT, || child.returncode().is_some());
+        assert_eq!(lp.run_until_complete(child.wait()).unwrap().unwrap(), 0);
+        // The grandchild still holds the pipe: end its group.
+        // Safety: kill(2) with the group of the child we started.
+        unsafe { libc::kill(-(child.pid() as i32), libc::SIGKILL) };
+    });
+}
+
+/// A protocol that keeps its transport (asyncio's usual pattern) and a
+/// token whose drop is counted.
+struct Keeper {
+    transport: Option<SubprocessTransport>,
+    _token: common::Token,
+}
+
+impl SubprocessProtocol for Keeper {
+    fn connection_made(&mut self, transport: SubprocessTransport) {
+        self.transport = Some(transport);
+    }
+}
+
+#[test]
+fn closing_the_loop_drops_a_protocol_that_keeps_its_transport() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let drops = common::DropCounter::new();
+        let token = drops.token();
+        let t = lp
+            .run_until_complete(lp.subprocess_exec(
+                move || Keeper {
+                    transport: None,
+                    _token: token,
+                },
+                "cat",
+                [""; 0],
+                pipes(),
+            ))
+            .unwrap()
+            .unwrap();
+        let pid = t.get_pid();
+        drop(t);
+        assert_eq!(drops.dropped(), 0);
+        lp.close().unwrap();
+        assert_eq!(
+            drops.dropped(),
+            1,
+            "the transport-protocol cycle was broken"
+        );
+        run_until(&EventLoop::new().unwrap(), LIMIT, || reaped(pid));
+    });
 }

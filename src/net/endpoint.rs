@@ -19,7 +19,11 @@ const IOV_MAX: usize = 1024;
 
 pub(crate) enum Endpoint {
     Socket(Socket),
+    /// A pipe or FIFO end.
     Pipe(OwnedFd),
+    /// A character device (a tty): read and written as a pipe, but
+    /// readable on a write end means input, not a closed peer.
+    Device(OwnedFd),
 }
 
 impl From<Socket> for Endpoint {
@@ -32,14 +36,20 @@ impl Endpoint {
     pub(crate) fn raw_fd(&self) -> RawFd {
         match self {
             Endpoint::Socket(s) => s.as_raw_fd(),
-            Endpoint::Pipe(fd) => fd.as_raw_fd(),
+            Endpoint::Pipe(fd) | Endpoint::Device(fd) => fd.as_raw_fd(),
         }
+    }
+
+    /// Whether readiness to read on a write end means the reader closed
+    /// (asyncio watches sockets and FIFOs that way, not devices).
+    pub(crate) fn reports_peer_close(&self) -> bool {
+        !matches!(self, Endpoint::Device(_))
     }
 
     pub(crate) fn socket(&self) -> Option<&Socket> {
         match self {
             Endpoint::Socket(s) => Some(s),
-            Endpoint::Pipe(_) => None,
+            Endpoint::Pipe(_) | Endpoint::Device(_) => None,
         }
     }
 
@@ -53,7 +63,7 @@ impl Endpoint {
                     unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
                 s.recv(uninit)
             }
-            Endpoint::Pipe(fd) => {
+            Endpoint::Pipe(fd) | Endpoint::Device(fd) => {
                 // Safety: `buf` is valid for writes of `buf.len()` bytes
                 // for the duration of the call, and `fd` is open (owned).
                 let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -70,7 +80,7 @@ impl Endpoint {
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Endpoint::Socket(s) => s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
-            Endpoint::Pipe(fd) => {
+            Endpoint::Pipe(fd) | Endpoint::Device(fd) => {
                 let count = bufs.len().min(IOV_MAX) as libc::c_int;
                 // Safety: `IoSlice` is guaranteed ABI-compatible with
                 // `struct iovec` on Unix; the slices and the buffers they

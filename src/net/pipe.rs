@@ -46,10 +46,10 @@ fn pipe_endpoint(fd: OwnedFd, kind: Kind) -> Result<Endpoint, Error> {
         ));
     }
     crate::util::set_nonblocking(fd.as_raw_fd())?;
-    Ok(if socket {
-        Endpoint::Socket(Socket::from(fd))
-    } else {
-        Endpoint::Pipe(fd)
+    Ok(match mode {
+        libc::S_IFSOCK => Endpoint::Socket(Socket::from(fd)),
+        libc::S_IFIFO => Endpoint::Pipe(fd),
+        _ => Endpoint::Device(fd),
     })
 }
 

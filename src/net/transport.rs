@@ -247,7 +247,16 @@ impl IoHandler for Handler {
         }
         if bits & (READABLE | READ_CLOSED | ERROR) != 0 {
             match inner.kind {
-                Kind::WritePipe => inner.reader_gone(),
+                Kind::WritePipe => {
+                    let closed = inner.state.with(|s| {
+                        s.endpoint
+                            .as_ref()
+                            .is_some_and(Endpoint::reports_peer_close)
+                    });
+                    if closed == Some(true) {
+                        inner.reader_gone();
+                    }
+                }
                 Kind::Socket | Kind::ReadPipe => inner.read_ready(local),
             }
         }

@@ -34,6 +34,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use transport::{PipeProtocol, SubInner};
 use watch::ChildCell;
 
@@ -318,18 +319,23 @@ impl EventLoop {
         let Spawned { child, ends } = spawn(cmd, program, &mut options, default)?;
         let child = ChildCell::new(child);
         let open = [ends[0].is_some(), ends[1].is_some(), ends[2].is_some()];
-        let sub = SubInner::new(self, child.clone(), protocol, open);
-        let transport = SubprocessTransport { inner: sub.clone() };
-        let on_exit = {
+        let made = self.create_future();
+        let sub = SubInner::new(self, child.clone(), protocol, open, made.clone());
+        let on_exit: watch::OnExit = {
             let sub = sub.clone();
-            Box::new(move |code| sub.exited(code))
+            Box::new(move |event| sub.child_event(event))
         };
         if let Err(e) = watch::watch(self, child.clone(), on_exit) {
             // Not watched: kill and reap it here, nothing left behind.
             let _ = watch::lock_child(&child).send_signal(libc::SIGKILL);
             watch::reap_blocking(&child);
+            sub.abandon();
             return Err(e);
         }
+        // Until the start completes, an error or a caller that gives up
+        // (a timeout, a cancelled task) kills the child and drops the
+        // protocol, which hears nothing (asyncio kills it too).
+        let mut starting = Starting(Some(sub.clone()));
         for (fd, end) in ends.into_iter().enumerate() {
             let Some(end) = end else { continue };
             let fd = fd as i32;
@@ -349,19 +355,26 @@ impl EventLoop {
                 let sub = sub.clone();
                 Box::new(move || sub.pipe_closed(fd))
             };
-            match self.connect_pipe(protocol, end, kind, on_lost).await {
-                Ok(pipe) => sub.set_pipe(fd, pipe),
-                Err(e) => {
-                    // asyncio: close (kill), wait for the exit, raise.
-                    transport.close();
-                    sub.connected();
-                    let _ = transport.wait().await;
-                    return Err(e);
-                }
-            }
+            let pipe = self.connect_pipe(protocol, end, kind, on_lost).await?;
+            sub.set_pipe(fd, pipe);
         }
         sub.connected();
-        Ok(transport)
+        // asyncio returns once `connection_made` has run.
+        made.await.map_err(|_| Error::Closed)?;
+        starting.0 = None;
+        Ok(SubprocessTransport { inner: sub })
+    }
+}
+
+/// Undoes a start that did not complete (see `subprocess_command`).
+struct Starting(Option<Arc<SubInner>>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(sub) = self.0.take() {
+            sub.close();
+            sub.abandon();
+        }
     }
 }
 

@@ -160,10 +160,11 @@ impl Process {
     }
 
     /// Waits for the child to exit and returns its return code (asyncio:
-    /// `Process.wait`). As asyncio, it also waits for the child's pipes
-    /// to close: a child writing more to a pipe than its buffer holds,
-    /// with nobody reading, never finishes; read its output, or use
-    /// [`Process::communicate`]. Errors as [`SubprocessTransport::wait`].
+    /// `Process.wait`), with asyncio 3.11's rule (see
+    /// [`SubprocessTransport::wait`]): a wait begun before the exit also
+    /// waits for the child's pipes to close. A child writing more to a
+    /// pipe than its buffer holds, with nobody reading, never finishes:
+    /// read its output, or use [`Process::communicate`].
     pub async fn wait(&self) -> Result<i32, Error> {
         self.transport.wait().await
     }

@@ -15,10 +15,12 @@ use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
 use crate::exception::ExceptionContext;
+use crate::future::LoopFuture;
 use crate::loop_cell::LoopCell;
 use crate::net::protocol::Protocol;
 use crate::net::transport::Transport;
 use crate::waiters::WakerList;
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -39,23 +41,47 @@ enum Call {
     Resume,
 }
 
+impl Call {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Made => "connection_made",
+            Call::Data(..) => "pipe_data_received",
+            Call::PipeLost(..) => "pipe_connection_lost",
+            Call::Exited => "process_exited",
+            Call::Pause => "pause_writing",
+            Call::Resume => "resume_writing",
+        }
+    }
+}
+
+/// What the child's watcher reports.
+pub(crate) enum ChildEvent {
+    /// It exited (and was reaped) with this return code.
+    Exited(i32),
+    /// The loop closed first; the return code if it had exited.
+    LoopClosed(Option<i32>),
+}
+
 struct State {
-    /// Out of the slot while one of its callbacks runs; gone after
-    /// `connection_lost`.
+    /// `None` while one of its callbacks runs (`busy`), and for good once
+    /// the transport finished or was abandoned.
     protocol: Option<Box<dyn SubprocessProtocol>>,
+    busy: bool,
     /// Calls waiting for `connection_made` (`None` once it ran).
     pending: Option<Vec<Call>>,
-    /// Calls that came while the protocol was busy.
-    deferred: Vec<Call>,
+    /// Calls that came while the protocol was busy, in order; a flush is
+    /// queued while this is not empty.
+    deferred: VecDeque<Call>,
     /// The pipe is (still) connected.
     open: [bool; 3],
     returncode: Option<i32>,
-    /// `connection_lost` was queued.
+    /// `connection_lost` was queued (or the transport abandoned).
     finished: bool,
-    /// `connection_lost` ran: `wait` answers.
+    /// `connection_lost` ran, or the transport was abandoned.
     done: bool,
-    closed: bool,
     exit_waiters: WakerList,
+    /// Completed once `connection_made` and the calls queued before it ran.
+    made: Option<LoopFuture<()>>,
 }
 
 pub(crate) struct SubInner {
@@ -67,16 +93,25 @@ pub(crate) struct SubInner {
     pipes: Mutex<[Option<Transport>; 3]>,
     returncode: AtomicI64,
     closing: AtomicBool,
+    /// Published `done`: signals are refused from then on.
+    done: AtomicBool,
 }
 
 /// A running child as a transport (asyncio: the `SubprocessTransport` of
 /// `loop.subprocess_exec` / `subprocess_shell`): its pid, its pipes'
 /// transports, its return code, signals, `close`. Cheap to clone; usable
-/// from any thread (off the loop's thread `close` is posted to the loop,
-/// `send_signal` acts at once).
+/// from any thread: `send_signal` and `close`'s kill act at once, the
+/// pipes' closing is posted to the loop; `wait` and `with_protocol`
+/// belong to the loop's thread.
 #[derive(Clone)]
 pub struct SubprocessTransport {
     pub(crate) inner: Arc<SubInner>,
+}
+
+/// Where a call goes.
+enum Route<T> {
+    Now(T),
+    Queued,
 }
 
 impl SubInner {
@@ -85,6 +120,7 @@ impl SubInner {
         child: SharedChild,
         protocol: Box<dyn SubprocessProtocol>,
         open: [bool; 3],
+        made: LoopFuture<()>,
     ) -> Arc<SubInner> {
         let shared = event_loop.inner.shared.clone();
         let pid = super::watch::lock_child(&child).pid();
@@ -93,14 +129,15 @@ impl SubInner {
                 shared.id(),
                 State {
                     protocol: Some(protocol),
+                    busy: false,
                     pending: Some(Vec::new()),
-                    deferred: Vec::new(),
+                    deferred: VecDeque::new(),
                     open,
                     returncode: None,
                     finished: false,
                     done: false,
-                    closed: false,
                     exit_waiters: WakerList::default(),
+                    made: Some(made),
                 },
             ),
             shared,
@@ -109,6 +146,7 @@ impl SubInner {
             pipes: Mutex::new([None, None, None]),
             returncode: AtomicI64::new(RUNNING),
             closing: AtomicBool::new(false),
+            done: AtomicBool::new(false),
         })
     }
 
@@ -116,17 +154,37 @@ impl SubInner {
         crate::sync::lock(&self.pipes)[fd as usize] = Some(transport);
     }
 
-    /// Delivers `call` now, or queues it (before `connection_made`, or
-    /// while the protocol is busy).
+    /// Queues `call` if it cannot run now: before `connection_made`,
+    /// while the protocol is busy, or behind calls deferred earlier (so
+    /// that order is kept).
+    fn route<T>(self: &Arc<Self>, item: T, to_call: impl FnOnce(T) -> Call) -> Route<T> {
+        let mut flush = false;
+        let route = self
+            .state
+            .with(|s| {
+                if let Some(pending) = &mut s.pending {
+                    pending.push(to_call(item));
+                    return Route::Queued;
+                }
+                if s.busy || !s.deferred.is_empty() {
+                    flush = s.deferred.is_empty();
+                    s.deferred.push_back(to_call(item));
+                    return Route::Queued;
+                }
+                Route::Now(item)
+            })
+            .unwrap_or(Route::Queued);
+        if flush {
+            let inner = self.clone();
+            let _ = self
+                .shared
+                .call_soon(None, Location::caller(), move || inner.flush_deferred());
+        }
+        route
+    }
+
     fn call(self: &Arc<Self>, call: Call) {
-        let now = self.state.with(|s| match &mut s.pending {
-            Some(pending) => {
-                pending.push(call);
-                None
-            }
-            None => Some(call),
-        });
-        if let Some(Some(call)) = now {
+        if let Route::Now(call) = self.route(call, |c| c) {
             self.run(call);
         }
     }
@@ -134,39 +192,16 @@ impl SubInner {
     /// Pipe data: delivered from the pipe's read buffer without a copy
     /// when the protocol can take it at once.
     fn data(self: &Arc<Self>, fd: i32, data: &[u8]) {
-        let ready = self
-            .state
-            .with(|s| s.pending.is_none() && s.protocol.is_some())
-            .unwrap_or(false);
-        if ready {
+        if let Route::Now(data) = self.route(data, |d| Call::Data(fd, d.to_vec())) {
             self.with_protocol("pipe_data_received", |p| p.pipe_data_received(fd, data));
-        } else {
-            self.call(Call::Data(fd, data.to_vec()));
         }
     }
 
     fn run(self: &Arc<Self>, call: Call) {
-        let what = match &call {
-            Call::Made => "connection_made",
-            Call::Data(..) => "pipe_data_received",
-            Call::PipeLost(..) => "pipe_connection_lost",
-            Call::Exited => "process_exited",
-            Call::Pause => "pause_writing",
-            Call::Resume => "resume_writing",
-        };
-        let available = self
-            .state
-            .with(|s| s.protocol.is_some() || s.done)
-            .unwrap_or(false);
-        if !available {
-            // Busy in one of its own callbacks: after it.
-            self.defer(call);
-            return;
-        }
         let transport = SubprocessTransport {
             inner: self.clone(),
         };
-        self.with_protocol(what, move |p| match call {
+        self.with_protocol(call.name(), move |p| match call {
             Call::Made => p.connection_made(transport),
             Call::Data(fd, data) => p.pipe_data_received(fd, &data),
             Call::PipeLost(fd, e) => p.pipe_connection_lost(fd, e),
@@ -176,45 +211,47 @@ impl SubInner {
         });
     }
 
-    fn defer(self: &Arc<Self>, call: Call) {
-        let first = self
-            .state
-            .with(|s| {
-                s.deferred.push(call);
-                s.deferred.len() == 1
-            })
-            .unwrap_or(false);
-        if first {
-            let inner = self.clone();
-            let _ = self
-                .shared
-                .call_soon(None, Location::caller(), move || inner.flush_deferred());
-        }
-    }
-
     fn flush_deferred(self: &Arc<Self>) {
-        let calls = self
-            .state
-            .with(|s| std::mem::take(&mut s.deferred))
-            .unwrap_or_default();
-        for call in calls {
+        loop {
+            let call = self.state.with(|s| s.deferred.pop_front()).flatten();
+            let Some(call) = call else { return };
             self.run(call);
         }
     }
 
     /// Runs `f` on the protocol taken out of the state, catching a panic
-    /// (reported to the loop's exception handler).
+    /// (reported to the loop's exception handler). `false` if there is no
+    /// protocol (busy, or gone): the call is dropped.
     fn with_protocol(
         self: &Arc<Self>,
         what: &'static str,
         f: impl FnOnce(&mut dyn SubprocessProtocol),
     ) -> bool {
-        let Some(Some(mut protocol)) = self.state.with(|s| s.protocol.take()) else {
+        let taken = self.state.with(|s| {
+            if s.busy {
+                return None;
+            }
+            let p = s.protocol.take();
+            s.busy = p.is_some();
+            p
+        });
+        let Some(Some(mut protocol)) = taken else {
             return false;
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut *protocol)));
-        let replaced = self.state.with(|s| s.protocol.replace(protocol)).flatten();
-        crate::util::drop_quietly(replaced, "a protocol");
+        let gone = self
+            .state
+            .with(|s| {
+                s.busy = false;
+                if s.done {
+                    Some(protocol)
+                } else {
+                    s.protocol = Some(protocol);
+                    None
+                }
+            })
+            .flatten();
+        crate::util::drop_quietly(gone, "a protocol");
         if let Err(payload) = outcome {
             self.shared.report_panic(
                 ExceptionContext::new(format!("Exception in callback SubprocessProtocol.{what}()")),
@@ -224,7 +261,8 @@ impl SubInner {
         true
     }
 
-    /// Every pipe is connected: `connection_made`, then what waited for it.
+    /// Every pipe is connected: `connection_made`, then what waited for
+    /// it, then the start completes.
     pub(crate) fn connected(self: &Arc<Self>) {
         let inner = self.clone();
         let queued = self.shared.call_soon(None, Location::caller(), move || {
@@ -245,19 +283,34 @@ impl SubInner {
                     inner.run(call);
                 }
             }
+            if let Some(Some(made)) = inner.state.with(|s| s.made.take()) {
+                let _ = made.set_result(());
+            }
             inner.try_finish();
         });
         if queued.is_err() {
-            self.state.with(|s| s.pending = None);
+            self.abandon();
         }
     }
 
-    /// The child exited and was reaped (loop thread).
-    pub(crate) fn exited(self: &Arc<Self>, code: i32) {
-        self.returncode.store(code as i64, Ordering::Release);
-        self.state.with(|s| s.returncode = Some(code));
-        self.call(Call::Exited);
-        self.try_finish();
+    /// What the child's watcher reports (loop thread, or the closing
+    /// loop).
+    pub(crate) fn child_event(self: &Arc<Self>, event: ChildEvent) {
+        match event {
+            ChildEvent::Exited(code) => {
+                self.returncode.store(code as i64, Ordering::Release);
+                self.state.with(|s| s.returncode = Some(code));
+                self.call(Call::Exited);
+                self.try_finish();
+            }
+            ChildEvent::LoopClosed(code) => {
+                if let Some(code) = code {
+                    self.returncode.store(code as i64, Ordering::Release);
+                    self.state.with(|s| s.returncode = Some(code));
+                }
+                self.abandon();
+            }
+        }
     }
 
     /// A pipe transport's `connection_lost` ran.
@@ -284,28 +337,52 @@ impl SubInner {
             return;
         }
         let inner = self.clone();
-        let _ = self.shared.call_soon(None, Location::caller(), move || {
+        let queued = self.shared.call_soon(None, Location::caller(), move || {
+            // Behind calls still deferred: connection_lost comes last.
+            inner.flush_deferred();
             inner.with_protocol("connection_lost", |p| p.connection_lost(None));
-            let (protocol, waiters) = inner
-                .state
-                .with(|s| {
-                    s.done = true;
-                    (s.protocol.take(), s.exit_waiters.take_all())
-                })
-                .unwrap_or_default();
-            crate::util::drop_quietly(protocol, "a protocol");
-            let pipes = std::mem::take(&mut *crate::sync::lock(&inner.pipes));
-            drop(pipes);
-            crate::waiters::wake_all(waiters);
+            inner.abandon();
         });
+        if queued.is_err() {
+            // The loop is closing: no more callbacks.
+            self.abandon();
+        }
     }
 
-    fn close(self: &Arc<Self>) {
-        let first = self
-            .state
-            .with(|s| !std::mem::replace(&mut s.closed, true))
-            .unwrap_or(false);
-        if !first {
+    /// The end: the protocol is dropped (breaking any cycle through a
+    /// transport it keeps), and whoever waits is woken. Off the loop's
+    /// thread it is posted there.
+    pub(crate) fn abandon(self: &Arc<Self>) {
+        if !self.state.accessible() {
+            let inner = self.clone();
+            let _ = self
+                .shared
+                .call_soon(None, Location::caller(), move || inner.abandon());
+            return;
+        }
+        let taken = self.state.with(|s| {
+            s.pending = None;
+            s.deferred.clear();
+            s.open = [false; 3];
+            s.finished = true;
+            s.done = true;
+            (s.protocol.take(), s.exit_waiters.take_all(), s.made.take())
+        });
+        self.done.store(true, Ordering::Release);
+        let Some((protocol, waiters, made)) = taken else {
+            return;
+        };
+        crate::util::drop_quietly(protocol, "a protocol");
+        crate::waiters::wake_all(waiters);
+        if let Some(made) = made {
+            let _ = made.set_exception(Arc::new(io::Error::other("the subprocess was abandoned")));
+        }
+    }
+
+    /// Closes the pipes (posted to the loop off its thread) and kills the
+    /// child if it still runs.
+    pub(crate) fn close(self: &Arc<Self>) {
+        if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
         let pipes = crate::sync::lock(&self.pipes).clone();
@@ -351,7 +428,7 @@ impl SubprocessTransport {
 
     /// The transport of the child's stdin (0), stdout (1) or stderr (2)
     /// pipe (asyncio: `get_pipe_transport`); `None` if that stream is not
-    /// a pipe, or after the transport finished.
+    /// a pipe.
     pub fn get_pipe_transport(&self, fd: i32) -> Option<Transport> {
         let fd = usize::try_from(fd).ok().filter(|fd| *fd < 3)?;
         crate::sync::lock(&self.inner.pipes)[fd].clone()
@@ -367,11 +444,20 @@ impl SubprocessTransport {
         }
     }
 
-    /// Sends `sig` to the child (asyncio: `send_signal`). Errors:
-    /// [`Error::Io`] with `ESRCH` (Python's `ProcessLookupError`) once the
-    /// child was reaped; `EINVAL` for an invalid signal number.
+    /// Sends `sig` to the child (asyncio: `send_signal`). As asyncio, a
+    /// child that exited is not signalled: nothing happens until the
+    /// transport finished (`connection_lost`), then it is [`Error::Io`]
+    /// with `ESRCH` (Python's `ProcessLookupError`). `EINVAL` for an
+    /// invalid signal number.
     pub fn send_signal(&self, sig: i32) -> Result<(), Error> {
-        super::watch::lock_child(&self.inner.child).send_signal(sig)
+        if self.inner.done.load(Ordering::Acquire) {
+            return Err(Error::Io(io::Error::from_raw_os_error(libc::ESRCH)));
+        }
+        let mut child = super::watch::lock_child(&self.inner.child);
+        if child.exited() {
+            return Ok(());
+        }
+        child.send_signal(sig)
     }
 
     /// Sends `SIGTERM` (asyncio: `terminate`).
@@ -388,14 +474,7 @@ impl SubprocessTransport {
     /// `close`). The protocol still hears `process_exited` and
     /// `connection_lost`.
     pub fn close(&self) {
-        // Seen at once, even when posted.
-        self.inner.closing.store(true, Ordering::Release);
-        crate::net::on_loop(
-            &self.inner.shared,
-            self.inner.state.accessible(),
-            &self.inner,
-            |inner| inner.close(),
-        );
+        self.inner.close();
     }
 
     /// Whether [`SubprocessTransport::close`] was called (asyncio:
@@ -422,10 +501,13 @@ impl SubprocessTransport {
         self.inner.shared.event_loop()
     }
 
-    /// Waits until the child has exited and every pipe closed, and
-    /// returns the return code (asyncio's `_wait`, what
-    /// `Process.wait` awaits). Error: [`Error::Closed`] if the loop
-    /// closed first; [`Error::WrongThread`] off the loop's thread.
+    /// Waits for the child and returns its return code (asyncio's `_wait`,
+    /// what `Process.wait` awaits), with asyncio 3.11's rule: once the
+    /// exit is known the code comes back at once; a wait begun before
+    /// that ends when the transport finishes, i.e. when the child has
+    /// exited *and* every pipe has closed. Error: [`Error::Closed`] if
+    /// the loop closed first; [`Error::WrongThread`] off the loop's
+    /// thread.
     pub async fn wait(&self) -> Result<i32, Error> {
         struct Forget<'a>(&'a SubInner, Option<u64>);
         impl Drop for Forget<'_> {
@@ -443,8 +525,10 @@ impl SubprocessTransport {
     fn poll_wait(&self, cx: &mut Context<'_>, id: &mut Option<u64>) -> Poll<Result<i32, Error>> {
         let waker = cx.waker().clone();
         let outcome = self.inner.state.with(|s| {
-            if s.done {
-                (Poll::Ready(Ok(s.returncode.unwrap_or(-1))), None)
+            if let Some(code) = s.returncode {
+                (Poll::Ready(Ok(code)), None)
+            } else if s.done {
+                (Poll::Ready(Err(Error::Closed)), None)
             } else {
                 (Poll::Pending, s.exit_waiters.register(id, waker))
             }

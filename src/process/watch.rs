@@ -30,6 +30,7 @@
 //! child was not reaped. A pid is only reused after its reaping, so a
 //! signal can never reach another process that got the same pid.
 
+use super::transport::ChildEvent;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::readiness::{IoHandler, Registration, ScheduledIo};
@@ -55,8 +56,8 @@ pub(crate) fn lock_child(child: &Mutex<ChildCell>) -> std::sync::MutexGuard<'_, 
     crate::sync::lock(child)
 }
 
-/// Called once with the return code, on the loop's thread.
-pub(crate) type OnExit = Box<dyn FnOnce(i32) + Send>;
+/// Called once, on the loop's thread (or by the closing loop).
+pub(crate) type OnExit = Box<dyn FnOnce(ChildEvent) + Send>;
 
 /// asyncio's return code: the exit status, or minus the signal that
 /// killed the child.
@@ -80,6 +81,11 @@ impl ChildCell {
         self.child.id()
     }
 
+    /// Whether the child was reaped.
+    pub(crate) fn exited(&self) -> bool {
+        self.returncode.is_some()
+    }
+
     /// Reaps the child if it has exited; its return code once it has.
     fn reap(&mut self) -> Option<i32> {
         if self.returncode.is_none() {
@@ -88,7 +94,13 @@ impl ChildCell {
                 Ok(None) => {}
                 // ECHILD: someone else reaped it (a waitpid(-1) elsewhere):
                 // the code is lost, as asyncio reports it.
-                Err(_) => self.returncode = Some(255),
+                Err(_) => {
+                    crate::util::log_warning(format_args!(
+                        "Unknown child process pid {}, will report returncode 255",
+                        self.child.id()
+                    ));
+                    self.returncode = Some(255);
+                }
             }
         }
         self.returncode
@@ -111,15 +123,33 @@ impl ChildCell {
     }
 }
 
+/// Blocks until `pid` has exited, without reaping it (`WNOWAIT`), so
+/// that the reaping can happen under the cell's lock.
+fn wait_exit(pid: u32) {
+    loop {
+        // Safety: an all-zero siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // Safety: plain integers and a valid out-pointer we own.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 /// Waits for `child` (just killed) and reaps it, blocking: for a child
 /// that could not be watched.
 pub(crate) fn reap_blocking(child: &SharedChild) {
-    let mut cell = lock_child(child);
-    if cell.returncode.is_none() {
-        if let Ok(status) = cell.child.wait() {
-            cell.returncode = Some(returncode(status));
-        }
-    }
+    let pid = lock_child(child).pid();
+    wait_exit(pid);
+    let _ = lock_child(child).reap();
 }
 
 /// Reaps `child` (locked) and reports its exit if it has exited.
@@ -128,7 +158,7 @@ fn try_finish(child: &SharedChild, on_exit: &mut Option<OnExit>) -> bool {
     match code {
         Some(code) => {
             if let Some(on_exit) = on_exit.take() {
-                on_exit(code);
+                on_exit(ChildEvent::Exited(code));
             }
             true
         }
@@ -136,9 +166,25 @@ fn try_finish(child: &SharedChild, on_exit: &mut Option<OnExit>) -> bool {
     }
 }
 
-/// Which mechanism a loop uses.
+/// The loop closes: the child is reaped now if it exited, or handed to a
+/// reaper thread; whoever waited is told the loop closed.
+fn give_up(child: SharedChild, on_exit: Option<OnExit>) {
+    let code = lock_child(&child).reap();
+    if code.is_none() {
+        orphan(child);
+    }
+    if let Some(on_exit) = on_exit {
+        on_exit(ChildEvent::LoopClosed(code));
+    }
+}
+
+/// Whether to watch with pidfds: unless told otherwise, if this process
+/// may open one (a kernel before 5.3 says `ENOSYS`, a seccomp profile may
+/// say `EPERM`; either way the SIGCHLD watcher serves instead).
 fn use_pidfd() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     std::env::var("EVLOOP_CHILD_WATCHER").as_deref() != Ok("sigchld")
+        && *USABLE.get_or_init(|| pidfd_open(std::process::id()).is_ok())
 }
 
 /// Watches `child` on `event_loop` (loop thread): `on_exit` runs on the
@@ -150,11 +196,8 @@ pub(crate) fn watch(
 ) -> Result<(), Error> {
     if use_pidfd() {
         let pid = lock_child(&child).pid();
-        match pidfd_open(pid) {
-            Ok(pidfd) => return watch_pidfd(event_loop, pidfd, child, on_exit),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS)) => {}
-            Err(e) => return Err(Error::Io(e)),
-        }
+        let pidfd = pidfd_open(pid)?;
+        return watch_pidfd(event_loop, pidfd, child, on_exit);
     }
     event_loop.inner.children.watch(event_loop, child, on_exit)
 }
@@ -189,6 +232,8 @@ impl PidfdWatch {
 
 impl IoHandler for PidfdWatch {
     fn ready(&mut self, _io: &ScheduledIo, _bits: usize, _local: &dyn Local) -> bool {
+        // A pidfd turns readable only once the child is a zombie, so the
+        // reap succeeds on the first event.
         if try_finish(&self.child, &mut self.on_exit) {
             self.release();
             return false;
@@ -198,11 +243,7 @@ impl IoHandler for PidfdWatch {
 
     fn loop_closed(&mut self) {
         self.release();
-        if !try_finish(&self.child, &mut self.on_exit) {
-            orphan(self.child.clone());
-        }
-        // The exit is not reported: the loop that would run it is gone.
-        self.on_exit = None;
+        give_up(self.child.clone(), self.on_exit.take());
     }
 }
 
@@ -231,24 +272,7 @@ fn orphan(child: SharedChild) {
         .name("evloop-reaper".into())
         .stack_size(32 * 1024)
         .spawn(move || {
-            // Wait for the exit without reaping (WNOWAIT), so that the
-            // reaping itself happens under the cell's lock.
-            loop {
-                // Safety: an all-zero siginfo_t is valid for waitid to fill.
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                // Safety: plain integers and a valid out-pointer.
-                let r = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOWAIT,
-                    )
-                };
-                if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    break;
-                }
-            }
+            wait_exit(pid);
             let _ = lock_child(&child).reap();
         });
     if let Err(e) = spawned {
@@ -331,11 +355,8 @@ impl ChildTable {
         if let Some(s) = taken {
             signal_hook::low_level::unregister(s.id);
             drop(s.read);
-            for mut w in s.children {
-                w.on_exit = None;
-                if lock_child(&w.child).reap().is_none() {
-                    orphan(w.child);
-                }
+            for w in s.children {
+                give_up(w.child, w.on_exit);
             }
         }
     }
