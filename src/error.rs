@@ -132,6 +132,11 @@ pub enum Error {
         /// Bytes to consume.
         consumed: usize,
     },
+    /// TLS failed (asyncio's `ssl.SSLError` family): a certificate that
+    /// does not verify, a peer that speaks no TLS or sends garbage, a
+    /// protocol violation. The rustls error says which. Displayed as
+    /// "[SSL] " and rustls's message.
+    Tls(rustls::Error),
     /// Several attempts failed (asyncio's `ExceptionGroup` from
     /// `create_connection(..., all_errors=True)`): every error, in the
     /// order the attempts were made.
@@ -189,6 +194,7 @@ impl fmt::Display for Error {
             Error::LimitOverrun { message, .. } => f.write_str(message),
             Error::QueueFull => f.write_str("the executor's queue is full"),
             Error::Timeout => f.write_str("timed out"),
+            Error::Tls(e) => write!(f, "[SSL] {e}"),
         }
     }
 }
@@ -197,12 +203,27 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) | Error::ThreadSpawn(e) | Error::Os { source: e, .. } => Some(e),
+            Error::Tls(e) => Some(e),
             _ => None,
         }
     }
 }
 
 impl Error {
+    /// An I/O error from a connection, typed: one that carries a rustls
+    /// error (what a TLS transport's `connection_lost` receives) becomes
+    /// [`Error::Tls`], any other [`Error::Io`].
+    pub fn from_connection(e: io::Error) -> Error {
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            let inner = e.into_inner().expect("checked just above");
+            match inner.downcast::<rustls::Error>() {
+                Ok(tls) => return Error::Tls(*tls),
+                Err(other) => return Error::Io(io::Error::new(io::ErrorKind::InvalidData, other)),
+            }
+        }
+        Error::Io(e)
+    }
+
     /// The operating system's error inside, if there is one
     /// ([`Error::Io`], [`Error::Os`], [`Error::ThreadSpawn`]).
     pub fn os_error(&self) -> Option<&io::Error> {

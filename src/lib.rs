@@ -78,6 +78,9 @@ pub use net::protocol::{BufferedProtocol, DatagramProtocol, Protocol};
 pub use net::server::{Server, ServerOptions};
 pub use net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
 pub use net::tcp::{TcpListener, TcpStream};
+pub use net::tls::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTlsOptions, TlsContext,
+};
 pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
@@ -88,6 +91,9 @@ pub use runners::{
     Gather, Shield, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe,
     shield, sleep, spawn, wait_for,
 };
+/// rustls, whose configurations (`ClientConfig`, `ServerConfig`) evloop's
+/// TLS takes: the same version evloop is built with.
+pub use rustls;
 pub use task::{
     BoxFuture, Task, TaskAwait, TaskAwaitMut, TaskDone, TaskFactory, TaskOutcome, TaskRead,
     TaskSpec,

@@ -6,6 +6,7 @@ use super::datagram::DatagramTransport;
 use super::dns::{AddrInfo, AddrInfoHints};
 use super::endpoint::Endpoint;
 use super::protocol::{BufferedProtocol, DatagramProtocol, Protocol, StreamProtocol};
+use super::tls::{TlsContext, TlsLayer};
 use super::transport::{Kind, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -42,6 +43,58 @@ pub struct ConnectOptions {
     /// An already connected socket to use instead of `host` and `port`
     /// (asyncio's `sock=`).
     pub sock: Option<Socket>,
+    /// Speak TLS with this rustls configuration (asyncio's `ssl=`): the
+    /// call returns once the handshake completed, and the protocol hears
+    /// `connection_made` then.
+    pub ssl: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The name the server's certificate must carry (asyncio's
+    /// `server_hostname`); defaults to `host`, required with `sock`.
+    pub server_hostname: Option<String>,
+    /// How long the TLS handshake may take (asyncio's default: 60 s).
+    pub ssl_handshake_timeout: Option<Duration>,
+    /// How long closing waits for the peer to take the rest (asyncio's
+    /// default: 30 s).
+    pub ssl_shutdown_timeout: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// The TLS session these options ask for, checked as asyncio checks
+    /// them, before anything connects.
+    pub(crate) fn take_tls(&mut self, host: Option<&str>) -> Result<Option<TlsLayer>, Error> {
+        let Some(config) = self.ssl.take() else {
+            if self.server_hostname.is_some() {
+                return Err(Error::InvalidArgument(
+                    "server_hostname is only meaningful with ssl".into(),
+                ));
+            }
+            if self.ssl_handshake_timeout.is_some() {
+                return Err(Error::InvalidArgument(
+                    "ssl_handshake_timeout is only meaningful with ssl".into(),
+                ));
+            }
+            if self.ssl_shutdown_timeout.is_some() {
+                return Err(Error::InvalidArgument(
+                    "ssl_shutdown_timeout is only meaningful with ssl".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let name = self
+            .server_hostname
+            .take()
+            .or_else(|| host.map(str::to_owned));
+        TlsLayer::new(
+            &TlsContext::Client(config),
+            Some(name.as_deref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "You must set server_hostname when using ssl without a host".into(),
+                )
+            })?),
+            self.ssl_handshake_timeout,
+            self.ssl_shutdown_timeout,
+        )
+        .map(Some)
+    }
 }
 
 /// asyncio's `_interleave_addrinfos`: families alternate, `first_count` of
@@ -242,15 +295,20 @@ impl EventLoop {
         protocol_factory: F,
         host: Option<&str>,
         port: u16,
-        options: ConnectOptions,
+        mut options: ConnectOptions,
     ) -> Result<Transport, Error>
     where
         P: Protocol,
         F: FnOnce() -> P,
     {
+        let tls = options.take_tls(host)?;
         let sock = self.connect_socket(host, port, options).await?;
-        self.start_transport(sock, StreamProtocol::Plain(Box::new(protocol_factory())))
-            .await
+        self.start_transport(
+            sock,
+            StreamProtocol::Plain(Box::new(protocol_factory())),
+            tls,
+        )
+        .await
     }
 
     /// [`EventLoop::create_connection_with`] for a [`BufferedProtocol`].
@@ -259,15 +317,20 @@ impl EventLoop {
         protocol_factory: F,
         host: Option<&str>,
         port: u16,
-        options: ConnectOptions,
+        mut options: ConnectOptions,
     ) -> Result<Transport, Error>
     where
         P: BufferedProtocol,
         F: FnOnce() -> P,
     {
+        let tls = options.take_tls(host)?;
         let sock = self.connect_socket(host, port, options).await?;
-        self.start_transport(sock, StreamProtocol::Buffered(Box::new(protocol_factory())))
-            .await
+        self.start_transport(
+            sock,
+            StreamProtocol::Buffered(Box::new(protocol_factory())),
+            tls,
+        )
+        .await
     }
 
     /// Wraps a connected socket in a transport and returns once
@@ -276,8 +339,9 @@ impl EventLoop {
         &self,
         sock: Socket,
         protocol: StreamProtocol,
+        tls: Option<TlsLayer>,
     ) -> Result<Transport, Error> {
-        self.start_endpoint(Endpoint::Socket(sock), Kind::Socket, protocol, None)
+        self.start_endpoint(Endpoint::Socket(sock), Kind::Socket, protocol, None, tls)
             .await
     }
 
@@ -290,10 +354,18 @@ impl EventLoop {
         kind: Kind,
         protocol: StreamProtocol,
         on_lost: Option<Box<dyn FnOnce() + Send>>,
+        tls: Option<TlsLayer>,
     ) -> Result<Transport, Error> {
         let made = self.create_future();
-        let transport =
-            Transport::start_endpoint(self, endpoint, kind, protocol, on_lost, Some(made.clone()))?;
+        let transport = Transport::start_endpoint(
+            self,
+            endpoint,
+            kind,
+            protocol,
+            on_lost,
+            Some(made.clone()),
+            tls,
+        )?;
         /// Aborts the transport if the caller gives up (a timeout, a
         /// cancelled task) before it is handed over: nobody else could
         /// ever close it (asyncio closes it on any exception too).
@@ -308,8 +380,12 @@ impl EventLoop {
         let mut guard = Unclaimed(Some(transport));
         match made.await {
             Ok(()) => Ok(guard.0.take().expect("claimed once")),
-            // The loop closed first (it closed the transport too).
-            Err(_) => Err(Error::Closed),
+            // The connection ended before it was up (a failed TLS
+            // handshake), or the loop closed first (closing it too).
+            Err(_) => {
+                let failure = guard.0.as_ref().and_then(Transport::take_start_failure);
+                Err(failure.map_or(Error::Closed, Error::from_connection))
+            }
         }
     }
 
@@ -379,8 +455,12 @@ impl EventLoop {
         F: FnOnce() -> P,
     {
         let sock = self.connect_unix(path.as_ref()).await?;
-        self.start_transport(sock, StreamProtocol::Plain(Box::new(protocol_factory())))
-            .await
+        self.start_transport(
+            sock,
+            StreamProtocol::Plain(Box::new(protocol_factory())),
+            None,
+        )
+        .await
     }
 
     /// A non-blocking Unix stream socket connected to `path`.
@@ -414,8 +494,12 @@ impl EventLoop {
                 )));
             }
         }
-        self.start_transport(sock, StreamProtocol::Plain(Box::new(protocol_factory())))
-            .await
+        self.start_transport(
+            sock,
+            StreamProtocol::Plain(Box::new(protocol_factory())),
+            None,
+        )
+        .await
     }
 
     /// Opens a datagram endpoint (asyncio:

@@ -14,6 +14,7 @@ pub(crate) mod server;
 mod sock;
 pub(crate) mod streams;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod transport;
 
 use crate::error::Error;

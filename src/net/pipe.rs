@@ -77,7 +77,7 @@ impl EventLoop {
     {
         let endpoint = pipe_endpoint(pipe.into(), Kind::ReadPipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::ReadPipe, protocol, None)
+        self.start_endpoint(endpoint, Kind::ReadPipe, protocol, None, None)
             .await
     }
 
@@ -103,7 +103,7 @@ impl EventLoop {
     {
         let endpoint = pipe_endpoint(pipe.into(), Kind::WritePipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::WritePipe, protocol, None)
+        self.start_endpoint(endpoint, Kind::WritePipe, protocol, None, None)
             .await
     }
 
@@ -117,7 +117,7 @@ impl EventLoop {
         on_lost: Box<dyn FnOnce() + Send>,
     ) -> Result<Transport, Error> {
         let endpoint = pipe_endpoint(pipe, kind)?;
-        self.start_endpoint(endpoint, kind, protocol, Some(on_lost))
+        self.start_endpoint(endpoint, kind, protocol, Some(on_lost), None)
             .await
     }
 }

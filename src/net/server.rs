@@ -3,6 +3,7 @@
 
 use super::dns::AddrInfoHints;
 use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
+use super::tls::{TlsContext, TlsLayer};
 use super::transport::Transport;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -49,6 +50,15 @@ pub struct ServerOptions {
     /// Already bound listening sockets to serve instead of resolving hosts
     /// (asyncio's `sock=`).
     pub sockets: Vec<Socket>,
+    /// Serve TLS with this rustls configuration (asyncio's `ssl=`): each
+    /// connection's protocol hears `connection_made` once its handshake
+    /// completed; a failed handshake closes the connection unseen.
+    pub ssl: Option<Arc<rustls::ServerConfig>>,
+    /// How long a TLS handshake may take (asyncio's default: 60 s).
+    pub ssl_handshake_timeout: Option<std::time::Duration>,
+    /// How long a closing TLS connection waits for its peer to take the
+    /// rest (asyncio's default: 30 s).
+    pub ssl_shutdown_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +72,9 @@ impl Default for ServerOptions {
             keep_alive: false,
             start_serving: true,
             sockets: Vec::new(),
+            ssl: None,
+            ssl_handshake_timeout: None,
+            ssl_shutdown_timeout: None,
         }
     }
 }
@@ -89,6 +102,12 @@ struct Inner {
     factory: Factory,
     backlog: u32,
     keep_alive: bool,
+    /// TLS for every connection: the context and the two timeouts.
+    tls: Option<(
+        TlsContext,
+        Option<std::time::Duration>,
+        Option<std::time::Duration>,
+    )>,
     serving: AtomicBool,
     closed: AtomicBool,
     addrs: Vec<SockAddr>,
@@ -220,7 +239,22 @@ impl Inner {
                 return;
             }
         };
-        match Transport::start(&event_loop, conn, protocol, Some(on_lost), None) {
+        let tls = match &self.tls {
+            Some((context, handshake, shutdown)) => {
+                match TlsLayer::new(context, None, *handshake, *shutdown) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        self.shared
+                            .call_exception_handler(ExceptionContext::new(format!(
+                                "Error on transport creation for incoming connection: {e}"
+                            )));
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        match Transport::start(&event_loop, conn, protocol, Some(on_lost), None, tls) {
             Ok(t) => {
                 self.state.with(|s| s.clients.push((id, t)));
             }
@@ -620,6 +654,7 @@ impl EventLoop {
         port: u16,
         mut options: ServerOptions,
     ) -> Result<Server, Error> {
+        check_tls_options(&options)?;
         let mut sockets = std::mem::take(&mut options.sockets);
         if sockets.is_empty() {
             let hints = AddrInfoHints {
@@ -675,6 +710,13 @@ impl EventLoop {
     ) -> Result<Server, Error> {
         let shared = self.inner.shared.clone();
         let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let tls = options.ssl.as_ref().map(|config| {
+            (
+                TlsContext::Server(config.clone()),
+                options.ssl_handshake_timeout,
+                options.ssl_shutdown_timeout,
+            )
+        });
         let inner = Arc::new(Inner {
             state: LoopCell::new(
                 shared.id(),
@@ -696,6 +738,7 @@ impl EventLoop {
             factory,
             backlog: options.backlog,
             keep_alive: options.keep_alive,
+            tls,
             serving: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             addrs,
@@ -738,6 +781,7 @@ impl EventLoop {
         options: ServerOptions,
     ) -> Result<Server, Error> {
         use std::os::unix::fs::FileTypeExt;
+        check_tls_options(&options)?;
         let path = path.to_path_buf();
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
             if meta.file_type().is_socket() {
@@ -748,4 +792,30 @@ impl EventLoop {
         let sock = listen_on(&addr, &options)?;
         self.build_server(factory, vec![sock], &options, Some(path))
     }
+}
+
+/// asyncio's refusal of TLS timeouts without TLS.
+fn check_tls_options(options: &ServerOptions) -> Result<(), Error> {
+    if options.ssl.is_none() {
+        if options.ssl_handshake_timeout.is_some() {
+            return Err(Error::InvalidArgument(
+                "ssl_handshake_timeout is only meaningful with ssl".into(),
+            ));
+        }
+        if options.ssl_shutdown_timeout.is_some() {
+            return Err(Error::InvalidArgument(
+                "ssl_shutdown_timeout is only meaningful with ssl".into(),
+            ));
+        }
+    }
+    // The timeouts are checked once here, as each connection would.
+    if let Some(config) = &options.ssl {
+        TlsLayer::new(
+            &TlsContext::Server(config.clone()),
+            None,
+            options.ssl_handshake_timeout,
+            options.ssl_shutdown_timeout,
+        )?;
+    }
+    Ok(())
 }

@@ -31,10 +31,12 @@
 
 use super::endpoint::Endpoint;
 use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
+use super::tls::{Handshake, TlsInfo, TlsLayer};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
 use crate::exception::ExceptionContext;
+use crate::future::LoopFuture;
 use crate::loop_cell::LoopCell;
 use crate::readiness::{
     Direction, ERROR, IoHandler, READ_CLOSED, READABLE, Registration, ScheduledIo, WRITABLE,
@@ -47,8 +49,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, Location};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 /// asyncio's default high-water mark for a transport's write buffer.
@@ -69,9 +71,17 @@ const CONNLOST_WARN_AFTER: usize = 5;
 pub enum ExtraInfo {
     /// `peername` / `sockname`: an address.
     Address(SockAddr),
-    /// `socket`: the socket's file descriptor. Use it only while the
+    /// `socket` / `pipe`: the file descriptor. Use it only while the
     /// transport is open, and never close it.
     Fd(RawFd),
+    /// `peercert`: the TLS peer's certificate chain, DER-encoded, the
+    /// peer's own first.
+    Certificates(Vec<Vec<u8>>),
+    /// `cipher` / `tls_version`: the negotiated cipher suite or protocol
+    /// version, by name (`TLS13_AES_256_GCM_SHA384`, `TLSv1_3`).
+    Text(String),
+    /// `alpn_protocol`: the protocol ALPN chose (`b"h2"`).
+    Bytes(Vec<u8>),
 }
 
 /// The bytes waiting to be sent.
@@ -194,6 +204,35 @@ struct StreamState {
     sendfile: bool,
     /// `loop.sendfile` waits for the buffer to drain.
     drain_waiters: WakerList,
+    /// The TLS session, when the connection is TLS (see `net::tls`).
+    tls: Option<Box<TlsLayer>>,
+    /// Completed when the connection is up (`connection_made` ran, or a
+    /// TLS handshake completed), failed if it ends first.
+    made_future: Option<LoopFuture<()>>,
+}
+
+impl StreamState {
+    /// One read into `buf`, through the TLS session if there is one.
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let endpoint = self
+            .endpoint
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        match &mut self.tls {
+            None => endpoint.read(buf),
+            Some(tls) => tls.read(endpoint, buf),
+        }
+    }
+
+    /// Whether the next read may find more at once (after a read that
+    /// did not fill its buffer).
+    fn more_decrypted(&mut self) -> bool {
+        self.tls.as_mut().is_some_and(|tls| tls.has_more())
+    }
+
+    fn handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.is_handshaking())
+    }
 }
 
 struct Inner {
@@ -209,6 +248,10 @@ struct Inner {
     sockname: Option<SockAddr>,
     fd: RawFd,
     kind: Kind,
+    /// Set once the transport is TLS (at its start, or by `start_tls`).
+    tls: AtomicBool,
+    /// What the TLS handshake negotiated, once it completed.
+    tls_info: OnceLock<TlsInfo>,
 }
 
 /// What a transport's descriptor is: where asyncio's socket and pipe
@@ -403,18 +446,69 @@ impl Inner {
         for _ in 0..READS_PER_EVENT {
             let ready = self.state.with(|s| {
                 s.read_queued = false;
-                s.made && !s.closing && !s.reading_paused && !s.eof_received && s.endpoint.is_some()
+                let open = !s.closing && !s.eof_received && s.endpoint.is_some();
+                // A TLS handshake reads whatever the protocol's state.
+                match s.handshaking() {
+                    true => open.then_some(true),
+                    false => (open && s.made && !s.reading_paused).then_some(false),
+                }
             });
-            if ready != Some(true) {
+            let Some(Some(handshaking)) = ready else {
                 return;
-            }
+            };
             let io = self
                 .state
                 .with(|s| s.registration.as_ref().map(|r| r.io().clone()));
             let Some(Some(io)) = io else { return };
-            let Some(event) = io.ready_now(Direction::Read) else {
+            let event = io.ready_now(Direction::Read);
+            // Plaintext TLS already decrypted is read without the socket
+            // being readable (it stayed in rustls while reading paused).
+            let decrypted = event.is_none()
+                && !handshaking
+                && self
+                    .state
+                    .with(|s| s.tls.as_mut().is_some_and(|t| t.plaintext_pending()))
+                    .unwrap_or(false);
+            if event.is_none() && !decrypted {
                 return;
-            };
+            }
+            if handshaking {
+                let step = self
+                    .state
+                    .with(|s| match (&mut s.tls, &s.endpoint) {
+                        (Some(tls), Some(endpoint)) => tls.handshake(endpoint),
+                        _ => Ok(Handshake::Pending),
+                    })
+                    .unwrap_or(Ok(Handshake::Pending));
+                // The step's own flight (or an alert) goes out first.
+                self.send_tls_output();
+                match step {
+                    Ok(Handshake::Done) => {
+                        self.handshake_complete();
+                        continue;
+                    }
+                    Ok(Handshake::Pending) => {
+                        if let Some(event) = event {
+                            io.clear(Direction::Read, event);
+                        }
+                        return;
+                    }
+                    Ok(Handshake::Eof) => {
+                        self.fatal_error(
+                            io::Error::new(
+                                io::ErrorKind::ConnectionReset,
+                                "Connection lost during the SSL handshake",
+                            ),
+                            "SSL handshake failed",
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        self.fatal_error(e, "SSL handshake failed");
+                        return;
+                    }
+                }
+            }
             let buffered = self
                 .state
                 .with(|s| {
@@ -435,14 +529,18 @@ impl Inner {
                         // A short read drained the socket: its readiness
                         // is spent. A peer's FIN or an error stays flagged
                         // and is read next, since no new edge would come.
-                        io.clear_spent(Direction::Read, event);
+                        if let Some(event) = event {
+                            io.clear_spent(Direction::Read, event);
+                        }
                         if io.ready_now(Direction::Read).is_none() {
                             return;
                         }
                     }
                 }
                 Read::WouldBlock => {
-                    io.clear(Direction::Read, event);
+                    if let Some(event) = event {
+                        io.clear(Direction::Read, event);
+                    }
                     return;
                 }
                 Read::Eof => {
@@ -486,14 +584,14 @@ impl Inner {
         if buf.len() < READ_SIZE {
             buf.resize(READ_SIZE, 0);
         }
-        let got = self.state.with(|s| match &s.endpoint {
-            Some(endpoint) => endpoint.read(&mut buf),
-            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
-        });
+        let got = self
+            .state
+            .with(|s| s.read_into(&mut buf).map(|n| (n, s.more_decrypted())));
+        self.send_tls_output();
         match got {
             None => Read::Stopped,
-            Some(Ok(0)) => Read::Eof,
-            Some(Ok(n)) => {
+            Some(Ok((0, _))) => Read::Eof,
+            Some(Ok((n, decrypted))) => {
                 let data = &buf[..n];
                 let delivered = self.with_protocol("data_received", |p| match p {
                     StreamProtocol::Plain(p) => p.data_received(data),
@@ -502,7 +600,7 @@ impl Inner {
                 if delivered.is_none() {
                     return Read::Stopped;
                 }
-                Read::Data(n == buf.len())
+                Read::Data(n == buf.len() || decrypted)
             }
             Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
             Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
@@ -516,16 +614,19 @@ impl Inner {
             let p = match p {
                 StreamProtocol::Buffered(p) => p,
                 StreamProtocol::Stream(p) => {
+                    let mut decrypted = false;
                     let got = p.read_from(|buf| {
-                        this.state.with(|s| match &s.endpoint {
-                            Some(endpoint) => endpoint.read(buf),
-                            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+                        this.state.with(|s| {
+                            let n = s.read_into(buf);
+                            decrypted = s.more_decrypted();
+                            n
                         })
                     });
+                    this.send_tls_output();
                     return match got {
                         None => Read::Stopped,
                         Some(Ok((0, _))) => Read::Eof,
-                        Some(Ok((_, filled))) => Read::Data(filled),
+                        Some(Ok((_, filled))) => Read::Data(filled || decrypted),
                         Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
                         Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
                         Some(Err(e)) => Read::Failed(e),
@@ -540,16 +641,16 @@ impl Inner {
             let len = buf.len();
             // The socket is reached through the state; the buffer is the
             // protocol's, outside it.
-            let got = this.state.with(|s| match &s.endpoint {
-                Some(endpoint) => endpoint.read(buf),
-                None => Err(io::Error::from(io::ErrorKind::NotConnected)),
-            });
+            let got = this
+                .state
+                .with(|s| s.read_into(buf).map(|n| (n, s.more_decrypted())));
+            this.send_tls_output();
             match got {
                 None => Read::Stopped,
-                Some(Ok(0)) => Read::Eof,
-                Some(Ok(n)) => {
+                Some(Ok((0, _))) => Read::Eof,
+                Some(Ok((n, decrypted))) => {
                     p.buffer_updated(n);
-                    Read::Data(n == len)
+                    Read::Data(n == len || decrypted)
                 }
                 Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Read::WouldBlock,
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Read::Data(true),
@@ -564,10 +665,117 @@ impl Inner {
         let keep_open = self
             .with_protocol("eof_received", |p| p.eof_received())
             .unwrap_or(false);
-        // A pipe has no write side to keep open: its EOF always closes.
-        if !keep_open || self.kind == Kind::ReadPipe {
+        let tls = self.tls.load(Ordering::Acquire);
+        if keep_open && tls {
+            crate::util::log_warning(format_args!(
+                "returning true from eof_received() has no effect when using ssl"
+            ));
+        }
+        // A pipe has no write side to keep open, and TLS cannot be
+        // half-closed: their EOF always closes.
+        if !keep_open || tls || self.kind == Kind::ReadPipe {
             self.close();
         }
+    }
+
+    // ----- TLS ------------------------------------------------------------------------
+
+    /// Sends what the TLS session has to send outside `write` (handshake
+    /// flights, alerts, tickets, key updates).
+    fn send_tls_output(self: &Arc<Self>) {
+        let out = self
+            .state
+            .with(|s| {
+                let tls = s.tls.as_mut()?;
+                let mut out = Vec::new();
+                tls.output(&mut out);
+                (!out.is_empty()).then_some(out)
+            })
+            .flatten();
+        if let Some(out) = out {
+            if let Err(e) = self.write_raw(&[&out]) {
+                tracing::debug!(target: "evloop", "TLS output not sent: {e}");
+            }
+        }
+    }
+
+    /// The handshake completed: what it negotiated is published, the
+    /// timer cancelled, the protocol told (`connection_made`, unless this
+    /// is `start_tls`), and whoever waits for the connection released.
+    fn handshake_complete(self: &Arc<Self>) {
+        let taken = self.state.with(|s| {
+            let tls = s.tls.as_mut()?;
+            let _ = self.tls_info.set(tls.info());
+            let call_made = std::mem::replace(&mut tls.call_made, false);
+            s.made = true;
+            Some((call_made, tls.timer.take(), s.made_future.take()))
+        });
+        let Some(Some((call_made, timer, made))) = taken else {
+            return;
+        };
+        if let Some(timer) = timer {
+            timer.cancel();
+        }
+        if call_made {
+            let t = Transport {
+                inner: self.clone(),
+            };
+            if self
+                .with_protocol("connection_made", |p| p.connection_made(t))
+                .is_none()
+            {
+                // It panicked and the transport is closing: the start
+                // fails with the connection.
+                self.state.with(|s| s.made_future = made);
+                return;
+            }
+        }
+        if let Some(made) = made {
+            let _ = made.set_result(());
+        }
+        // Plaintext may have come with the last flight.
+        self.queue_read();
+    }
+
+    /// Installs a TLS session and starts its handshake (loop thread): the
+    /// client's first flight goes out, the timer starts, and readiness
+    /// drives the rest.
+    fn begin_tls(self: &Arc<Self>, tls: TlsLayer) -> Result<(), Error> {
+        let timeout = tls.handshake_timeout;
+        self.state
+            .with(|s| s.tls = Some(Box::new(tls)))
+            .ok_or(Error::WrongThread)?;
+        self.tls.store(true, Ordering::Release);
+        let inner = self.clone();
+        let timer = self.shared.call_soon(
+            Some(std::time::Instant::now() + timeout),
+            Location::caller(),
+            move || {
+                let pending = inner.state.with(|s| s.handshaking()).unwrap_or(false);
+                if pending {
+                    let secs = timeout.as_secs_f64();
+                    inner.fatal_error(
+                        io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            format!(
+                                "SSL handshake is taking longer than {secs:?} seconds: \
+                                 aborting the connection"
+                            ),
+                        ),
+                        "SSL handshake timed out",
+                    );
+                }
+            },
+        )?;
+        self.state.with(|s| {
+            if let Some(tls) = &mut s.tls {
+                tls.timer = Some(crate::handle::TimerHandle::new(timer));
+            }
+        });
+        self.send_tls_output();
+        // Bytes may be waiting already (a server's peer spoke first).
+        self.queue_read();
+        Ok(())
     }
 
     /// A write pipe's reader closed its end (asyncio's
@@ -671,6 +879,36 @@ impl Inner {
     }
 
     fn write_on_loop(self: &Arc<Self>, data: &[&[u8]]) -> Result<(), Error> {
+        if self.tls.load(Ordering::Acquire) {
+            // Encrypted here; the ciphertext takes the plain path.
+            let cipher = self.state.with(|s| {
+                if s.sendfile {
+                    return Err(Error::InvalidState(
+                        "unable to write; sendfile is in progress",
+                    ));
+                }
+                let total: usize = data.iter().map(|d| d.len()).sum();
+                match &mut s.tls {
+                    Some(tls) if total > 0 && !s.lost && s.endpoint.is_some() => {
+                        let mut out = Vec::with_capacity(total + total / 16 + 64);
+                        tls.encrypt(data, &mut out).map_err(Error::Io)?;
+                        Ok(Some(out))
+                    }
+                    _ => Ok(None),
+                }
+            });
+            match cipher {
+                Some(Ok(Some(out))) => return self.write_raw(&[&out]),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::InvalidState("the transport is busy")),
+            }
+        }
+        self.write_raw(data)
+    }
+
+    /// Sends bytes as they are (ciphertext, for TLS).
+    fn write_raw(self: &Arc<Self>, data: &[&[u8]]) -> Result<(), Error> {
         let outcome = self.state.with(|s| {
             if s.eof_requested {
                 return Err(Error::InvalidState("Cannot call write() after write_eof()"));
@@ -774,16 +1012,50 @@ impl Inner {
     // ----- closing ---------------------------------------------------------------------
 
     fn close(self: &Arc<Self>) {
+        if self.tls.load(Ordering::Acquire) {
+            // close_notify goes out after what is buffered.
+            let notify = self
+                .state
+                .with(|s| {
+                    if s.closing || s.lost {
+                        return None;
+                    }
+                    let mut out = Vec::new();
+                    s.tls.as_mut()?.close_notify(&mut out);
+                    Some(out)
+                })
+                .flatten();
+            if let Some(out) = notify {
+                let _ = self.write_raw(&[&out]);
+            }
+        }
         let lose = self.state.with(|s| {
             if s.closing {
-                return false;
+                return (false, None);
             }
             s.closing = true;
             self.publish(s);
-            s.buffer.len == 0 && !s.lost
+            let flushed = s.buffer.len == 0 && !s.lost;
+            // A TLS peer that never takes the rest is given
+            // ssl_shutdown_timeout (asyncio), then the connection aborted.
+            let shutdown = s
+                .tls
+                .as_ref()
+                .filter(|_| !flushed && !s.lost)
+                .map(|tls| tls.shutdown_timeout);
+            (flushed, shutdown)
         });
-        if lose == Some(true) {
-            self.call_connection_lost(None);
+        match lose {
+            Some((true, _)) => self.call_connection_lost(None),
+            Some((false, Some(timeout))) => {
+                let inner = self.clone();
+                let _ = self.shared.call_soon(
+                    Some(std::time::Instant::now() + timeout),
+                    Location::caller(),
+                    move || inner.force_close(None),
+                );
+            }
+            _ => {}
         }
     }
 
@@ -823,13 +1095,31 @@ impl Inner {
         }
         let inner = self.clone();
         let finish = move || {
+            let mut error = error;
             let taken = inner.state.with(|s| {
                 close_socket(s);
                 s.buffer.clear();
                 inner.publish(s);
-                (s.protocol.take(), s.on_lost.take())
+                if let Some(tls) = &mut s.tls {
+                    if let Some(timer) = tls.timer.take() {
+                        timer.cancel();
+                    }
+                }
+                // Ended before it was up (a failed TLS handshake): the
+                // error is the start's, for whoever awaits it.
+                let unmade = s.made_future.take();
+                if unmade.is_some() {
+                    if let Some(tls) = &mut s.tls {
+                        tls.failure = error.take();
+                    }
+                }
+                (s.protocol.take(), s.on_lost.take(), unmade)
             });
-            let (protocol, on_lost) = taken.unwrap_or((None, None));
+            let (protocol, on_lost, unmade) = taken.unwrap_or((None, None, None));
+            if let Some(unmade) = unmade {
+                let _ = unmade
+                    .set_exception(Arc::new(io::Error::from(io::ErrorKind::ConnectionAborted)));
+            }
             inner.wake_drained();
             let made = inner.state.with(|s| s.made).unwrap_or(false);
             // A protocol never told of the connection hears nothing of its
@@ -880,6 +1170,7 @@ impl Transport {
         protocol: StreamProtocol,
         on_lost: Option<Box<dyn FnOnce() + Send>>,
         made: Option<crate::future::LoopFuture<()>>,
+        tls: Option<TlsLayer>,
     ) -> Result<Transport, Error> {
         Self::start_endpoint(
             event_loop,
@@ -888,11 +1179,13 @@ impl Transport {
             protocol,
             on_lost,
             made,
+            tls,
         )
     }
 
     /// [`Transport::start`] for any endpoint (a pipe's already
-    /// non-blocking).
+    /// non-blocking), with TLS when `tls` is given: then `connection_made`
+    /// (and `made`) wait for the handshake.
     pub(crate) fn start_endpoint(
         event_loop: &EventLoop,
         endpoint: Endpoint,
@@ -900,6 +1193,7 @@ impl Transport {
         protocol: StreamProtocol,
         on_lost: Option<Box<dyn FnOnce() + Send>>,
         made: Option<crate::future::LoopFuture<()>>,
+        tls: Option<TlsLayer>,
     ) -> Result<Transport, Error> {
         if let (Endpoint::Socket(sock), Kind::Socket) = (&endpoint, kind) {
             sock.set_nonblocking(true)?;
@@ -942,8 +1236,12 @@ impl Transport {
                     on_lost,
                     sendfile: false,
                     drain_waiters: WakerList::default(),
+                    tls: None,
+                    made_future: made,
                 },
             ),
+            tls: AtomicBool::new(false),
+            tls_info: OnceLock::new(),
             shared,
             closing: AtomicBool::new(false),
             reading: AtomicBool::new(kind != Kind::WritePipe),
@@ -960,22 +1258,35 @@ impl Transport {
             inner: inner.clone(),
         };
         let t = transport.clone();
-        let queued = event_loop.call_soon(move || {
-            // From here on the protocol is connected: `connection_lost`
-            // follows whatever happens (a panic in `connection_made`
-            // included).
-            t.inner.state.with(|s| s.made = true);
-            let called = t
-                .inner
-                .with_protocol("connection_made", |p| p.connection_made(t.clone()));
-            if called.is_some() {
-                // Data may have arrived already.
-                t.inner.queue_read();
-            }
-            if let Some(made) = made {
-                let _ = made.set_result(());
-            }
-        });
+        let queued = match tls {
+            // The handshake first; connection_made when it completes.
+            Some(tls) => inner.begin_tls(tls),
+            None => event_loop
+                .call_soon(move || {
+                    // From here on the protocol is connected:
+                    // `connection_lost` follows whatever happens (a panic
+                    // in `connection_made` included).
+                    let made = t
+                        .inner
+                        .state
+                        .with(|s| {
+                            s.made = true;
+                            s.made_future.take()
+                        })
+                        .flatten();
+                    let called = t
+                        .inner
+                        .with_protocol("connection_made", |p| p.connection_made(t.clone()));
+                    if called.is_some() {
+                        // Data may have arrived already.
+                        t.inner.queue_read();
+                    }
+                    if let Some(made) = made {
+                        let _ = made.set_result(());
+                    }
+                })
+                .map(drop),
+        };
         if let Err(e) = queued {
             // The loop is closing: undo the registration (which also
             // breaks the handler's cycle with the transport).
@@ -1050,6 +1361,9 @@ impl Transport {
     /// closes it (as asyncio) and later writes are dropped. Error:
     /// [`Error::InvalidState`] on a read pipe.
     pub fn write_eof(&self) -> Result<(), Error> {
+        if self.inner.tls.load(Ordering::Acquire) {
+            return Err(Error::InvalidState("SSL doesn't support half-closes"));
+        }
         match self.inner.kind {
             Kind::Socket => {}
             Kind::WritePipe => {
@@ -1079,9 +1393,9 @@ impl Transport {
 
     /// Whether [`Transport::write_eof`] is supported (asyncio:
     /// `can_write_eof`): for TCP and Unix stream sockets and write pipes,
-    /// not for read pipes.
+    /// not for read pipes or TLS connections.
     pub fn can_write_eof(&self) -> bool {
-        self.inner.kind != Kind::ReadPipe
+        self.inner.kind != Kind::ReadPipe && !self.inner.tls.load(Ordering::Acquire)
     }
 
     /// Closes the transport (asyncio: `close`): reading stops at once, the
@@ -1195,16 +1509,31 @@ impl Transport {
 
     /// asyncio's `get_extra_info(name)`: for a socket `"peername"`,
     /// `"sockname"` (an address) and `"socket"` (the fd); for a pipe
-    /// `"pipe"` (the fd); `None` for other names.
+    /// `"pipe"` (the fd); once a TLS handshake completed, `"peercert"`
+    /// (the peer's certificate chain, DER), `"cipher"` and
+    /// `"tls_version"` (names), `"alpn_protocol"` (the protocol ALPN
+    /// chose, if any); `None` for other names.
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         let socket = self.inner.kind == Kind::Socket;
+        let tls = self.inner.tls_info.get();
         match name {
             "peername" => self.peername().map(ExtraInfo::Address),
             "sockname" => self.sockname().map(ExtraInfo::Address),
             "socket" if socket => Some(ExtraInfo::Fd(self.inner.fd)),
             "pipe" if !socket => Some(ExtraInfo::Fd(self.inner.fd)),
+            "peercert" => tls
+                .filter(|t| !t.peer_certificates.is_empty())
+                .map(|t| ExtraInfo::Certificates(t.peer_certificates.clone())),
+            "cipher" => tls.and_then(|t| t.cipher.clone()).map(ExtraInfo::Text),
+            "tls_version" => tls.and_then(|t| t.version.clone()).map(ExtraInfo::Text),
+            "alpn_protocol" => tls.and_then(|t| t.alpn.clone()).map(ExtraInfo::Bytes),
             _ => None,
         }
+    }
+
+    /// Whether the connection is TLS (`ssl=`, or after `start_tls`).
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.load(Ordering::Acquire)
     }
 
     /// The peer's address.
@@ -1269,6 +1598,50 @@ impl Transport {
             .flatten()?
             .ok()?;
         Some(f(SockRef::from(&dup)))
+    }
+}
+
+/// TLS on an existing transport (see `net::tls`).
+impl Transport {
+    /// Why the start failed, after `made` failed: the error that ended
+    /// the connection before it was up (loop thread).
+    pub(crate) fn take_start_failure(&self) -> Option<io::Error> {
+        self.inner
+            .state
+            .with(|s| s.tls.as_mut().and_then(|tls| tls.failure.take()))
+            .flatten()
+    }
+
+    /// Upgrades the connection to TLS in place (`loop.start_tls`): the
+    /// protocol stays and is not told `connection_made` again; `made`
+    /// completes when the handshake does. Loop thread only.
+    pub(crate) fn upgrade(&self, mut tls: TlsLayer, made: LoopFuture<()>) -> Result<(), Error> {
+        tls.call_made = false;
+        self.inner
+            .state
+            .with(|s| {
+                if self.inner.kind != Kind::Socket {
+                    return Err(Error::InvalidArgument(
+                        "start_tls needs a socket transport".into(),
+                    ));
+                }
+                if s.tls.is_some() {
+                    return Err(Error::InvalidState("the transport is already TLS"));
+                }
+                if s.closing || s.lost || s.endpoint.is_none() {
+                    return Err(Error::InvalidState("Transport is closing"));
+                }
+                if s.sendfile {
+                    return Err(Error::InvalidState("sendfile is in progress"));
+                }
+                if !s.made {
+                    return Err(Error::InvalidState("the transport is not connected yet"));
+                }
+                s.made_future = Some(made);
+                Ok(())
+            })
+            .ok_or(Error::WrongThread)??;
+        self.inner.begin_tls(tls)
     }
 }
 
@@ -1384,6 +1757,7 @@ impl std::fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("fd", &self.inner.fd)
             .field("kind", &self.inner.kind)
+            .field("tls", &self.is_tls())
             .field("peername", &self.inner.peername)
             .field("closing", &self.is_closing())
             .field("buffer", &self.get_write_buffer_size())

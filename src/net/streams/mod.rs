@@ -21,6 +21,7 @@ use self::core::{OnConnect, StreamCore};
 use super::connect::ConnectOptions;
 use super::protocol::StreamProtocol;
 use super::server::{Factory, Server, ServerOptions};
+use super::tls::TlsLayer;
 use super::transport::Transport;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -73,10 +74,11 @@ impl EventLoop {
         &self,
         sock: socket2::Socket,
         core: Arc<StreamCore>,
+        tls: Option<TlsLayer>,
     ) -> Result<(StreamReader, StreamWriter), Error> {
         let protocol = StreamReaderProtocol::new(core.clone(), None);
         let transport = self
-            .start_transport(sock, StreamProtocol::Stream(Box::new(protocol)))
+            .start_transport(sock, StreamProtocol::Stream(Box::new(protocol)), tls)
             .await?;
         Ok((
             StreamReader::from_core(core.clone()),
@@ -102,12 +104,13 @@ impl EventLoop {
         &self,
         host: Option<&str>,
         port: u16,
-        options: ConnectOptions,
+        mut options: ConnectOptions,
         limit: usize,
     ) -> Result<(StreamReader, StreamWriter), Error> {
         let core = self.stream_core(limit)?;
+        let tls = options.take_tls(host)?;
         let sock = self.connect_socket(host, port, options).await?;
-        self.open_stream(sock, core).await
+        self.open_stream(sock, core, tls).await
     }
 
     /// Connects to the Unix socket at `path` (asyncio:
@@ -120,7 +123,7 @@ impl EventLoop {
     ) -> Result<(StreamReader, StreamWriter), Error> {
         let core = self.stream_core(limit)?;
         let sock = self.connect_unix(path.as_ref()).await?;
-        self.open_stream(sock, core).await
+        self.open_stream(sock, core, None).await
     }
 
     /// Starts a TCP server whose every connection runs

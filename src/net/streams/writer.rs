@@ -233,6 +233,22 @@ impl StreamWriter {
         .await
     }
 
+    /// Upgrades the connection to TLS (asyncio: `StreamWriter.start_tls`):
+    /// drains what was written, then runs the handshake of `context` over
+    /// the connection; the writer and its reader go on in plaintext over
+    /// TLS. See [`EventLoop::start_tls`] for the errors.
+    pub async fn start_tls(
+        &self,
+        context: crate::net::tls::TlsContext,
+        options: crate::net::tls::StartTlsOptions,
+    ) -> Result<(), Error> {
+        self.drain().await?;
+        let lp = self.get_loop().ok_or(Error::Closed)?;
+        lp.start_tls(&self.inner.transport, context, options)
+            .await
+            .map(drop)
+    }
+
     /// Waits until the connection is closed (asyncio: `wait_closed`). Any
     /// number of calls, before or after the close, return the same: `Ok`,
     /// or the error the connection was lost with.

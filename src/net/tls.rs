@@ -1,0 +1,378 @@
+//! TLS for stream transports (asyncio's `ssl=` and `start_tls`), on
+//! rustls with the ring provider.
+//!
+//! # Where it sits
+//! asyncio layers TLS as a protocol (`SSLProtocol`) under a second,
+//! plaintext transport handed to the application. evloop keeps one
+//! [`Transport`](super::transport::Transport) and puts the TLS session
+//! *inside* its I/O path, between the socket and the protocol: reads take
+//! ciphertext from the socket into rustls and hand the protocol plaintext
+//! (into the loop's read buffer, the buffered protocol's buffer, or a
+//! stream reader's buffer, as without TLS); writes encrypt into
+//! ciphertext that goes out through the transport's own write buffer.
+//! The application sees the same `Transport` type, plaintext only, and
+//! flow control holds end to end: the write buffer's marks count the
+//! ciphertext waiting for the socket, so a peer that stops reading pauses
+//! the protocol exactly as without TLS. One object instead of two also
+//! means no second buffer and no second round of callbacks per read.
+//!
+//! # The session's life
+//! - **Handshake.** A client's first flight goes out when the transport
+//!   starts; while the handshake runs, readiness drives only the
+//!   handshake (no plaintext is read), and `connection_made` is delivered
+//!   when it completes; `create_connection` returns then. A handshake
+//!   that fails, or outlasts `ssl_handshake_timeout` (asyncio's 60 s),
+//!   aborts the connection with the error.
+//! - **Data.** Plaintext that rustls already decrypted is read before the
+//!   socket is touched again; a record's worth of plaintext may stay in
+//!   rustls between reads.
+//! - **Closing.** `close` sends `close_notify` ahead of the buffered
+//!   ciphertext's end; if the peer does not take the rest within
+//!   `ssl_shutdown_timeout` (asyncio's 30 s), the connection is aborted.
+//!   The peer's `close_notify`, or its end of the stream without one,
+//!   is the end of the stream: `eof_received`, then `connection_lost`
+//!   (a TLS stream cannot be half-closed, as in asyncio).
+
+use super::endpoint::Endpoint;
+use crate::error::Error;
+use rustls::pki_types::ServerName;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// asyncio's `SSL_HANDSHAKE_TIMEOUT`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// asyncio's `SSL_SHUTDOWN_TIMEOUT`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The TLS side of a connection: a rustls client or server configuration
+/// (asyncio's `SSLContext`).
+#[derive(Clone, Debug)]
+pub enum TlsContext {
+    /// Connect as a client, verifying the server as the config says.
+    Client(Arc<rustls::ClientConfig>),
+    /// Accept as a server.
+    Server(Arc<rustls::ServerConfig>),
+}
+
+/// What a TLS connection negotiated, published when its handshake
+/// completes (`get_extra_info`'s `peercert`, `cipher`, `alpn_protocol`,
+/// `tls_version`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsInfo {
+    pub(crate) peer_certificates: Vec<Vec<u8>>,
+    pub(crate) cipher: Option<String>,
+    pub(crate) alpn: Option<Vec<u8>>,
+    pub(crate) version: Option<String>,
+}
+
+/// How a handshake step ended.
+pub(crate) enum Handshake {
+    Done,
+    /// The socket has nothing more for now.
+    Pending,
+    /// The peer closed the connection first.
+    Eof,
+}
+
+/// Reads the socket for rustls and remembers whether the last read filled
+/// what it was offered (then the socket may hold more).
+struct SocketReader<'a> {
+    endpoint: &'a Endpoint,
+    full: bool,
+}
+
+impl Read for SocketReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.endpoint.read(buf)?;
+        self.full = n == buf.len();
+        Ok(n)
+    }
+}
+
+/// A rustls error as an I/O error (what `connection_lost` carries; the
+/// rustls error is its inner error).
+pub(crate) fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The session of one connection.
+pub(crate) struct TlsLayer {
+    conn: rustls::Connection,
+    /// The last socket read filled its buffer.
+    socket_full: bool,
+    close_notify_sent: bool,
+    /// `connection_made` is due when the handshake completes (not after
+    /// `start_tls`, as asyncio).
+    pub(crate) call_made: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    /// The handshake timer, cancelled when it completes.
+    pub(crate) timer: Option<crate::handle::TimerHandle>,
+    /// Why the connection failed before its handshake completed.
+    pub(crate) failure: Option<io::Error>,
+}
+
+impl TlsLayer {
+    pub(crate) fn new(
+        context: &TlsContext,
+        server_hostname: Option<&str>,
+        handshake_timeout: Option<Duration>,
+        shutdown_timeout: Option<Duration>,
+    ) -> Result<TlsLayer, Error> {
+        let conn = match context {
+            TlsContext::Client(config) => {
+                let name = server_hostname.ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "You must set server_hostname when using ssl without a host".into(),
+                    )
+                })?;
+                let name = ServerName::try_from(name.to_owned()).map_err(|_| {
+                    Error::InvalidArgument(format!("invalid server_hostname {name:?}"))
+                })?;
+                rustls::ClientConnection::new(config.clone(), name).map(rustls::Connection::Client)
+            }
+            TlsContext::Server(config) => {
+                if server_hostname.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "server_hostname is only meaningful with ssl".into(),
+                    ));
+                }
+                rustls::ServerConnection::new(config.clone()).map(rustls::Connection::Server)
+            }
+        }
+        .map_err(Error::Tls)?;
+        let positive = |d: Option<Duration>, default: Duration, what: &str| match d {
+            Some(d) if d.is_zero() => Err(Error::InvalidArgument(format!(
+                "{what} should be a positive number, got {}",
+                d.as_secs_f64()
+            ))),
+            Some(d) => Ok(d),
+            None => Ok(default),
+        };
+        Ok(TlsLayer {
+            conn,
+            socket_full: false,
+            close_notify_sent: false,
+            call_made: true,
+            handshake_timeout: positive(
+                handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+                "ssl_handshake_timeout",
+            )?,
+            shutdown_timeout: positive(
+                shutdown_timeout,
+                DEFAULT_SHUTDOWN_TIMEOUT,
+                "ssl_shutdown_timeout",
+            )?,
+            timer: None,
+            failure: None,
+        })
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Feeds the socket's ciphertext to the handshake until it completes
+    /// or the socket runs dry. Plaintext that arrives with the last flight
+    /// stays in rustls for the reads that follow.
+    pub(crate) fn handshake(&mut self, endpoint: &Endpoint) -> io::Result<Handshake> {
+        while self.conn.is_handshaking() {
+            let mut reader = SocketReader {
+                endpoint,
+                full: false,
+            };
+            match self.conn.read_tls(&mut reader) {
+                Ok(0) => return Ok(Handshake::Eof),
+                Ok(_) => {
+                    self.conn.process_new_packets().map_err(tls_error)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::Pending),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Handshake::Done)
+    }
+
+    /// Reads plaintext into `buf`, as a socket read would: `Ok(0)` is the
+    /// end of the stream (the peer's `close_notify`, or its end of the
+    /// connection without one), `WouldBlock` when neither rustls nor the
+    /// socket has more.
+    pub(crate) fn read(&mut self, endpoint: &Endpoint, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer ended the TCP stream without close_notify:
+                // the end of the stream all the same.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            let mut reader = SocketReader {
+                endpoint,
+                full: false,
+            };
+            let got = self.conn.read_tls(&mut reader);
+            self.socket_full = reader.full;
+            match got {
+                // rustls noted the end; its reader reports it next.
+                Ok(0) => {}
+                Ok(_) => {
+                    self.conn.process_new_packets().map_err(tls_error)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether a read may find more without waiting for the socket:
+    /// plaintext rustls holds, or a socket read that filled its buffer.
+    pub(crate) fn has_more(&mut self) -> bool {
+        self.socket_full
+            || self
+                .conn
+                .process_new_packets()
+                .map(|s| s.plaintext_bytes_to_read() > 0)
+                .unwrap_or(true)
+    }
+
+    /// Whether rustls holds decrypted plaintext not read yet.
+    pub(crate) fn plaintext_pending(&mut self) -> bool {
+        self.conn
+            .process_new_packets()
+            .map(|s| s.plaintext_bytes_to_read() > 0)
+            .unwrap_or(false)
+    }
+
+    /// Encrypts `data` and appends the ciphertext to `out`. rustls
+    /// takes no more than its buffer limit at a time; the ciphertext is
+    /// moved out as it comes, so any amount goes through.
+    pub(crate) fn encrypt(&mut self, data: &[&[u8]], out: &mut Vec<u8>) -> io::Result<()> {
+        for d in data {
+            let mut rest: &[u8] = d;
+            while !rest.is_empty() {
+                let n = self.conn.writer().write(rest)?;
+                if n == 0 {
+                    let before = out.len();
+                    self.output(out);
+                    if out.len() == before {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "the TLS session takes no more data",
+                        ));
+                    }
+                }
+                rest = &rest[n..];
+            }
+            self.output(out);
+        }
+        Ok(())
+    }
+
+    /// Appends what rustls has to send (handshake flights, alerts,
+    /// tickets, key updates, encrypted records) to `out`.
+    pub(crate) fn output(&mut self, out: &mut Vec<u8>) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// `close_notify`, once; appended to `out`.
+    pub(crate) fn close_notify(&mut self, out: &mut Vec<u8>) {
+        if !std::mem::replace(&mut self.close_notify_sent, true) {
+            self.conn.send_close_notify();
+            self.output(out);
+        }
+    }
+
+    pub(crate) fn info(&self) -> TlsInfo {
+        TlsInfo {
+            peer_certificates: self
+                .conn
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+                .unwrap_or_default(),
+            cipher: self
+                .conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite())),
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            version: self.conn.protocol_version().map(|v| format!("{v:?}")),
+        }
+    }
+}
+
+/// The options of [`EventLoop::start_tls`](crate::EventLoop::start_tls)
+/// (asyncio's keyword arguments of `loop.start_tls`).
+#[derive(Clone, Debug, Default)]
+pub struct StartTlsOptions {
+    /// The name the server's certificate must carry; required for a
+    /// client.
+    pub server_hostname: Option<String>,
+    /// How long the handshake may take (asyncio's default: 60 s).
+    pub ssl_handshake_timeout: Option<Duration>,
+    /// How long closing waits for the peer to take the rest (asyncio's
+    /// default: 30 s).
+    pub ssl_shutdown_timeout: Option<Duration>,
+}
+
+impl crate::event_loop::EventLoop {
+    /// Upgrades a connected stream transport to TLS (asyncio:
+    /// `loop.start_tls(transport, protocol, sslcontext)`): a client or a
+    /// server handshake per `context`, over the same connection. Returns
+    /// once the handshake completed; from then on the transport's
+    /// protocol reads and writes plaintext. asyncio returns a new
+    /// transport and takes the protocol to use; evloop upgrades the
+    /// transport in place (the returned handle is the same transport) and
+    /// keeps its protocol, which is not told `connection_made` again
+    /// (replace it with `set_protocol` if needed). Bytes that arrived
+    /// before the upgrade were already delivered as plaintext, as in
+    /// asyncio.
+    ///
+    /// Errors: [`Error::Tls`] for a failed handshake (a certificate that
+    /// does not verify, a peer that speaks no TLS); [`Error::Io`] with
+    /// `ConnectionAborted` ("SSL handshake is taking longer than 60.0
+    /// seconds: aborting the connection") or the connection's own error;
+    /// [`Error::InvalidState`] for a transport that is closing, already
+    /// TLS or sending a file; [`Error::InvalidArgument`] for a pipe
+    /// transport or a client without `server_hostname`;
+    /// [`Error::WrongThread`]. The connection is closed on failure.
+    pub async fn start_tls(
+        &self,
+        transport: &super::transport::Transport,
+        context: TlsContext,
+        options: StartTlsOptions,
+    ) -> Result<super::transport::Transport, Error> {
+        let tls = TlsLayer::new(
+            &context,
+            options.server_hostname.as_deref(),
+            options.ssl_handshake_timeout,
+            options.ssl_shutdown_timeout,
+        )?;
+        let made = self.create_future();
+        transport.upgrade(tls, made.clone())?;
+        /// Closes the connection if the caller gives up mid-handshake.
+        struct Abort<'a>(Option<&'a super::transport::Transport>);
+        impl Drop for Abort<'_> {
+            fn drop(&mut self) {
+                if let Some(t) = self.0.take() {
+                    t.abort();
+                }
+            }
+        }
+        let mut guard = Abort(Some(transport));
+        let outcome = made.await;
+        guard.0 = None;
+        match outcome {
+            Ok(()) => Ok(transport.clone()),
+            Err(_) => Err(transport
+                .take_start_failure()
+                .map_or(Error::Closed, Error::from_connection)),
+        }
+    }
+}

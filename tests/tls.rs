@@ -1,0 +1,675 @@
+//! TLS (asyncio's `ssl=` and `start_tls`) on rustls, with certificates
+//! made in the test (rcgen): handshakes both ways, data both ways through
+//! protocols and streams, close_notify, ALPN, what get_extra_info tells,
+//! and the faults: a certificate that does not verify, a silent peer
+//! (handshake timeout), a peer that sends garbage, options without ssl.
+
+mod common;
+
+use common::net::{Echo, Ev, Rec, lost, received, run_until};
+use common::{Log, within};
+use evloop::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use evloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use evloop::{
+    ConnectOptions, Error, EventLoop, ExtraInfo, ServerOptions, StartTlsOptions, TlsContext,
+    Transport,
+};
+use std::io::{Read, Write};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A certificate for "localhost", and the configs that serve and trust it.
+struct Pki {
+    cert: CertificateDer<'static>,
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pki_with_alpn(server_alpn: &[&[u8]], client_alpn: &[&[u8]]) -> Pki {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.alpn_protocols = server_alpn.iter().map(|p| p.to_vec()).collect();
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let mut client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = client_alpn.iter().map(|p| p.to_vec()).collect();
+    Pki {
+        cert,
+        server: Arc::new(server),
+        client: Arc::new(client),
+    }
+}
+
+fn pki() -> Pki {
+    pki_with_alpn(&[], &[])
+}
+
+fn tls_server_options(pki: &Pki) -> ServerOptions {
+    ServerOptions {
+        ssl: Some(pki.server.clone()),
+        ..Default::default()
+    }
+}
+
+fn tls_client_options(pki: &Pki) -> ConnectOptions {
+    ConnectOptions {
+        ssl: Some(pki.client.clone()),
+        server_hostname: Some("localhost".into()),
+        ..Default::default()
+    }
+}
+
+fn port_of(server: &evloop::Server) -> u16 {
+    server.sockets()[0].as_socket().unwrap().port()
+}
+
+#[test]
+fn a_tls_echo_through_protocols_with_extra_info_and_close_notify() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                Echo::default,
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let log = Log::new();
+        let (tx, rx) = mpsc::channel();
+        let rec = Rec::new(&log).sending(&tx);
+        let t = lp
+            .run_until_complete(lp.create_connection_with(
+                move || rec,
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        // Returned once the handshake completed and connection_made ran.
+        assert_eq!(log.get(), vec![Ev::Made]);
+        let _made: Transport = rx.recv_timeout(LIMIT).unwrap();
+        assert!(t.is_tls());
+        assert!(!t.can_write_eof());
+        assert!(matches!(t.write_eof(), Err(Error::InvalidState(_))));
+        match t.get_extra_info("peercert") {
+            Some(ExtraInfo::Certificates(chain)) => assert_eq!(chain[0], pki.cert.as_ref()),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(t.get_extra_info("cipher"), Some(ExtraInfo::Text(s)) if s.starts_with("TLS"))
+        );
+        assert!(
+            matches!(t.get_extra_info("tls_version"), Some(ExtraInfo::Text(s)) if s == "TLSv1_3")
+        );
+        assert!(t.get_extra_info("alpn_protocol").is_none());
+        lp.run_until_complete(async {
+            t.write(b"hello over tls").unwrap();
+            t.writelines([&b" and "[..], b"more"]).unwrap();
+        })
+        .unwrap();
+        run_until(&lp, LIMIT, || received(&log) == b"hello over tls and more");
+        // close sends close_notify: the echo server sees its peer's end
+        // and closes too.
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        assert_eq!(lost(&log), Some(None));
+        lp.run_until_complete(async {
+            server.close();
+            server.wait_closed().await
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn tls_streams_carry_megabytes_both_ways_with_back_pressure() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.start_server_with(
+                |mut reader, writer| async move {
+                    // Echo in chunks, draining (back-pressure end to end).
+                    loop {
+                        let chunk = match reader.read(64 * 1024).await {
+                            Ok(c) if !c.is_empty() => c,
+                            _ => break,
+                        };
+                        if writer.write(&chunk).is_err() || writer.drain().await.is_err() {
+                            break;
+                        }
+                    }
+                    writer.close();
+                },
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+                evloop::DEFAULT_LIMIT,
+            ))
+            .unwrap()
+            .unwrap();
+        let port = port_of(&server);
+        let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let echoed = lp
+            .run_until_complete(async {
+                let (mut reader, writer) = lp
+                    .open_connection_with(
+                        Some("127.0.0.1"),
+                        port,
+                        tls_client_options(&pki),
+                        evloop::DEFAULT_LIMIT,
+                    )
+                    .await?;
+                let sender = writer.clone();
+                let data = payload.clone();
+                let feed = lp.create_task(async move {
+                    for chunk in data.chunks(100_000) {
+                        sender.write(chunk)?;
+                        sender.drain().await?;
+                    }
+                    Ok::<_, Error>(())
+                })?;
+                let got = reader.readexactly(payload.len()).await?;
+                feed.await.unwrap()?;
+                writer.close();
+                Ok::<_, Error>(got)
+            })
+            .unwrap()
+            .unwrap();
+        assert!(echoed == payload, "the echo differs");
+        server.close();
+    });
+}
+
+#[test]
+fn alpn_is_negotiated_and_reported_on_both_sides() {
+    within(LIMIT, || {
+        let pki = pki_with_alpn(&[b"h2", b"http/1.1"], &[b"http/1.1"]);
+        let lp = EventLoop::new().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog).sending(&tx),
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let t = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let alpn = |t: &Transport| match t.get_extra_info("alpn_protocol") {
+            Some(ExtraInfo::Bytes(p)) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(alpn(&t), b"http/1.1");
+        run_until(&lp, LIMIT, || server_log.len() == 1);
+        let accepted = rx.recv_timeout(LIMIT).unwrap();
+        assert_eq!(alpn(&accepted), b"http/1.1");
+        // The server has no client certificate to show.
+        assert!(accepted.get_extra_info("peercert").is_none());
+        t.close();
+        server.close();
+    });
+}
+
+#[test]
+fn a_certificate_that_does_not_verify_is_a_typed_error_and_the_server_protocol_hears_nothing() {
+    within(LIMIT, || {
+        let stranger = pki(); // a different self-signed certificate
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog),
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let client_log = Log::new();
+        let clog = client_log.clone();
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                move || Rec::new(&clog),
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&stranger),
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Tls(rustls::Error::InvalidCertificate(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("[SSL] "), "{err}");
+        assert_eq!(
+            client_log.get(),
+            vec![],
+            "the client protocol heard nothing"
+        );
+        // The wrong name fails the same way.
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                ConnectOptions {
+                    ssl: Some(pki.client.clone()),
+                    server_hostname: Some("example.com".into()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err:?}");
+        for _ in 0..3 {
+            common::run_one_iteration(&lp);
+        }
+        assert_eq!(
+            server_log.get(),
+            vec![],
+            "the server protocol heard nothing"
+        );
+        server.close();
+    });
+}
+
+#[test]
+fn a_silent_peer_times_the_handshake_out() {
+    within(LIMIT, || {
+        let pki = pki();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts and holds the connection, saying nothing.
+        let holder = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+        });
+        let lp = EventLoop::new().unwrap();
+        let mut options = tls_client_options(&pki);
+        options.ssl_handshake_timeout = Some(Duration::from_millis(200));
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port,
+                options,
+            ))
+            .unwrap()
+            .unwrap_err();
+        let io = err.os_error().expect("an I/O error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(
+            io.to_string(),
+            "SSL handshake is taking longer than 0.2 seconds: aborting the connection"
+        );
+        // The connection was closed: the holder reads EOF.
+        holder.join().unwrap();
+    });
+}
+
+#[test]
+fn a_peer_that_sends_garbage_fails_the_handshake_with_a_tls_error() {
+    within(LIMIT, || {
+        let pki = pki();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot tls at all");
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+        });
+        let lp = EventLoop::new().unwrap();
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port,
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err:?}");
+        peer.join().unwrap();
+    });
+}
+
+#[test]
+fn a_tls_server_survives_a_plain_client_sending_garbage() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog),
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let port = port_of(&server);
+        let garbage = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            // The server answers with an alert, or closes: either way EOF.
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+        });
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            for _ in 0..1000 {
+                if garbage.is_finished() {
+                    break;
+                }
+                evloop::sleep(Duration::from_millis(1)).await.unwrap();
+            }
+            assert!(
+                garbage.is_finished(),
+                "the server did not close the connection"
+            );
+            garbage.join().unwrap();
+            // A TLS client still gets served.
+            let t = lp2
+                .create_connection_with(
+                    || Rec::new(&Log::new()),
+                    Some("127.0.0.1"),
+                    port,
+                    tls_client_options(&pki),
+                )
+                .await
+                .unwrap();
+            t.close();
+        })
+        .unwrap();
+        run_until(&lp, LIMIT, || server_log.get().contains(&Ev::Made));
+        assert_eq!(
+            server_log.get().first(),
+            Some(&Ev::Made),
+            "only the TLS client reached the protocol"
+        );
+        server.close();
+    });
+}
+
+#[test]
+fn start_tls_upgrades_a_plain_stream_on_both_sides() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_config = pki.server.clone();
+        let server = lp
+            .run_until_complete(lp.start_server(
+                move |mut reader, writer| {
+                    let config = server_config.clone();
+                    async move {
+                        // A plain line, then the upgrade, then TLS.
+                        let line = reader.readline().await.unwrap();
+                        assert_eq!(line, b"STARTTLS\n");
+                        writer.write(b"GO\n").unwrap();
+                        writer
+                            .start_tls(TlsContext::Server(config), StartTlsOptions::default())
+                            .await
+                            .unwrap();
+                        assert!(writer.transport().is_tls());
+                        let line = reader.readline().await.unwrap();
+                        writer.write(&line).unwrap();
+                        writer.close();
+                    }
+                },
+                Some("127.0.0.1"),
+                0,
+            ))
+            .unwrap()
+            .unwrap();
+        let port = port_of(&server);
+        let answer = lp
+            .run_until_complete(async {
+                let (mut reader, writer) = lp.open_connection("127.0.0.1", port).await?;
+                writer.write(b"STARTTLS\n")?;
+                assert_eq!(reader.readline().await?, b"GO\n");
+                writer
+                    .start_tls(
+                        TlsContext::Client(pki.client.clone()),
+                        StartTlsOptions {
+                            server_hostname: Some("localhost".into()),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                assert!(matches!(
+                    writer.get_extra_info("peercert"),
+                    Some(ExtraInfo::Certificates(_))
+                ));
+                writer.write(b"secret line\n")?;
+                let answer = reader.readline().await?;
+                // The server closed with close_notify: the reader sees EOF.
+                assert_eq!(reader.read_until_eof().await?, b"");
+                Ok::<_, Error>(answer)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, b"secret line\n");
+        // Upgrading twice, or a client without a name, is refused.
+        lp.run_until_complete(async {
+            let (_reader, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
+            let err = lp
+                .start_tls(
+                    writer.transport(),
+                    TlsContext::Client(pki.client.clone()),
+                    StartTlsOptions::default(),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "You must set server_hostname when using ssl without a host"
+            );
+            writer.close();
+        })
+        .unwrap();
+        server.close();
+    });
+}
+
+#[test]
+fn tls_options_without_ssl_are_refused_with_asyncios_words() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                1,
+                ConnectOptions {
+                    server_hostname: Some("localhost".into()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "server_hostname is only meaningful with ssl"
+        );
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                1,
+                ConnectOptions {
+                    ssl_handshake_timeout: Some(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ssl_handshake_timeout is only meaningful with ssl"
+        );
+        let err = lp
+            .run_until_complete(lp.create_server_with(
+                || Rec::new(&Log::new()),
+                &["127.0.0.1"],
+                0,
+                ServerOptions {
+                    ssl_shutdown_timeout: Some(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ssl_shutdown_timeout is only meaningful with ssl"
+        );
+        let pki = pki();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                None,
+                0,
+                ConnectOptions {
+                    ssl: Some(pki.client.clone()),
+                    sock: Some(sock),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "You must set server_hostname when using ssl without a host"
+        );
+    });
+}
+
+#[test]
+fn a_closing_tls_connection_whose_peer_stops_reading_is_aborted_after_the_shutdown_timeout() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let (tx, rx) = mpsc::channel();
+        let mut options = tls_server_options(&pki);
+        options.ssl_shutdown_timeout = Some(Duration::from_millis(200));
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog).sending(&tx),
+                &["127.0.0.1"],
+                0,
+                options,
+            ))
+            .unwrap()
+            .unwrap();
+        let client = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        // The client stops reading; the server writes far more than the
+        // socket buffers hold, then closes.
+        client.pause_reading();
+        run_until(&lp, LIMIT, || server_log.len() == 1);
+        let accepted = rx.recv_timeout(LIMIT).unwrap();
+        lp.run_until_complete(async {
+            accepted.write(&vec![9u8; 16 * 1024 * 1024]).unwrap();
+            accepted.close();
+        })
+        .unwrap();
+        assert!(accepted.get_write_buffer_size() > 0);
+        // Without the timeout this would wait for the client forever.
+        run_until(&lp, LIMIT, || lost(&server_log).is_some());
+        assert_eq!(accepted.get_write_buffer_size(), 0);
+        client.abort();
+        server.close();
+    });
+}
+
+#[test]
+fn a_tls_server_times_out_a_client_that_never_says_hello() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let mut options = tls_server_options(&pki);
+        options.ssl_handshake_timeout = Some(Duration::from_millis(200));
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog),
+                &["127.0.0.1"],
+                0,
+                options,
+            ))
+            .unwrap()
+            .unwrap();
+        let port = port_of(&server);
+        let silent = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut sink = Vec::new();
+            // Ends when the server gives up on the handshake.
+            let _ = conn.read_to_end(&mut sink);
+        });
+        lp.run_until_complete(async {
+            for _ in 0..10_000 {
+                if silent.is_finished() {
+                    break;
+                }
+                evloop::sleep(Duration::from_millis(1)).await.unwrap();
+            }
+        })
+        .unwrap();
+        assert!(silent.is_finished(), "the server kept the silent client");
+        silent.join().unwrap();
+        assert_eq!(server_log.get(), vec![], "the protocol heard nothing");
+        server.close();
+    });
+}
