@@ -551,6 +551,70 @@ impl evloop::Protocol for Collect {
     }
 }
 
+fn tls(lp: &EventLoop) -> Result<(), Box<dyn std::error::Error>> {
+    use evloop::rustls::{self, pki_types};
+    section("TLS: ssl= on a server and a connection (rustls, a certificate made here)");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let key = pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone())?;
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    lp.run_until_complete(async {
+        let options = evloop::ServerOptions {
+            ssl: Some(Arc::new(server_config)),
+            ..Default::default()
+        };
+        let server = lp
+            .start_server_with(
+                |mut reader, writer| async move {
+                    if let Ok(line) = reader.readline().await {
+                        let _ = writer.write(&line);
+                    }
+                    writer.close();
+                },
+                &["127.0.0.1"],
+                0,
+                options,
+                evloop::DEFAULT_LIMIT,
+            )
+            .await?;
+        let port = server.sockets()[0].as_socket().map_or(0, |a| a.port());
+        let options = evloop::ConnectOptions {
+            ssl: Some(Arc::new(client_config)),
+            server_hostname: Some("localhost".into()),
+            ..Default::default()
+        };
+        let (mut reader, writer) = lp
+            .open_connection_with(Some("127.0.0.1"), port, options, evloop::DEFAULT_LIMIT)
+            .await?;
+        writer.write(b"secret\n")?;
+        let echoed = reader.readline().await?;
+        let cipher = match writer.get_extra_info("cipher") {
+            Some(evloop::ExtraInfo::Text(c)) => c,
+            _ => "?".into(),
+        };
+        println!(
+            "echoed {:?} over {cipher}",
+            String::from_utf8_lossy(&echoed).trim_end()
+        );
+        writer.close();
+        server.close();
+        server.wait_closed().await;
+        Ok::<_, evloop::Error>(())
+    })??;
+    Ok(())
+}
+
 fn executor(lp: &EventLoop) -> Result<(), evloop::Error> {
     section("run_in_executor: the loop stays on time while the pool works");
     let worst = Arc::new(Mutex::new(Duration::ZERO));
@@ -714,6 +778,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     streams(&lp)?;
     signals(&lp)?;
     subprocesses(&lp)?;
+    tls(&lp)?;
     executor(&lp)?;
     errors_and_debug(&lp)?;
     policy()?;

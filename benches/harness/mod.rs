@@ -144,19 +144,31 @@ where
     }
 }
 
+/// The client configuration the load generator uses for
+/// [`Exchange::TlsEcho`] (set once by the TLS bench).
+pub static TLS_CLIENT: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// A load generator's connection: plain TCP, or TLS over it.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
 /// What each connection of the load generator does per request.
 #[derive(Clone, Copy)]
 pub enum Exchange {
     /// Sends a 1 KiB line, reads its echo.
     Echo,
+    /// [`Exchange::Echo`] over TLS (tokio-rustls, [`TLS_CLIENT`], server
+    /// name "localhost").
+    TlsEcho,
     /// Sends a keep-alive `GET /`, reads the response up to its body
     /// "Hello, World!".
     HttpGet,
 }
 
-async fn exchange(s: &mut tokio::net::TcpStream, kind: Exchange, buf: &mut Vec<u8>) {
+async fn exchange(s: &mut Box<dyn Conn>, kind: Exchange, buf: &mut Vec<u8>) {
     match kind {
-        Exchange::Echo => {
+        Exchange::Echo | Exchange::TlsEcho => {
             let mut msg = [b'x'; MESSAGE];
             msg[MESSAGE - 1] = b'\n';
             s.write_all(&msg).await.unwrap();
@@ -197,11 +209,24 @@ impl Load {
                 .build()
                 .unwrap();
             let mut streams = rt.block_on(async {
-                let mut v = Vec::new();
+                let mut v: Vec<Box<dyn Conn>> = Vec::new();
                 for _ in 0..conns {
                     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
                     s.set_nodelay(true).unwrap();
-                    v.push(s);
+                    match kind {
+                        Exchange::TlsEcho => {
+                            let config = TLS_CLIENT.get().expect("TLS_CLIENT set").clone();
+                            let name = rustls::pki_types::ServerName::try_from("localhost")
+                                .unwrap()
+                                .to_owned();
+                            let tls = tokio_rustls::TlsConnector::from(config)
+                                .connect(name, s)
+                                .await
+                                .unwrap();
+                            v.push(Box::new(tls));
+                        }
+                        _ => v.push(Box::new(s)),
+                    }
                 }
                 v
             });

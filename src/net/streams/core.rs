@@ -344,9 +344,14 @@ impl StreamReaderProtocol {
 
     pub(crate) fn eof_received(&mut self) -> bool {
         let _ = self.core.feed_eof();
-        // Keep the transport open: the writer may still write (asyncio
-        // returns True unless over TLS).
-        true
+        // Keep the transport open: the writer may still write. Not over
+        // TLS, which cannot half-close (asyncio returns False there, which
+        // also spares the transport's warning).
+        let tls = self
+            .core
+            .with(|s| s.transport.as_ref().is_some_and(Transport::is_tls))
+            .unwrap_or(false);
+        !tls
     }
 
     pub(crate) fn connection_lost(&mut self, error: Option<io::Error>) {
