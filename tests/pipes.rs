@@ -309,3 +309,37 @@ fn a_write_pipe_on_a_tty_is_not_closed_by_input() {
         assert!(n > 0);
     });
 }
+
+#[test]
+fn sendfile_over_a_write_pipe_uses_asyncios_fallback() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let (mut r, w) = pipe();
+        let t = write_transport(&lp, &log, w);
+        let path =
+            std::env::temp_dir().join(format!("evloop-pipe-sendfile-{}", std::process::id()));
+        let content: Vec<u8> = (0..300_000).map(|i| (i % 239) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            got
+        });
+        let err = lp
+            .run_until_complete(lp.sendfile(&t, &file, 0, None, false))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::SendfileNotAvailable(_)), "{err:?}");
+        let sent = lp
+            .run_until_complete(lp.sendfile(&t, &file, 0, None, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sent, content.len() as u64);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        assert!(reader.join().unwrap() == content);
+    });
+}

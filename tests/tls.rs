@@ -120,7 +120,7 @@ fn a_tls_echo_through_protocols_with_extra_info_and_close_notify() {
             matches!(t.get_extra_info("cipher"), Some(ExtraInfo::Text(s)) if s.starts_with("TLS"))
         );
         assert!(
-            matches!(t.get_extra_info("tls_version"), Some(ExtraInfo::Text(s)) if s == "TLSv1_3")
+            matches!(t.get_extra_info("tls_version"), Some(ExtraInfo::Text(s)) if s == "TLSv1.3")
         );
         assert!(t.get_extra_info("alpn_protocol").is_none());
         lp.run_until_complete(async {
@@ -132,6 +132,9 @@ fn a_tls_echo_through_protocols_with_extra_info_and_close_notify() {
         // close sends close_notify: the echo server sees its peer's end
         // and closes too.
         t.close();
+        // After close_notify nothing more goes: dropped, as asyncio.
+        lp.run_until_complete(async { t.write(b"too late").unwrap() })
+            .unwrap();
         run_until(&lp, LIMIT, || lost(&log).is_some());
         assert_eq!(lost(&log), Some(None));
         lp.run_until_complete(async {
@@ -627,6 +630,7 @@ fn a_closing_tls_connection_whose_peer_stops_reading_is_aborted_after_the_shutdo
         assert!(accepted.get_write_buffer_size() > 0);
         // Without the timeout this would wait for the client forever.
         run_until(&lp, LIMIT, || lost(&server_log).is_some());
+        assert_eq!(lost(&server_log), Some(Some(std::io::ErrorKind::TimedOut)));
         assert_eq!(accepted.get_write_buffer_size(), 0);
         client.abort();
         server.close();
@@ -670,6 +674,202 @@ fn a_tls_server_times_out_a_client_that_never_says_hello() {
         assert!(silent.is_finished(), "the server kept the silent client");
         silent.join().unwrap();
         assert_eq!(server_log.get(), vec![], "the protocol heard nothing");
+        server.close();
+    });
+}
+
+#[test]
+fn a_peer_sending_data_and_close_notify_together_then_waiting_gets_our_end() {
+    within(LIMIT, || {
+        let pki = pki();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = pki.server.clone();
+        // A blocking rustls server that, as asyncio's and OpenSSL's do,
+        // sends its last data and close_notify in one go and then waits,
+        // TCP still open, for the client's close_notify.
+        let peer = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(LIMIT)).unwrap();
+            let conn = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            let mut line = [0u8; 5];
+            tls.read_exact(&mut line).unwrap();
+            assert_eq!(&line, b"ping\n");
+            tls.conn.writer().write_all(b"bye\n").unwrap();
+            tls.conn.send_close_notify();
+            tls.flush().unwrap();
+            // Our close_notify ends this read with Ok(0).
+            let mut rest = Vec::new();
+            tls.read_to_end(&mut rest).unwrap();
+            rest
+        });
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.create_connection_with(
+                move || rec,
+                Some("127.0.0.1"),
+                port,
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        lp.run_until_complete(async { t.write(b"ping\n").unwrap() })
+            .unwrap();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        assert_eq!(received(&log), b"bye\n");
+        let events = log.get();
+        assert_eq!(&events[events.len() - 2..], &[Ev::Eof, Ev::Lost(None)]);
+        assert_eq!(peer.join().unwrap(), b"");
+    });
+}
+
+#[test]
+fn sendfile_over_tls_goes_through_the_session() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server_log = Log::new();
+        let slog = server_log.clone();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                move || Rec::new(&slog),
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let t = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let path = std::env::temp_dir().join(format!("evloop-tls-sendfile-{}", std::process::id()));
+        let content: Vec<u8> = (0..600_000).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = lp
+            .run_until_complete(lp.sendfile(&t, &file, 0, None, false))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::SendfileNotAvailable(_)), "{err:?}");
+        let sent = lp
+            .run_until_complete(lp.sendfile(&t, &file, 100, None, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sent, content.len() as u64 - 100);
+        // The file's offset ends past what was sent, as asyncio.
+        use std::io::Seek;
+        assert_eq!((&file).stream_position().unwrap(), content.len() as u64);
+        run_until(&lp, LIMIT, || {
+            received(&server_log).len() == content.len() - 100
+        });
+        assert!(
+            received(&server_log) == content[100..],
+            "the file arrived changed"
+        );
+        t.close();
+        server.close();
+    });
+}
+
+/// A certificate verifier that panics (a user's callback gone wrong).
+#[derive(Debug)]
+struct PanickingVerifier(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for PanickingVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        panic!("the verifier panicked");
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[test]
+fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.create_server_with(
+                Echo::default,
+                &["127.0.0.1"],
+                0,
+                tls_server_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.cert.clone()).unwrap();
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PanickingVerifier(webpki)))
+            .with_no_client_auth();
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                ConnectOptions {
+                    ssl: Some(Arc::new(client)),
+                    server_hostname: Some("localhost".into()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "a TLS callback panicked", "{err:?}");
+        // The loop goes on: a good client still connects.
+        let t = lp
+            .run_until_complete(lp.create_connection_with(
+                || Rec::new(&Log::new()),
+                Some("127.0.0.1"),
+                port_of(&server),
+                tls_client_options(&pki),
+            ))
+            .unwrap()
+            .unwrap();
+        t.close();
         server.close();
     });
 }

@@ -7,7 +7,9 @@
 //! paused meanwhile and resumed after, as asyncio does. The bytes go
 //! through a duplicate of the transport's socket with
 //! [`EventLoop::sock_sendfile`], which also provides the read/write
-//! fallback.
+//! fallback. A TLS or pipe transport cannot take `sendfile(2)` (TLS must
+//! encrypt every byte): there the file is read in chunks and written
+//! through the transport, asyncio's `_sendfile_fallback`.
 
 use super::transport::Transport;
 use crate::error::Error;
@@ -31,8 +33,9 @@ impl EventLoop {
     /// `None`) over `transport` (asyncio: `loop.sendfile`), and returns
     /// the bytes sent. Whatever the transport had buffered is sent first.
     /// Uses `sendfile(2)`; with `fallback` (asyncio's default) a file the
-    /// kernel cannot send that way is read and written instead, without
-    /// it that is [`Error::SendfileNotAvailable`]. The file's offset ends
+    /// kernel cannot send that way, or a transport that cannot take it
+    /// (TLS, a pipe), is read and written instead, without it that is
+    /// [`Error::SendfileNotAvailable`]. The file's offset ends
     /// just past the bytes sent. Await it on the loop's thread.
     ///
     /// Errors: [`Error::InvalidState`] for a closing transport ("Transport
@@ -52,6 +55,18 @@ impl EventLoop {
                 "count must be a positive integer (got 0)".into(),
             ));
         }
+        if !transport.sendfile_native() {
+            // TLS (the bytes must be encrypted) or a pipe: asyncio's
+            // fallback, or its refusal.
+            if !fallback {
+                return Err(Error::SendfileNotAvailable(
+                    "the transport does not support sendfile(2)".into(),
+                ));
+            }
+            return self
+                .sendfile_by_writes(transport, file, offset, count)
+                .await;
+        }
         let (sock, was_reading) = transport.begin_sendfile()?;
         let _release = Release {
             transport,
@@ -60,5 +75,48 @@ impl EventLoop {
         transport.drained().await?;
         self.sock_sendfile(&sock, file, offset, count, fallback)
             .await
+    }
+}
+
+impl EventLoop {
+    /// asyncio's `_sendfile_fallback` for a transport that cannot take
+    /// `sendfile(2)`: the file read in chunks on the executor, each
+    /// written through the transport and drained before the next. The
+    /// file's offset ends just past the bytes sent, as asyncio leaves it.
+    async fn sendfile_by_writes(
+        &self,
+        transport: &Transport,
+        file: &std::fs::File,
+        offset: u64,
+        count: Option<u64>,
+    ) -> Result<u64, Error> {
+        use std::io::{Seek, SeekFrom};
+        if transport.is_closing() {
+            return Err(Error::InvalidState("Transport is closing"));
+        }
+        transport.drained().await?;
+        let end = match count {
+            Some(c) => offset.saturating_add(c),
+            None => file.metadata()?.len(),
+        };
+        let mut pos = offset;
+        let sent = async {
+            while pos < end {
+                let want = usize::try_from(end - pos).unwrap_or(usize::MAX);
+                let buf = self.read_file_chunk(file, pos, want).await?;
+                if buf.is_empty() {
+                    break;
+                }
+                transport.write(&buf)?;
+                pos += buf.len() as u64;
+                transport.drained().await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        if pos > offset {
+            (&*file).seek(SeekFrom::Start(pos))?;
+        }
+        sent.map(|()| pos - offset)
     }
 }

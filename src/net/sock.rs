@@ -346,20 +346,7 @@ impl EventLoop {
                     Err(e) => return Err(e),
                 }
             } else {
-                // Disk reads block: they run on the default executor, as
-                // asyncio's fallback does.
-                let (chunk, at) = (want.min(256 * 1024), pos.load(Relaxed));
-                let reader = file.try_clone()?;
-                let buf = self
-                    .run_in_executor(None, move || {
-                        let mut buf = vec![0u8; chunk];
-                        read_at(&reader, &mut buf, at).map(|n| {
-                            buf.truncate(n);
-                            buf
-                        })
-                    })?
-                    .await
-                    .map_err(|e| Error::InvalidState(task_failure(&e)))??;
+                let buf = self.read_file_chunk(file, pos.load(Relaxed), want).await?;
                 if buf.is_empty() {
                     break;
                 }
@@ -368,6 +355,31 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+}
+
+impl EventLoop {
+    /// Reads up to 256 KiB of `file` at `at` for a sendfile fallback.
+    /// Disk reads block: they run on the default executor, as asyncio's
+    /// fallback does.
+    pub(crate) async fn read_file_chunk(
+        &self,
+        file: &std::fs::File,
+        at: u64,
+        want: usize,
+    ) -> Result<Vec<u8>, Error> {
+        let chunk = want.min(256 * 1024);
+        let reader = file.try_clone()?;
+        self.run_in_executor(None, move || {
+            let mut buf = vec![0u8; chunk];
+            read_at(&reader, &mut buf, at).map(|n| {
+                buf.truncate(n);
+                buf
+            })
+        })?
+        .await
+        .map_err(|e| Error::InvalidState(task_failure(&e)))?
+        .map_err(Error::Io)
     }
 }
 

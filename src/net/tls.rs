@@ -75,33 +75,48 @@ pub(crate) enum Handshake {
     Eof,
 }
 
-/// Reads the socket for rustls and remembers whether the last read filled
-/// what it was offered (then the socket may hold more).
-struct SocketReader<'a> {
-    endpoint: &'a Endpoint,
-    full: bool,
-}
-
-impl Read for SocketReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.endpoint.read(buf)?;
-        self.full = n == buf.len();
-        Ok(n)
-    }
-}
-
 /// A rustls error as an I/O error (what `connection_lost` carries; the
 /// rustls error is its inner error).
 pub(crate) fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// A second copy of a connection's error (`io::Error` is not `Clone`):
+/// the same rustls error inside, or the same OS code, or kind and text.
+pub(crate) fn duplicate_error(e: &io::Error) -> io::Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => tls_error(tls.clone()),
+        None => crate::net::streams::core::copy_io_error(e),
+    }
+}
+
+/// How much ciphertext one socket read takes at most: rustls itself asks
+/// for 4 KiB at a time, which would cost a system call per 4 KiB.
+const CIPHER_READ: usize = 64 * 1024;
+
 /// The session of one connection.
 pub(crate) struct TlsLayer {
     conn: rustls::Connection,
-    /// The last socket read filled its buffer.
+    /// Ciphertext read from the socket and not yet taken by rustls:
+    /// `cipher_in[in_start..in_end]`.
+    cipher_in: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    /// The socket reported its end (rustls was told).
+    socket_eof: bool,
+    /// What rustls's last processing said: plaintext ready, and whether
+    /// the peer sent `close_notify`.
+    plaintext: usize,
+    peer_closed: bool,
+    /// The socket may hold more: the last read of this call filled its
+    /// buffer, or the call did not need the socket at all.
     socket_full: bool,
     close_notify_sent: bool,
+    /// Reused for each write's ciphertext.
+    pub(crate) out_buf: Vec<u8>,
     /// `connection_made` is due when the handshake completes (not after
     /// `start_tls`, as asyncio).
     pub(crate) call_made: bool,
@@ -109,6 +124,9 @@ pub(crate) struct TlsLayer {
     pub(crate) shutdown_timeout: Duration,
     /// The handshake timer, cancelled when it completes.
     pub(crate) timer: Option<crate::handle::TimerHandle>,
+    /// The shutdown timer of a closing connection, cancelled when it
+    /// ends.
+    pub(crate) shutdown_timer: Option<crate::handle::TimerHandle>,
     /// Why the connection failed before its handshake completed.
     pub(crate) failure: Option<io::Error>,
 }
@@ -142,6 +160,10 @@ impl TlsLayer {
             }
         }
         .map_err(Error::Tls)?;
+        let mut conn = conn;
+        // The transport's write buffer is the bound; rustls would refuse
+        // plaintext written during a handshake past 64 KiB otherwise.
+        conn.set_buffer_limit(None);
         let positive = |d: Option<Duration>, default: Duration, what: &str| match d {
             Some(d) if d.is_zero() => Err(Error::InvalidArgument(format!(
                 "{what} should be a positive number, got {}",
@@ -152,8 +174,15 @@ impl TlsLayer {
         };
         Ok(TlsLayer {
             conn,
+            cipher_in: Vec::new(),
+            in_start: 0,
+            in_end: 0,
+            socket_eof: false,
+            plaintext: 0,
+            peer_closed: false,
             socket_full: false,
             close_notify_sent: false,
+            out_buf: Vec::new(),
             call_made: true,
             handshake_timeout: positive(
                 handshake_timeout,
@@ -166,6 +195,7 @@ impl TlsLayer {
                 "ssl_shutdown_timeout",
             )?,
             timer: None,
+            shutdown_timer: None,
             failure: None,
         })
     }
@@ -174,21 +204,65 @@ impl TlsLayer {
         self.conn.is_handshaking()
     }
 
+    /// Runs rustls over what it was fed (where certificate verifiers and
+    /// other configured callbacks run: a panic there fails the
+    /// connection instead of unwinding through the loop).
+    fn process(&mut self) -> io::Result<()> {
+        let state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.conn.process_new_packets()
+        }))
+        .map_err(|_| io::Error::other("a TLS callback panicked"))?
+        .map_err(tls_error)?;
+        self.plaintext = state.plaintext_bytes_to_read();
+        self.peer_closed = state.peer_has_closed();
+        Ok(())
+    }
+
+    /// Feeds rustls the ciphertext already read, or one socket read's
+    /// worth: `Ok(false)` once the socket would block.
+    fn feed(&mut self, endpoint: &Endpoint) -> io::Result<bool> {
+        if self.in_start == self.in_end && !self.socket_eof {
+            if self.cipher_in.len() < CIPHER_READ {
+                self.cipher_in.resize(CIPHER_READ, 0);
+            }
+            match endpoint.read(&mut self.cipher_in) {
+                Ok(0) => self.socket_eof = true,
+                Ok(n) => {
+                    self.socket_full = n == self.cipher_in.len();
+                    self.in_start = 0;
+                    self.in_end = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket_full = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.in_start < self.in_end {
+            let mut pending = &self.cipher_in[self.in_start..self.in_end];
+            let n = self.conn.read_tls(&mut pending)?;
+            self.in_start += n;
+        } else {
+            // The end of the stream: rustls learns it from an empty read.
+            let mut end: &[u8] = &[];
+            self.conn.read_tls(&mut end)?;
+        }
+        self.process()?;
+        Ok(true)
+    }
+
     /// Feeds the socket's ciphertext to the handshake until it completes
-    /// or the socket runs dry. Plaintext that arrives with the last flight
-    /// stays in rustls for the reads that follow.
+    /// or the socket runs dry. Plaintext (or ciphertext) that came with
+    /// the last flight stays for the reads that follow.
     pub(crate) fn handshake(&mut self, endpoint: &Endpoint) -> io::Result<Handshake> {
         while self.conn.is_handshaking() {
-            let mut reader = SocketReader {
-                endpoint,
-                full: false,
-            };
-            match self.conn.read_tls(&mut reader) {
-                Ok(0) => return Ok(Handshake::Eof),
-                Ok(_) => {
-                    self.conn.process_new_packets().map_err(tls_error)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::Pending),
+            if self.socket_eof && self.in_start == self.in_end {
+                return Ok(Handshake::Eof);
+            }
+            match self.feed(endpoint) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Handshake::Pending),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -199,51 +273,57 @@ impl TlsLayer {
     /// Reads plaintext into `buf`, as a socket read would: `Ok(0)` is the
     /// end of the stream (the peer's `close_notify`, or its end of the
     /// connection without one), `WouldBlock` when neither rustls nor the
-    /// socket has more.
+    /// socket has more. Fills `buf` as far as what was already received
+    /// allows, with at most one socket read when nothing was.
     pub(crate) fn read(&mut self, endpoint: &Endpoint, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        // Unless this call reads the socket and finds it drained.
+        self.socket_full = true;
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer ended the TCP stream without close_notify:
-                // the end of the stream all the same.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
-            }
-            let mut reader = SocketReader {
-                endpoint,
-                full: false,
-            };
-            let got = self.conn.read_tls(&mut reader);
-            self.socket_full = reader.full;
-            match got {
-                // rustls noted the end; its reader reports it next.
-                Ok(0) => {}
-                Ok(_) => {
-                    self.conn.process_new_packets().map_err(tls_error)?;
+            if self.plaintext > 0 || self.peer_closed || self.socket_eof {
+                match self.conn.reader().read(&mut buf[filled..]) {
+                    Ok(0) => return Ok(filled),
+                    Ok(n) => {
+                        filled += n;
+                        self.plaintext = self.plaintext.saturating_sub(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.plaintext = 0,
+                    // The peer ended the TCP stream without close_notify:
+                    // the end of the stream all the same.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                    Err(e) => return Err(e),
                 }
+                if filled == buf.len() {
+                    return Ok(filled);
+                }
+            }
+            // More ciphertext: what was read already; the socket only if
+            // nothing was delivered yet (after data, another read would
+            // mostly find it empty).
+            if filled > 0 && self.in_start == self.in_end {
+                return Ok(filled);
+            }
+            match self.feed(endpoint) {
+                Ok(true) => {}
+                Ok(false) => return Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Whether a read may find more without waiting for the socket:
-    /// plaintext rustls holds, or a socket read that filled its buffer.
-    pub(crate) fn has_more(&mut self) -> bool {
-        self.socket_full
-            || self
-                .conn
-                .process_new_packets()
-                .map(|s| s.plaintext_bytes_to_read() > 0)
-                .unwrap_or(true)
+    /// Whether a read may find more without a new readiness event:
+    /// plaintext or ciphertext held here, the peer's close, or a socket
+    /// that may hold more.
+    pub(crate) fn has_more(&self) -> bool {
+        self.socket_full || self.plaintext_pending()
     }
 
-    /// Whether rustls holds decrypted plaintext not read yet.
-    pub(crate) fn plaintext_pending(&mut self) -> bool {
-        self.conn
-            .process_new_packets()
-            .map(|s| s.plaintext_bytes_to_read() > 0)
-            .unwrap_or(false)
+    /// Whether a read would find something without the socket: plaintext
+    /// rustls holds, ciphertext read and not yet decrypted, or the
+    /// peer's close not yet reported.
+    pub(crate) fn plaintext_pending(&self) -> bool {
+        self.plaintext > 0 || self.peer_closed || self.in_start < self.in_end
     }
 
     /// Encrypts `data` and appends the ciphertext to `out`. rustls
@@ -300,9 +380,15 @@ impl TlsLayer {
             cipher: self
                 .conn
                 .negotiated_cipher_suite()
-                .map(|s| format!("{:?}", s.suite())),
+                .and_then(|s| s.suite().as_str())
+                .map(str::to_owned),
             alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
-            version: self.conn.protocol_version().map(|v| format!("{v:?}")),
+            // Python's spelling: "TLSv1.3".
+            version: self
+                .conn
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .map(|v| v.replace('_', ".")),
         }
     }
 }

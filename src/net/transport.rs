@@ -226,8 +226,8 @@ impl StreamState {
 
     /// Whether the next read may find more at once (after a read that
     /// did not fill its buffer).
-    fn more_decrypted(&mut self) -> bool {
-        self.tls.as_mut().is_some_and(|tls| tls.has_more())
+    fn more_decrypted(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.has_more())
     }
 
     fn handshaking(&self) -> bool {
@@ -467,7 +467,7 @@ impl Inner {
                 && !handshaking
                 && self
                     .state
-                    .with(|s| s.tls.as_mut().is_some_and(|t| t.plaintext_pending()))
+                    .with(|s| s.tls.as_ref().is_some_and(|t| t.plaintext_pending()))
                     .unwrap_or(false);
             if event.is_none() && !decrypted {
                 return;
@@ -880,7 +880,8 @@ impl Inner {
 
     fn write_on_loop(self: &Arc<Self>, data: &[&[u8]]) -> Result<(), Error> {
         if self.tls.load(Ordering::Acquire) {
-            // Encrypted here; the ciphertext takes the plain path.
+            // Encrypted here (into a buffer the session keeps for it); the
+            // ciphertext takes the plain path.
             let cipher = self.state.with(|s| {
                 if s.sendfile {
                     return Err(Error::InvalidState(
@@ -888,21 +889,49 @@ impl Inner {
                     ));
                 }
                 let total: usize = data.iter().map(|d| d.len()).sum();
-                match &mut s.tls {
-                    Some(tls) if total > 0 && !s.lost && s.endpoint.is_some() => {
-                        let mut out = Vec::with_capacity(total + total / 16 + 64);
-                        tls.encrypt(data, &mut out).map_err(Error::Io)?;
-                        Ok(Some(out))
+                if total == 0 {
+                    return Ok(None);
+                }
+                if s.closing || s.lost || s.endpoint.is_none() {
+                    // After close_notify nothing more may go (asyncio drops
+                    // these too, warning from the fifth).
+                    s.conn_lost_writes += 1;
+                    if s.conn_lost_writes >= CONNLOST_WARN_AFTER {
+                        crate::util::log_warning(format_args!("SSL connection is closed"));
                     }
-                    _ => Ok(None),
+                    return Ok(None);
+                }
+                let Some(tls) = &mut s.tls else {
+                    return Ok(None);
+                };
+                let mut out = std::mem::take(&mut tls.out_buf);
+                out.clear();
+                match tls.encrypt(data, &mut out) {
+                    Ok(()) => Ok(Some(out)),
+                    Err(e) => {
+                        tls.out_buf = out;
+                        Err(Error::Io(e))
+                    }
                 }
             });
-            match cipher {
-                Some(Ok(Some(out))) => return self.write_raw(&[&out]),
-                Some(Ok(None)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Err(Error::InvalidState("the transport is busy")),
-            }
+            return match cipher {
+                Some(Ok(Some(out))) => {
+                    let sent = self.write_raw(&[&out]);
+                    // The buffer goes back for the next write (unless it
+                    // grew large for one big write).
+                    if out.capacity() <= 256 * 1024 {
+                        self.state.with(|s| {
+                            if let Some(tls) = &mut s.tls {
+                                tls.out_buf = out;
+                            }
+                        });
+                    }
+                    sent
+                }
+                Some(Ok(None)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                None => Err(Error::InvalidState("the transport is busy")),
+            };
         }
         self.write_raw(data)
     }
@@ -1049,11 +1078,23 @@ impl Inner {
             Some((true, _)) => self.call_connection_lost(None),
             Some((false, Some(timeout))) => {
                 let inner = self.clone();
-                let _ = self.shared.call_soon(
+                let timer = self.shared.call_soon(
                     Some(std::time::Instant::now() + timeout),
                     Location::caller(),
-                    move || inner.force_close(None),
+                    move || {
+                        inner.force_close(Some(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "SSL shutdown timed out",
+                        )))
+                    },
                 );
+                if let Ok(timer) = timer {
+                    self.state.with(|s| {
+                        if let Some(tls) = &mut s.tls {
+                            tls.shutdown_timer = Some(crate::handle::TimerHandle::new(timer));
+                        }
+                    });
+                }
             }
             _ => {}
         }
@@ -1095,27 +1136,31 @@ impl Inner {
         }
         let inner = self.clone();
         let finish = move || {
-            let mut error = error;
             let taken = inner.state.with(|s| {
                 close_socket(s);
                 s.buffer.clear();
                 inner.publish(s);
+                let mut timers = Vec::new();
                 if let Some(tls) = &mut s.tls {
-                    if let Some(timer) = tls.timer.take() {
-                        timer.cancel();
-                    }
+                    timers.extend(tls.timer.take());
+                    timers.extend(tls.shutdown_timer.take());
                 }
-                // Ended before it was up (a failed TLS handshake): the
-                // error is the start's, for whoever awaits it.
+                // Ended before it was up (a failed TLS handshake, or
+                // start_tls's): the error is also the start's, for
+                // whoever awaits it.
                 let unmade = s.made_future.take();
                 if unmade.is_some() {
                     if let Some(tls) = &mut s.tls {
-                        tls.failure = error.take();
+                        tls.failure = error.as_ref().map(super::tls::duplicate_error);
                     }
                 }
-                (s.protocol.take(), s.on_lost.take(), unmade)
+                (s.protocol.take(), s.on_lost.take(), unmade, timers)
             });
-            let (protocol, on_lost, unmade) = taken.unwrap_or((None, None, None));
+            let (protocol, on_lost, unmade, timers) =
+                taken.unwrap_or((None, None, None, Vec::new()));
+            for timer in timers {
+                timer.cancel();
+            }
             if let Some(unmade) = unmade {
                 let _ = unmade
                     .set_exception(Arc::new(io::Error::from(io::ErrorKind::ConnectionAborted)));
@@ -1531,6 +1576,12 @@ impl Transport {
         }
     }
 
+    /// Whether `loop.sendfile` may use `sendfile(2)`: a socket without
+    /// TLS.
+    pub(crate) fn sendfile_native(&self) -> bool {
+        self.inner.kind == Kind::Socket && !self.inner.tls.load(Ordering::Acquire)
+    }
+
     /// Whether the connection is TLS (`ssl=`, or after `start_tls`).
     pub fn is_tls(&self) -> bool {
         self.inner.tls.load(Ordering::Acquire)
@@ -1641,7 +1692,12 @@ impl Transport {
                 Ok(())
             })
             .ok_or(Error::WrongThread)??;
-        self.inner.begin_tls(tls)
+        let begun = self.inner.begin_tls(tls);
+        if begun.is_err() {
+            // Half installed (the loop is closing): the connection ends.
+            self.abort();
+        }
+        begun
     }
 }
 
@@ -1660,6 +1716,11 @@ impl Transport {
                 }
                 if s.sendfile {
                     return Err(Error::InvalidState("sendfile is already in progress"));
+                }
+                if s.tls.is_some() {
+                    return Err(Error::SendfileNotAvailable(
+                        "the transport is TLS: sendfile(2) would bypass it".into(),
+                    ));
                 }
                 let sock = s
                     .endpoint
