@@ -343,3 +343,37 @@ fn sendfile_over_a_write_pipe_uses_asyncios_fallback() {
         assert!(reader.join().unwrap() == content);
     });
 }
+
+/// Closes the pipe's read end when told of the connection, so that the
+/// reader is gone just as the transport starts reading.
+struct DropsReader(Rec, Option<File>);
+
+impl evloop::Protocol for DropsReader {
+    fn connection_made(&mut self, transport: Transport) {
+        self.1 = None;
+        self.0.connection_made(transport);
+    }
+    fn connection_lost(&mut self, error: Option<std::io::Error>) {
+        self.0.connection_lost(error);
+    }
+}
+
+#[test]
+fn a_write_pipe_whose_reader_goes_as_it_starts_closes_cleanly_and_never_reads() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        for _ in 0..20 {
+            let log = Log::new();
+            let (r, w) = pipe();
+            let rec = Rec::new(&log);
+            let t = lp
+                .run_until_complete(lp.connect_write_pipe(move || DropsReader(rec, Some(r)), w))
+                .unwrap()
+                .unwrap();
+            run_until(&lp, LIMIT, || lost(&log).is_some());
+            // Not EBADF from reading a write end: asyncio's clean close.
+            assert_eq!(log.get(), vec![Ev::Made, Ev::Lost(None)]);
+            assert!(t.is_closing());
+        }
+    });
+}

@@ -443,6 +443,11 @@ impl Inner {
     // ----- reading ---------------------------------------------------------------------
 
     fn read_ready(self: &Arc<Self>, local: &dyn Local) {
+        if self.kind == Kind::WritePipe {
+            // Never read a write end (EBADF): its read readiness means the
+            // reader went away, which `reader_gone` handles.
+            return;
+        }
         for _ in 0..READS_PER_EVENT {
             let ready = self.state.with(|s| {
                 s.read_queued = false;

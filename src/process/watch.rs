@@ -7,8 +7,10 @@
 //! reports the exit code on the loop's thread. No signal, no thread, and
 //! nothing else in the process is disturbed.
 //!
-//! # SIGCHLD (older kernels, or `EVLOOP_CHILD_WATCHER=sigchld`)
-//! Where `pidfd_open` is not available, each loop with children registers
+//! # SIGCHLD (no pidfds, or `EVLOOP_CHILD_WATCHER=sigchld`)
+//! Where this process may not open pidfds (probed once: a kernel before
+//! 5.3 says `ENOSYS`, a seccomp profile may say `EPERM`), or when the
+//! environment asks for it, each loop with children registers
 //! a socket pair with signal-hook for `SIGCHLD` (as its signal handlers
 //! do, see `crate::signals`) and watches the read end: on every `SIGCHLD`
 //! it tries to reap each of its own children with `waitpid(pid, WNOHANG)`
