@@ -26,6 +26,8 @@ pub(crate) use watch::ChildTable;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::net::protocol::StreamProtocol;
+use crate::net::streams::StreamReaderProtocol;
+use crate::net::streams::core::StreamCore;
 use crate::net::transport::Kind;
 use std::any::Any;
 use std::ffi::{OsStr, OsString};
@@ -232,9 +234,14 @@ fn spawn(
 pub(crate) enum PipeMode {
     /// Forwarded to a [`SubprocessProtocol`] (the loop methods).
     Protocol,
-    /// Streams of a [`Process`]: each pipe's protocol comes from here.
-    Streams(Box<dyn FnMut(i32) -> StreamProtocol + Send>),
+    /// Streams of a [`Process`], whose readers have this limit: each pipe
+    /// gets a stream core (returned with the transport) and the streams'
+    /// own protocol.
+    Streams(usize),
 }
+
+/// The stream cores of a [`Process`]'s pipes, by fd.
+pub(crate) type PipeCores = [Option<Arc<StreamCore>>; 3];
 
 impl EventLoop {
     /// Starts `program` with `args` and drives it with the protocol
@@ -273,6 +280,7 @@ impl EventLoop {
             PipeMode::Protocol,
         )
         .await
+        .map(|(transport, _)| transport)
     }
 
     /// Runs `cmd` with the shell, `/bin/sh -c cmd` (asyncio:
@@ -297,6 +305,7 @@ impl EventLoop {
             PipeMode::Protocol,
         )
         .await
+        .map(|(transport, _)| transport)
     }
 
     /// Starts `cmd` and connects its pipes; the common part of every
@@ -308,8 +317,8 @@ impl EventLoop {
         mut options: SubprocessOptions,
         default: fn() -> Stdio,
         protocol: Box<dyn SubprocessProtocol>,
-        mut mode: PipeMode,
-    ) -> Result<SubprocessTransport, Error> {
+        mode: PipeMode,
+    ) -> Result<(SubprocessTransport, PipeCores), Error> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
@@ -319,8 +328,7 @@ impl EventLoop {
         let Spawned { child, ends } = spawn(cmd, program, &mut options, default)?;
         let child = ChildCell::new(child);
         let open = [ends[0].is_some(), ends[1].is_some(), ends[2].is_some()];
-        let made = self.create_future();
-        let sub = SubInner::new(self, child.clone(), protocol, open, made.clone());
+        let sub = SubInner::new(self, child.clone(), protocol, open);
         let on_exit: watch::OnExit = {
             let sub = sub.clone();
             Box::new(move |event| sub.child_event(event))
@@ -336,15 +344,20 @@ impl EventLoop {
         // (a timeout, a cancelled task) kills the child and drops the
         // protocol, which hears nothing (asyncio kills it too).
         let mut starting = Starting(Some(sub.clone()));
+        let mut cores: PipeCores = [None, None, None];
         for (fd, end) in ends.into_iter().enumerate() {
             let Some(end) = end else { continue };
             let fd = fd as i32;
-            let protocol = match &mut mode {
+            let protocol = match mode {
                 PipeMode::Protocol => StreamProtocol::Plain(Box::new(PipeProtocol {
                     fd,
                     sub: sub.clone(),
                 })),
-                PipeMode::Streams(make) => make(fd),
+                PipeMode::Streams(limit) => {
+                    let core = StreamCore::new(self.inner.shared.id(), limit);
+                    cores[fd as usize] = Some(core.clone());
+                    StreamProtocol::Stream(Box::new(StreamReaderProtocol::new(core, None)))
+                }
             };
             let kind = if fd == 0 {
                 Kind::WritePipe
@@ -358,11 +371,10 @@ impl EventLoop {
             let pipe = self.connect_pipe(protocol, end, kind, on_lost).await?;
             sub.set_pipe(fd, pipe);
         }
-        sub.connected();
         // asyncio returns once `connection_made` has run.
-        made.await.map_err(|_| Error::Closed)?;
         starting.0 = None;
-        Ok(SubprocessTransport { inner: sub })
+        sub.connected();
+        Ok((SubprocessTransport { inner: sub }, cores))
     }
 }
 

@@ -9,15 +9,12 @@ use super::transport::SubprocessTransport;
 use super::{PipeMode, Stdio, SubprocessOptions, SubprocessProtocol};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
-use crate::net::protocol::StreamProtocol;
-use crate::net::streams::core::StreamCore;
-use crate::net::streams::{DEFAULT_LIMIT, StreamReader, StreamReaderProtocol, StreamWriter};
+use crate::net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::Command;
-use std::sync::Arc;
 
 /// A child started by [`EventLoop::create_subprocess_exec`] or
 /// [`EventLoop::create_subprocess_shell`] (asyncio:
@@ -108,34 +105,25 @@ impl EventLoop {
         if limit == 0 {
             return Err(Error::InvalidArgument("Limit cannot be <= 0".into()));
         }
-        let owner = self.inner.shared.id();
-        let cores: [Arc<StreamCore>; 3] = std::array::from_fn(|_| StreamCore::new(owner, limit));
-        let for_pipes = cores.clone();
-        let mode = PipeMode::Streams(Box::new(move |fd| {
-            let protocol = StreamReaderProtocol::new(for_pipes[fd as usize].clone(), None);
-            StreamProtocol::Stream(Box::new(protocol))
-        }));
-        let transport = self
+        let (transport, cores) = self
             .subprocess_command(
                 cmd,
                 program,
                 options,
                 || Stdio::Inherit,
                 Box::new(Quiet),
-                mode,
+                PipeMode::Streams(limit),
             )
             .await?;
         let [core_in, core_out, core_err] = cores;
         Ok(Process {
-            stdin: transport
-                .get_pipe_transport(0)
-                .map(|t| StreamWriter::new(t, core_in)),
-            stdout: transport
-                .get_pipe_transport(1)
-                .map(|_| StreamReader::from_core(core_out)),
-            stderr: transport
-                .get_pipe_transport(2)
-                .map(|_| StreamReader::from_core(core_err)),
+            stdin: core_in.and_then(|core| {
+                transport
+                    .get_pipe_transport(0)
+                    .map(|t| StreamWriter::new(t, core))
+            }),
+            stdout: core_out.map(StreamReader::from_core),
+            stderr: core_err.map(StreamReader::from_core),
             transport,
         })
     }

@@ -15,7 +15,6 @@ use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
 use crate::exception::ExceptionContext;
-use crate::future::LoopFuture;
 use crate::loop_cell::LoopCell;
 use crate::net::protocol::Protocol;
 use crate::net::transport::Transport;
@@ -80,8 +79,6 @@ struct State {
     /// `connection_lost` ran, or the transport was abandoned.
     done: bool,
     exit_waiters: WakerList,
-    /// Completed once `connection_made` and the calls queued before it ran.
-    made: Option<LoopFuture<()>>,
 }
 
 pub(crate) struct SubInner {
@@ -120,7 +117,6 @@ impl SubInner {
         child: SharedChild,
         protocol: Box<dyn SubprocessProtocol>,
         open: [bool; 3],
-        made: LoopFuture<()>,
     ) -> Arc<SubInner> {
         let shared = event_loop.inner.shared.clone();
         let pid = super::watch::lock_child(&child).pid();
@@ -137,7 +133,6 @@ impl SubInner {
                     finished: false,
                     done: false,
                     exit_waiters: WakerList::default(),
-                    made: Some(made),
                 },
             ),
             shared,
@@ -261,36 +256,29 @@ impl SubInner {
         true
     }
 
-    /// Every pipe is connected: `connection_made`, then what waited for
-    /// it, then the start completes.
+    /// Every pipe is connected: `connection_made`, then the calls that
+    /// waited for it, in order (loop thread, from the starting call, so
+    /// that the call returns with `connection_made` run, as asyncio's
+    /// does, without waiting for another loop iteration).
     pub(crate) fn connected(self: &Arc<Self>) {
-        let inner = self.clone();
-        let queued = self.shared.call_soon(None, Location::caller(), move || {
-            inner.run(Call::Made);
-            loop {
-                let calls = inner
-                    .state
-                    .with(|s| match s.pending.as_mut() {
-                        Some(p) if !p.is_empty() => Some(std::mem::take(p)),
-                        _ => {
-                            s.pending = None;
-                            None
-                        }
-                    })
-                    .flatten();
-                let Some(calls) = calls else { break };
-                for call in calls {
-                    inner.run(call);
-                }
+        self.run(Call::Made);
+        loop {
+            let calls = self
+                .state
+                .with(|s| match s.pending.as_mut() {
+                    Some(p) if !p.is_empty() => Some(std::mem::take(p)),
+                    _ => {
+                        s.pending = None;
+                        None
+                    }
+                })
+                .flatten();
+            let Some(calls) = calls else { break };
+            for call in calls {
+                self.run(call);
             }
-            if let Some(Some(made)) = inner.state.with(|s| s.made.take()) {
-                let _ = made.set_result(());
-            }
-            inner.try_finish();
-        });
-        if queued.is_err() {
-            self.abandon();
         }
+        self.try_finish();
     }
 
     /// What the child's watcher reports (loop thread, or the closing
@@ -366,17 +354,14 @@ impl SubInner {
             s.open = [false; 3];
             s.finished = true;
             s.done = true;
-            (s.protocol.take(), s.exit_waiters.take_all(), s.made.take())
+            (s.protocol.take(), s.exit_waiters.take_all())
         });
         self.done.store(true, Ordering::Release);
-        let Some((protocol, waiters, made)) = taken else {
+        let Some((protocol, waiters)) = taken else {
             return;
         };
         crate::util::drop_quietly(protocol, "a protocol");
         crate::waiters::wake_all(waiters);
-        if let Some(made) = made {
-            let _ = made.set_exception(Arc::new(io::Error::other("the subprocess was abandoned")));
-        }
     }
 
     /// Closes the pipes (posted to the loop off its thread) and kills the

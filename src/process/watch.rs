@@ -180,13 +180,17 @@ fn give_up(child: SharedChild, on_exit: Option<OnExit>) {
     }
 }
 
-/// Whether to watch with pidfds: unless told otherwise, if this process
-/// may open one (a kernel before 5.3 says `ENOSYS`, a seccomp profile may
-/// say `EPERM`; either way the SIGCHLD watcher serves instead).
+/// Whether to watch with pidfds: unless the environment says
+/// `EVLOOP_CHILD_WATCHER=sigchld`, if this process may open one (a kernel
+/// before 5.3 says `ENOSYS`, a seccomp profile may say `EPERM`; either
+/// way the SIGCHLD watcher serves instead). Decided once per process, at
+/// the first spawn.
 fn use_pidfd() -> bool {
-    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    std::env::var("EVLOOP_CHILD_WATCHER").as_deref() != Ok("sigchld")
-        && *USABLE.get_or_init(|| pidfd_open(std::process::id()).is_ok())
+    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USE.get_or_init(|| {
+        std::env::var("EVLOOP_CHILD_WATCHER").as_deref() != Ok("sigchld")
+            && pidfd_open(std::process::id()).is_ok()
+    })
 }
 
 /// Watches `child` on `event_loop` (loop thread): `on_exit` runs on the
