@@ -17,25 +17,8 @@
 
 mod harness;
 
-use evloop::{Protocol, Transport};
-use harness::{Exchange, ServerThread};
+use harness::{Echo, Exchange, ServerThread};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-#[derive(Default)]
-struct Echo {
-    transport: Option<Transport>,
-}
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, transport: Transport) {
-        self.transport = Some(transport);
-    }
-    fn data_received(&mut self, data: &[u8]) {
-        if let Some(t) = &self.transport {
-            t.write(data).unwrap();
-        }
-    }
-}
 
 fn evloop_side() -> ServerThread {
     harness::evloop_server(|lp| async move {

@@ -11,10 +11,10 @@
 
 mod harness;
 
+use evloop::ServerOptions;
 use evloop::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use evloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-use evloop::{Protocol, ServerOptions, Transport};
-use harness::{Exchange, ServerThread};
+use harness::{Echo, Exchange, ServerThread};
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,22 +42,6 @@ fn make_pki() {
         .with_no_client_auth();
     let _ = SERVER_CONFIG.set(Arc::new(server));
     let _ = harness::TLS_CLIENT.set(Arc::new(client));
-}
-
-#[derive(Default)]
-struct Echo {
-    transport: Option<Transport>,
-}
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, transport: Transport) {
-        self.transport = Some(transport);
-    }
-    fn data_received(&mut self, data: &[u8]) {
-        if let Some(t) = &self.transport {
-            t.write(data).unwrap();
-        }
-    }
 }
 
 fn evloop_side() -> ServerThread {

@@ -76,6 +76,33 @@ fn tls_client_options(pki: &Pki) -> ConnectOptions {
     }
 }
 
+/// A TLS server on 127.0.0.1 serving protocols from `factory`.
+fn serve_tls<P, F>(lp: &EventLoop, options: ServerOptions, factory: F) -> evloop::Server
+where
+    P: evloop::Protocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    lp.run_until_complete(lp.create_server_with(factory, &["127.0.0.1"], 0, options))
+        .unwrap()
+        .unwrap()
+}
+
+/// A connection to 127.0.0.1:`port` with `options`, the protocol from
+/// `factory`.
+fn connect_tls<P, F>(
+    lp: &EventLoop,
+    port: u16,
+    options: ConnectOptions,
+    factory: F,
+) -> Result<Transport, Error>
+where
+    P: evloop::Protocol,
+    F: FnOnce() -> P,
+{
+    lp.run_until_complete(lp.create_connection_with(factory, Some("127.0.0.1"), port, options))
+        .unwrap()
+}
+
 fn port_of(server: &evloop::Server) -> u16 {
     server.sockets()[0].as_socket().unwrap().port()
 }
@@ -85,27 +112,11 @@ fn a_tls_echo_through_protocols_with_extra_info_and_close_notify() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                Echo::default,
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), Echo::default);
         let log = Log::new();
         let (tx, rx) = mpsc::channel();
         let rec = Rec::new(&log).sending(&tx);
-        let t = lp
-            .run_until_complete(lp.create_connection_with(
-                move || rec,
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), move || rec).unwrap();
         // Returned once the handshake completed and connection_made ran.
         assert_eq!(log.get(), vec![Ev::Made]);
         let _made: Transport = rx.recv_timeout(LIMIT).unwrap();
@@ -213,24 +224,13 @@ fn alpn_is_negotiated_and_reported_on_both_sides() {
         let (tx, rx) = mpsc::channel();
         let server_log = Log::new();
         let slog = server_log.clone();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog).sending(&tx),
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
-        let t = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), move || {
+            Rec::new(&slog).sending(&tx)
+        });
+        let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
+            Rec::new(&Log::new())
+        })
+        .unwrap();
         let alpn = |t: &Transport| match t.get_extra_info("alpn_protocol") {
             Some(ExtraInfo::Bytes(p)) => p,
             other => panic!("{other:?}"),
@@ -254,26 +254,16 @@ fn a_certificate_that_does_not_verify_is_a_typed_error_and_the_server_protocol_h
         let lp = EventLoop::new().unwrap();
         let server_log = Log::new();
         let slog = server_log.clone();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog),
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), move || Rec::new(&slog));
         let client_log = Log::new();
         let clog = client_log.clone();
-        let err = lp
-            .run_until_complete(lp.create_connection_with(
-                move || Rec::new(&clog),
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&stranger),
-            ))
-            .unwrap()
-            .unwrap_err();
+        let err = connect_tls(
+            &lp,
+            port_of(&server),
+            tls_client_options(&stranger),
+            move || Rec::new(&clog),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::Tls(rustls::Error::InvalidCertificate(_))),
             "{err:?}"
@@ -326,15 +316,7 @@ fn a_silent_peer_times_the_handshake_out() {
         let lp = EventLoop::new().unwrap();
         let mut options = tls_client_options(&pki);
         options.ssl_handshake_timeout = Some(Duration::from_millis(200));
-        let err = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port,
-                options,
-            ))
-            .unwrap()
-            .unwrap_err();
+        let err = connect_tls(&lp, port, options, || Rec::new(&Log::new())).unwrap_err();
         let io = err.os_error().expect("an I/O error");
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionAborted);
         assert_eq!(
@@ -359,15 +341,13 @@ fn a_peer_that_sends_garbage_fails_the_handshake_with_a_tls_error() {
             let _ = conn.read_to_end(&mut sink);
         });
         let lp = EventLoop::new().unwrap();
-        let err = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port,
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap_err();
+        let err = connect_tls(
+            &lp,
+            port,
+            tls_client_options(&pki),
+            || Rec::new(&Log::new()),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Tls(_)), "{err:?}");
         peer.join().unwrap();
     });
@@ -380,15 +360,7 @@ fn a_tls_server_survives_a_plain_client_sending_garbage() {
         let lp = EventLoop::new().unwrap();
         let server_log = Log::new();
         let slog = server_log.clone();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog),
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), move || Rec::new(&slog));
         let port = port_of(&server);
         let garbage = std::thread::spawn(move || {
             let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -599,24 +571,11 @@ fn a_closing_tls_connection_whose_peer_stops_reading_is_aborted_after_the_shutdo
         let (tx, rx) = mpsc::channel();
         let mut options = tls_server_options(&pki);
         options.ssl_shutdown_timeout = Some(Duration::from_millis(200));
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog).sending(&tx),
-                &["127.0.0.1"],
-                0,
-                options,
-            ))
-            .unwrap()
-            .unwrap();
-        let client = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, options, move || Rec::new(&slog).sending(&tx));
+        let client = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
+            Rec::new(&Log::new())
+        })
+        .unwrap();
         // The client stops reading; the server writes far more than the
         // socket buffers hold, then closes.
         client.pause_reading();
@@ -646,15 +605,7 @@ fn a_tls_server_times_out_a_client_that_never_says_hello() {
         let slog = server_log.clone();
         let mut options = tls_server_options(&pki);
         options.ssl_handshake_timeout = Some(Duration::from_millis(200));
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog),
-                &["127.0.0.1"],
-                0,
-                options,
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, options, move || Rec::new(&slog));
         let port = port_of(&server);
         let silent = std::thread::spawn(move || {
             let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -707,15 +658,7 @@ fn a_peer_sending_data_and_close_notify_together_then_waiting_gets_our_end() {
         let lp = EventLoop::new().unwrap();
         let log = Log::new();
         let rec = Rec::new(&log);
-        let t = lp
-            .run_until_complete(lp.create_connection_with(
-                move || rec,
-                Some("127.0.0.1"),
-                port,
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let t = connect_tls(&lp, port, tls_client_options(&pki), move || rec).unwrap();
         lp.run_until_complete(async { t.write(b"ping\n").unwrap() })
             .unwrap();
         run_until(&lp, LIMIT, || lost(&log).is_some());
@@ -733,24 +676,11 @@ fn sendfile_over_tls_goes_through_the_session() {
         let lp = EventLoop::new().unwrap();
         let server_log = Log::new();
         let slog = server_log.clone();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                move || Rec::new(&slog),
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
-        let t = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), move || Rec::new(&slog));
+        let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
+            Rec::new(&Log::new())
+        })
+        .unwrap();
         let path = std::env::temp_dir().join(format!("evloop-tls-sendfile-{}", std::process::id()));
         let content: Vec<u8> = (0..600_000).map(|i| (i % 241) as u8).collect();
         std::fs::write(&path, &content).unwrap();
@@ -822,15 +752,7 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
-        let server = lp
-            .run_until_complete(lp.create_server_with(
-                Echo::default,
-                &["127.0.0.1"],
-                0,
-                tls_server_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let server = serve_tls(&lp, tls_server_options(&pki), Echo::default);
         let mut roots = RootCertStore::empty();
         roots.add(pki.cert.clone()).unwrap();
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -860,15 +782,10 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
             .unwrap_err();
         assert_eq!(err.to_string(), "a TLS callback panicked", "{err:?}");
         // The loop goes on: a good client still connects.
-        let t = lp
-            .run_until_complete(lp.create_connection_with(
-                || Rec::new(&Log::new()),
-                Some("127.0.0.1"),
-                port_of(&server),
-                tls_client_options(&pki),
-            ))
-            .unwrap()
-            .unwrap();
+        let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
+            Rec::new(&Log::new())
+        })
+        .unwrap();
         t.close();
         server.close();
     });

@@ -28,6 +28,23 @@ pub fn thread_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// The echo protocol of the TCP and TLS echo benches' evloop side.
+#[derive(Default)]
+pub struct Echo {
+    transport: Option<evloop::Transport>,
+}
+
+impl evloop::Protocol for Echo {
+    fn connection_made(&mut self, transport: evloop::Transport) {
+        self.transport = Some(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(t) = &self.transport {
+            t.write(data).unwrap();
+        }
+    }
+}
+
 /// A running server: its address, a way to read its thread's CPU time,
 /// and a way to stop it.
 pub struct ServerThread {

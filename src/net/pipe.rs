@@ -75,9 +75,8 @@ impl EventLoop {
         P: Protocol,
         F: FnOnce() -> P,
     {
-        let endpoint = pipe_endpoint(pipe.into(), Kind::ReadPipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::ReadPipe, protocol, None, None)
+        self.connect_pipe(protocol, pipe.into(), Kind::ReadPipe, None)
             .await
     }
 
@@ -101,23 +100,22 @@ impl EventLoop {
         P: Protocol,
         F: FnOnce() -> P,
     {
-        let endpoint = pipe_endpoint(pipe.into(), Kind::WritePipe)?;
         let protocol = StreamProtocol::Plain(Box::new(protocol_factory()));
-        self.start_endpoint(endpoint, Kind::WritePipe, protocol, None, None)
+        self.connect_pipe(protocol, pipe.into(), Kind::WritePipe, None)
             .await
     }
 
-    /// A pipe transport driving an internal protocol (the subprocess
-    /// layer's); `on_lost` runs once after its `connection_lost`.
+    /// A pipe transport of `kind` driving `protocol`; `on_lost` runs once
+    /// after its `connection_lost` (the subprocess layer's hook).
     pub(crate) async fn connect_pipe(
         &self,
         protocol: StreamProtocol,
         pipe: OwnedFd,
         kind: Kind,
-        on_lost: Box<dyn FnOnce() + Send>,
+        on_lost: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<Transport, Error> {
         let endpoint = pipe_endpoint(pipe, kind)?;
-        self.start_endpoint(endpoint, kind, protocol, Some(on_lost), None)
+        self.start_endpoint(endpoint, kind, protocol, on_lost, None)
             .await
     }
 }

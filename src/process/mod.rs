@@ -364,11 +364,13 @@ impl EventLoop {
             } else {
                 Kind::ReadPipe
             };
-            let on_lost = {
+            let on_lost: Box<dyn FnOnce() + Send> = {
                 let sub = sub.clone();
                 Box::new(move || sub.pipe_closed(fd))
             };
-            let pipe = self.connect_pipe(protocol, end, kind, on_lost).await?;
+            let pipe = self
+                .connect_pipe(protocol, end, kind, Some(on_lost))
+                .await?;
             sub.set_pipe(fd, pipe);
         }
         // asyncio returns once `connection_made` has run.
