@@ -15,8 +15,11 @@
 //! `-- ping_pong` restrict both reports; `EVLOOP_BENCH_ROUNDS=n` sets the
 //! number of rounds, default 5).
 
+mod harness;
+
 use criterion::{Criterion, Throughput};
 use evloop::EventLoop;
+use harness::process_cpu;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -759,17 +762,6 @@ fn cases() -> Vec<Case> {
 }
 
 // ----- measurement ------------------------------------------------------------------------
-
-/// User + system CPU time of the whole process.
-fn process_cpu() -> Duration {
-    // Safety: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 #[derive(Clone, Copy)]
 struct Sample {

@@ -12,23 +12,15 @@
 //!
 //! Run: `cargo bench --bench process` (`EVLOOP_BENCH_ROUNDS=n`).
 
+mod harness;
+
 use criterion::Criterion;
 use evloop::{EventLoop, SubprocessOptions};
+use harness::process_cpu;
 use std::time::{Duration, Instant};
 
 /// Children per measured run.
 const CHILDREN: usize = 400;
-
-/// CPU time (user + system) of this process, children excluded.
-fn process_cpu() -> Duration {
-    // Safety: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 fn evloop_spawns(lp: &EventLoop, n: usize, batch: usize) {
     lp.run_until_complete(async {

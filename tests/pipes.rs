@@ -317,12 +317,8 @@ fn sendfile_over_a_write_pipe_uses_asyncios_fallback() {
         let log = Log::new();
         let (mut r, w) = pipe();
         let t = write_transport(&lp, &log, w);
-        let path =
-            std::env::temp_dir().join(format!("evloop-pipe-sendfile-{}", std::process::id()));
         let content: Vec<u8> = (0..300_000).map(|i| (i % 239) as u8).collect();
-        std::fs::write(&path, &content).unwrap();
-        let file = File::open(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
+        let file = common::file_with("pipe-sendfile", &content);
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             r.read_to_end(&mut got).unwrap();

@@ -75,6 +75,14 @@ fn data_of(log: &Log<Ev>, fd: i32) -> Vec<u8> {
         .collect()
 }
 
+/// Only stdin a pipe (the rest inherited, as asyncio's default).
+fn stdin_pipe() -> SubprocessOptions {
+    SubprocessOptions {
+        stdin: Some(Stdio::Pipe),
+        ..Default::default()
+    }
+}
+
 fn pipes() -> SubprocessOptions {
     SubprocessOptions {
         stdin: Some(Stdio::Pipe),
@@ -235,10 +243,7 @@ fn an_invalid_signal_number_is_einval() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
         lp.run_until_complete(async {
-            let options = SubprocessOptions {
-                stdin: Some(Stdio::Pipe),
-                ..Default::default()
-            };
+            let options = stdin_pipe();
             let child = lp.create_subprocess_exec("cat", [""; 0], options).await?;
             let err = child.send_signal(999).unwrap_err();
             assert_eq!(err.os_error().unwrap().raw_os_error(), Some(libc::EINVAL));
@@ -386,10 +391,7 @@ fn writing_to_a_child_that_exited_surfaces_a_broken_pipe_and_the_process_lives()
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
         lp.run_until_complete(async {
-            let options = SubprocessOptions {
-                stdin: Some(Stdio::Pipe),
-                ..Default::default()
-            };
+            let options = stdin_pipe();
             let child = lp.create_subprocess_exec("true", [""; 0], options).await?;
             assert_eq!(child.wait().await?, 0);
             let stdin = child.stdin.as_ref().unwrap();
@@ -477,10 +479,7 @@ fn a_dropped_process_is_still_reaped() {
         let lp = EventLoop::new().unwrap();
         let (pid, stdin) = lp
             .run_until_complete(async {
-                let options = SubprocessOptions {
-                    stdin: Some(Stdio::Pipe),
-                    ..Default::default()
-                };
+                let options = stdin_pipe();
                 let child = lp.create_subprocess_exec("cat", [""; 0], options).await?;
                 Ok::<_, Error>((child.pid(), child.stdin.clone().unwrap()))
             })
@@ -498,10 +497,7 @@ fn a_child_outliving_its_loop_does_not_hold_the_close_and_is_reaped() {
         let lp = EventLoop::new().unwrap();
         let pid = lp
             .run_until_complete(async {
-                let options = SubprocessOptions {
-                    stdin: Some(Stdio::Pipe),
-                    ..Default::default()
-                };
+                let options = stdin_pipe();
                 let child = lp.create_subprocess_exec("cat", [""; 0], options).await?;
                 Ok::<_, Error>(child.pid())
             })
@@ -628,10 +624,7 @@ fn the_sigchld_watcher_reaps_and_reports_exit_codes() {
             // A child still running when the loop closes is reaped later.
             let pid = lp
                 .run_until_complete(async {
-                    let options = SubprocessOptions {
-                        stdin: Some(Stdio::Pipe),
-                        ..Default::default()
-                    };
+                    let options = stdin_pipe();
                     let child = lp.create_subprocess_exec("cat", [""; 0], options).await?;
                     Ok::<_, Error>(child.pid())
                 })
@@ -761,5 +754,43 @@ fn closing_the_loop_drops_a_protocol_that_keeps_its_transport() {
             "the transport-protocol cycle was broken"
         );
         run_until(&EventLoop::new().unwrap(), LIMIT, || reaped(pid));
+    });
+}
+
+#[test]
+fn the_transport_reaches_its_protocol_and_loop_and_a_process_its_transport() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.subprocess_exec(move || rec, "cat", [""; 0], pipes()))
+            .unwrap()
+            .unwrap();
+        assert!(t.get_loop().is_some());
+        lp.run_until_complete(async {
+            // The protocol, typed (asyncio's get_protocol).
+            let made = t.with_protocol(|r: &mut Rec| r.log.get().first().cloned());
+            assert_eq!(made, Some(Some(Ev::Made)));
+            assert!(
+                t.with_protocol(|_: &mut String| ()).is_none(),
+                "not a String"
+            );
+            // cat ends with its stdin.
+            t.get_pipe_transport(0).unwrap().close();
+        })
+        .unwrap();
+        assert_eq!(lp.run_until_complete(t.wait()).unwrap().unwrap(), 0);
+        let child = lp
+            .run_until_complete(lp.create_subprocess_exec(
+                "true",
+                [""; 0],
+                SubprocessOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        assert_eq!(child.transport().get_pid(), child.pid());
+        assert_eq!(lp.run_until_complete(child.wait()).unwrap().unwrap(), 0);
+        assert_eq!(child.transport().get_returncode(), Some(0));
     });
 }

@@ -488,6 +488,21 @@ fn start_tls_upgrades_a_plain_stream_on_both_sides() {
 
 #[test]
 fn tls_options_without_ssl_are_refused_with_asyncios_words() {
+    // asyncio's defaults.
+    assert_eq!(evloop::DEFAULT_HANDSHAKE_TIMEOUT, Duration::from_secs(60));
+    assert_eq!(evloop::DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs(30));
+    // A connection's error typed: rustls's inside becomes Error::Tls, any
+    // other stays Error::Io.
+    let plain = Error::from_connection(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    assert!(matches!(plain, Error::Io(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset));
+    let tls = Error::from_connection(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        rustls::Error::DecryptError,
+    ));
+    assert!(
+        matches!(tls, Error::Tls(rustls::Error::DecryptError)),
+        "{tls:?}"
+    );
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
         let err = lp
@@ -681,11 +696,8 @@ fn sendfile_over_tls_goes_through_the_session() {
             Rec::new(&Log::new())
         })
         .unwrap();
-        let path = std::env::temp_dir().join(format!("evloop-tls-sendfile-{}", std::process::id()));
         let content: Vec<u8> = (0..600_000).map(|i| (i % 241) as u8).collect();
-        std::fs::write(&path, &content).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
+        let file = common::file_with("tls-sendfile", &content);
         let err = lp
             .run_until_complete(lp.sendfile(&t, &file, 0, None, false))
             .unwrap()

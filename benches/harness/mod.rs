@@ -17,15 +17,25 @@ pub const MESSAGES: usize = 20_000;
 /// Size of an echo message: 1 KiB, one line (its last byte is `\n`).
 pub const MESSAGE: usize = 1024;
 
-/// CPU time (user + system) of the calling thread.
-pub fn thread_cpu() -> Duration {
+/// CPU time (user + system) that `getrusage(who)` reports.
+fn rusage_cpu(who: libc::c_int) -> Duration {
     // Safety: getrusage writes into the zeroed struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time (user + system) of the calling thread.
+pub fn thread_cpu() -> Duration {
+    rusage_cpu(libc::RUSAGE_THREAD)
+}
+
+/// CPU time (user + system) of the whole process, children excluded.
+pub fn process_cpu() -> Duration {
+    rusage_cpu(libc::RUSAGE_SELF)
 }
 
 /// The echo protocol of the TCP and TLS echo benches' evloop side.

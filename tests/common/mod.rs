@@ -91,6 +91,17 @@ pub fn capture_tracing<R>(f: impl FnOnce() -> R) -> (R, String) {
     (r, text)
 }
 
+/// A file holding `content`, opened for reading and already unlinked
+/// (nothing is left behind), for the sendfile tests.
+#[allow(dead_code)]
+pub fn file_with(name: &str, content: &[u8]) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("evloop-{name}-{}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file
+}
+
 /// Runs `f` on a new thread and fails the test if it takes longer than
 /// `limit` (instead of hanging the suite).
 pub fn within<R: Send + 'static>(
