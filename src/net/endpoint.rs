@@ -79,6 +79,11 @@ impl Endpoint {
     /// One vectored write; returns the bytes taken.
     pub(crate) fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
+            // One buffer (the common write): `send`, which spares the
+            // kernel `sendmsg`'s header and iovec copies.
+            Endpoint::Socket(s) if bufs.len() == 1 => {
+                s.send_with_flags(&bufs[0], libc::MSG_NOSIGNAL)
+            }
             Endpoint::Socket(s) => s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
             Endpoint::Pipe(fd) | Endpoint::Device(fd) => {
                 let count = bufs.len().min(IOV_MAX) as libc::c_int;

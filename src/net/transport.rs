@@ -988,14 +988,26 @@ impl Inner {
                 // Nothing queued: try at once, as asyncio does (with at
                 // most MAX_IOVECS buffers: the kernel refuses more than
                 // IOV_MAX; the rest is buffered).
-                let slices: Vec<IoSlice<'_>> = data
-                    .iter()
-                    .filter(|d| !d.is_empty())
-                    .take(MAX_IOVECS)
-                    .map(|d| IoSlice::new(d))
-                    .collect();
+                // One buffer (the common write) needs no list.
+                let one: [IoSlice<'_>; 1];
+                let many: Vec<IoSlice<'_>>;
+                let slices: &[IoSlice<'_>] = match data {
+                    [d] => {
+                        one = [IoSlice::new(d)];
+                        &one
+                    }
+                    _ => {
+                        many = data
+                            .iter()
+                            .filter(|d| !d.is_empty())
+                            .take(MAX_IOVECS)
+                            .map(|d| IoSlice::new(d))
+                            .collect();
+                        &many
+                    }
+                };
                 loop {
-                    match endpoint.write_vectored(&slices) {
+                    match endpoint.write_vectored(slices) {
                         Ok(n) => {
                             sent = n;
                             break;

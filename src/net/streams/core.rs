@@ -130,9 +130,13 @@ impl State {
         self.transport.clone().map_or(Flow::None, Flow::Resume)
     }
 
-    fn wake_reader(&mut self, wake: &mut Vec<Waker>) {
+    /// Counts a feed and takes the waiting read's waker, to be woken once
+    /// the cell is released (an `Option`, not a list: a reader reads
+    /// through `&mut`, so at most one read waits, and a feed per `recv`
+    /// allocates nothing).
+    fn wake_reader(&mut self) -> Option<Waker> {
         self.fed += 1;
-        wake.extend(self.read_waker.take());
+        self.read_waker.take()
     }
 }
 
@@ -226,7 +230,7 @@ impl StreamCore {
         if data.is_empty() {
             return Ok(());
         }
-        let mut wake = Vec::new();
+        let mut wake = None;
         let flow = self.with(|s| {
             if s.eof {
                 // asyncio asserts here.
@@ -242,37 +246,43 @@ impl StreamCore {
             }
             s.buf[s.end..s.end + data.len()].copy_from_slice(data);
             s.end += data.len();
-            s.wake_reader(&mut wake);
+            wake = s.wake_reader();
             Ok(self.maybe_pause(s))
         })??;
         flow.apply();
-        crate::waiters::wake_all(wake);
+        if let Some(w) = wake {
+            w.wake();
+        }
         Ok(())
     }
 
     /// Marks the end of the stream (asyncio: `feed_eof`).
     pub(crate) fn feed_eof(&self) -> Result<(), Error> {
-        let mut wake = Vec::new();
+        let mut wake = None;
         self.with(|s| {
             s.eof = true;
-            s.wake_reader(&mut wake);
+            wake = s.wake_reader();
         })?;
-        crate::waiters::wake_all(wake);
+        if let Some(w) = wake {
+            w.wake();
+        }
         Ok(())
     }
 
     /// Sets the reader's exception (asyncio: `set_exception`).
     pub(crate) fn set_exception(&self, e: io::Error) -> Result<(), Error> {
-        let mut wake = Vec::new();
+        let mut wake = None;
         // The error it replaces is dropped outside the cell (a user's
         // error may carry a payload with its own destructor).
         let old = self.with(|s| {
             let old = s.error.replace(e);
-            s.wake_reader(&mut wake);
+            wake = s.wake_reader();
             old
         })?;
         drop(old);
-        crate::waiters::wake_all(wake);
+        if let Some(w) = wake {
+            w.wake();
+        }
         Ok(())
     }
 }
@@ -317,7 +327,7 @@ impl StreamReaderProtocol {
         &mut self,
         recv: impl FnOnce(&mut [u8]) -> Option<io::Result<usize>>,
     ) -> Option<io::Result<(usize, bool)>> {
-        let mut wake = Vec::new();
+        let mut wake = None;
         let (got, flow) = self
             .core
             .with(|s| {
@@ -330,7 +340,7 @@ impl StreamReaderProtocol {
                         if n == offered {
                             s.next_read = (s.next_read * 2).min(MAX_READ);
                         }
-                        s.wake_reader(&mut wake);
+                        wake = s.wake_reader();
                         return (Some(Ok((n, n == offered))), self.core.maybe_pause(s));
                     }
                 }
@@ -338,7 +348,9 @@ impl StreamReaderProtocol {
             })
             .ok()?;
         flow.apply();
-        crate::waiters::wake_all(wake);
+        if let Some(w) = wake {
+            w.wake();
+        }
         got
     }
 
@@ -366,7 +378,7 @@ impl StreamReaderProtocol {
                     }
                     Some(e) => s.error.replace(copy_io_error(e)),
                 };
-                s.wake_reader(&mut wake);
+                wake.extend(s.wake_reader());
                 s.lost = true;
                 s.lost_error = error;
                 wake.extend(s.drain_waiters.take_all());
