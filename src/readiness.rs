@@ -11,8 +11,10 @@
 //!   the number).
 //! - **Readiness is cached per registration** in one atomic word
 //!   ([`ScheduledIo`]): the loop sets bits when epoll reports an edge, and
-//!   they are cleared only when a read or write returns `WouldBlock`
-//!   ([`ScheduledIo::clear`]). The word also counts events (a tick), so a
+//!   they are cleared when a read or write returns `WouldBlock`
+//!   ([`ScheduledIo::clear`]) or, for stream sockets, when a read or write
+//!   moves less than it asked for, which drains the socket as surely
+//!   ([`ScheduledIo::clear_spent`]; a peer's hang-up or error stays set). The word also counts events (a tick), so a
 //!   clear based on a stale observation cannot erase an edge that arrived
 //!   after it. No `epoll_ctl` on the hot path: the only system calls are
 //!   the reads and writes themselves and the loop's one `epoll_wait` per

@@ -1,13 +1,18 @@
 //! The one place that decides whether evloop's concurrency primitives are
 //! `std`'s or loom's.
 //!
-//! Every module of the loop's machinery imports its atomics, locks, cells
-//! and thread-locals from here, so the code that runs in production is the
-//! code `loom-tests/` model-checks under `RUSTFLAGS="--cfg loom"`. Which
-//! protocols the models cover is listed in `ARCHITECTURE.md` ("Invariants
-//! and where loom checks them"). Only process-wide statics (id counters,
-//! the global policy) use `std` directly, because loom's types cannot live
-//! in a `static`.
+//! The lock-free protocols that `loom-tests/` model-check take their
+//! atomics, locks, cells and thread-locals from here, so the code that runs
+//! in production is the code the models run under `RUSTFLAGS="--cfg
+//! loom"`. `ARCHITECTURE.md` ("Invariants and where loom checks them")
+//! lists which protocols are modelled and which are not. Code outside the
+//! models still uses `std` directly: process-wide statics (id counters, the
+//! global policy, the thread-locals of the pool and the block pool), since
+//! loom's types cannot live in a `static`; plain mutex-guarded state
+//! (`reactor`'s fd table, `LoopFuture`, a task's metadata); and
+//! `event_loop/shared.rs`'s counters and its stop and purge-wake flags
+//! (statistics, and whether to send a wake-up through `remote::Remote`,
+//! whose protocol is modelled).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, fence};

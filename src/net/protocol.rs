@@ -1,7 +1,8 @@
 //! asyncio's protocols: the callbacks a transport drives.
 //!
 //! A loop stores protocols and may later run on another thread, so they
-//! are `Send + 'static` (DESIGN.md's rule for what a loop stores). They
+//! are `Send + 'static`, like everything a loop stores (callbacks, tasks,
+//! watchers; see `ARCHITECTURE.md`, "Ownership"). They
 //! are called on the loop's thread, one callback at a time, never while
 //! evloop holds a lock; a protocol may call its transport from inside any
 //! callback.
