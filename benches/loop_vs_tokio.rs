@@ -36,6 +36,7 @@ const TICKS: usize = 200;
 const JOBS: usize = 100_000;
 const JOB_CHUNK: usize = 1_000;
 const CPU_JOBS: usize = 64;
+const FD_HOPS: usize = 20_000;
 
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -441,6 +442,93 @@ fn paced_tokio() -> Runner {
     })
 }
 
+// ----- two readers on one loop passing a byte back and forth --------------------------
+
+/// Two socket pairs on one loop: the reader of each writes a byte into the
+/// other pair, so every hop is an fd becoming ready on a loop that has
+/// nothing else to do (the case a spin blind to fds would slow down).
+fn fd_hop_evloop() -> Runner {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    let lp = EventLoop::new().unwrap();
+    let (a_tx, a_rx) = UnixStream::pair().unwrap();
+    let (b_tx, b_rx) = UnixStream::pair().unwrap();
+    for s in [&a_tx, &a_rx, &b_tx, &b_rx] {
+        s.set_nonblocking(true).unwrap();
+    }
+    let left = Arc::new(AtomicUsize::new(0));
+    let reader =
+        |mut rx: UnixStream, mut tx: UnixStream, count: Option<(Arc<AtomicUsize>, EventLoop)>| {
+            move || {
+                let mut byte = [0u8; 1];
+                if rx.read(&mut byte).is_err() {
+                    return;
+                }
+                if let Some((left, lp)) = &count {
+                    if left.fetch_sub(1, Ordering::Relaxed) == 1 {
+                        lp.stop();
+                        return;
+                    }
+                }
+                tx.write_all(&byte).unwrap();
+            }
+        };
+    let kick = a_tx.try_clone().unwrap();
+    lp.add_reader(
+        a_rx.as_raw_fd(),
+        reader(a_rx.try_clone().unwrap(), b_tx, None),
+    )
+    .unwrap();
+    lp.add_reader(
+        b_rx.as_raw_fd(),
+        reader(
+            b_rx.try_clone().unwrap(),
+            a_tx,
+            Some((left.clone(), lp.clone())),
+        ),
+    )
+    .unwrap();
+    // The readers hold clones; the originals keep the fds registered.
+    let keep = (a_rx, b_rx);
+    Box::new(move || {
+        let _ = &keep;
+        left.store(FD_HOPS / 2, Ordering::Relaxed);
+        (&kick).write_all(&[1]).unwrap();
+        lp.run_forever().unwrap();
+    })
+}
+
+fn fd_hop_tokio() -> Runner {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+    let rt = current_thread();
+    Box::new(move || {
+        rt.block_on(async {
+            let (mut a_tx, mut a_rx) = UnixStream::pair().unwrap();
+            let (mut b_tx, mut b_rx) = UnixStream::pair().unwrap();
+            let echo = tokio::spawn(async move {
+                let mut byte = [0u8; 1];
+                while a_rx.read_exact(&mut byte).await.is_ok() {
+                    if b_tx.write_all(&byte).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut byte = [1u8; 1];
+            a_tx.write_all(&byte).await.unwrap();
+            for left in (0..FD_HOPS / 2).rev() {
+                b_rx.read_exact(&mut byte).await.unwrap();
+                if left > 0 {
+                    a_tx.write_all(&byte).await.unwrap();
+                }
+            }
+            drop(a_tx);
+            echo.await.unwrap();
+        })
+    })
+}
+
 // ----- timers ---------------------------------------------------------------------------
 
 /// `n` timers at `delay(i)`, half cancelled, the rest awaited.
@@ -717,6 +805,14 @@ fn cases() -> Vec<Case> {
             runs: 1,
             evloop: paced_evloop,
             tokio: paced_tokio,
+        },
+        Case {
+            name: "fd_hop_one_loop",
+            op: "hop",
+            ops: FD_HOPS,
+            runs: 5,
+            evloop: fd_hop_evloop,
+            tokio: fd_hop_tokio,
         },
         Case {
             name: "timers_all_due",

@@ -91,17 +91,20 @@ where
     Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)> + 'static,
 {
     let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let lp = evloop::EventLoop::new().unwrap();
-        let (addr, cleanup) = lp.run_until_complete(serve(lp.clone())).unwrap();
-        tx.send((addr, lp.clone())).unwrap();
-        lp.run_forever().unwrap();
-        cleanup();
-        // Connection tasks still waiting at the end are destroyed by
-        // close; asyncio's report of each would only clutter the tables.
-        lp.set_exception_handler(Some(std::sync::Arc::new(|_, _| {})));
-        lp.close().unwrap();
-    });
+    let thread = std::thread::Builder::new()
+        .name("server-evloop".into())
+        .spawn(move || {
+            let lp = evloop::EventLoop::new().unwrap();
+            let (addr, cleanup) = lp.run_until_complete(serve(lp.clone())).unwrap();
+            tx.send((addr, lp.clone())).unwrap();
+            lp.run_forever().unwrap();
+            cleanup();
+            // Connection tasks still waiting at the end are destroyed by
+            // close; asyncio's report of each would only clutter the tables.
+            lp.set_exception_handler(Some(std::sync::Arc::new(|_, _| {})));
+            lp.close().unwrap();
+        })
+        .unwrap();
     let (addr, lp) = rx.recv().unwrap();
     let probe = lp.clone();
     ServerThread {
@@ -129,33 +132,36 @@ where
     let (tx, rx) = mpsc::channel();
     let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<Probe>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            // CPU probes run on this (the runtime's only) thread.
-            tokio::spawn(async move {
-                while let Some(reply) = probe_rx.recv().await {
-                    let _ = reply.send(thread_cpu());
+    let thread = std::thread::Builder::new()
+        .name("server-tokio".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                // CPU probes run on this (the runtime's only) thread.
+                tokio::spawn(async move {
+                    while let Some(reply) = probe_rx.recv().await {
+                        let _ = reply.send(thread_cpu());
+                    }
+                });
+                let accept = async move {
+                    loop {
+                        let (conn, _) = listener.accept().await.unwrap();
+                        conn.set_nodelay(true).unwrap();
+                        tokio::spawn(serve_conn(conn));
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
                 }
             });
-            let accept = async move {
-                loop {
-                    let (conn, _) = listener.accept().await.unwrap();
-                    conn.set_nodelay(true).unwrap();
-                    tokio::spawn(serve_conn(conn));
-                }
-            };
-            tokio::select! {
-                _ = accept => {}
-                _ = stop_rx => {}
-            }
-        });
-    });
+        })
+        .unwrap();
     let addr = rx.recv().unwrap();
     ServerThread {
         addr,
@@ -230,58 +236,61 @@ impl Load {
     pub fn connect(addr: SocketAddr, conns: usize, kind: Exchange) -> Load {
         let (go_tx, go_rx) = mpsc::channel::<Option<usize>>();
         let (done_tx, done_rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let mut streams = rt.block_on(async {
-                let mut v: Vec<Box<dyn Conn>> = Vec::new();
-                for _ in 0..conns {
-                    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    match kind {
-                        Exchange::TlsEcho => {
-                            let config = TLS_CLIENT.get().expect("TLS_CLIENT set").clone();
-                            let name = rustls::pki_types::ServerName::try_from("localhost")
-                                .unwrap()
-                                .to_owned();
-                            let tls = tokio_rustls::TlsConnector::from(config)
-                                .connect(name, s)
-                                .await
-                                .unwrap();
-                            v.push(Box::new(tls));
+        let thread = std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut streams = rt.block_on(async {
+                    let mut v: Vec<Box<dyn Conn>> = Vec::new();
+                    for _ in 0..conns {
+                        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        s.set_nodelay(true).unwrap();
+                        match kind {
+                            Exchange::TlsEcho => {
+                                let config = TLS_CLIENT.get().expect("TLS_CLIENT set").clone();
+                                let name = rustls::pki_types::ServerName::try_from("localhost")
+                                    .unwrap()
+                                    .to_owned();
+                                let tls = tokio_rustls::TlsConnector::from(config)
+                                    .connect(name, s)
+                                    .await
+                                    .unwrap();
+                                v.push(Box::new(tls));
+                            }
+                            _ => v.push(Box::new(s)),
                         }
-                        _ => v.push(Box::new(s)),
                     }
-                }
-                v
-            });
-            while let Ok(Some(total)) = go_rx.recv() {
-                let per = total / conns;
-                let start = Instant::now();
-                streams = rt.block_on(async {
-                    let tasks: Vec<_> = streams
-                        .into_iter()
-                        .map(|mut s| {
-                            tokio::spawn(async move {
-                                let mut buf = Vec::new();
-                                for _ in 0..per {
-                                    exchange(&mut s, kind, &mut buf).await;
-                                }
-                                s
-                            })
-                        })
-                        .collect();
-                    let mut out = Vec::new();
-                    for t in tasks {
-                        out.push(t.await.unwrap());
-                    }
-                    out
+                    v
                 });
-                done_tx.send(start.elapsed()).unwrap();
-            }
-        });
+                while let Ok(Some(total)) = go_rx.recv() {
+                    let per = total / conns;
+                    let start = Instant::now();
+                    streams = rt.block_on(async {
+                        let tasks: Vec<_> = streams
+                            .into_iter()
+                            .map(|mut s| {
+                                tokio::spawn(async move {
+                                    let mut buf = Vec::new();
+                                    for _ in 0..per {
+                                        exchange(&mut s, kind, &mut buf).await;
+                                    }
+                                    s
+                                })
+                            })
+                            .collect();
+                        let mut out = Vec::new();
+                        for t in tasks {
+                            out.push(t.await.unwrap());
+                        }
+                        out
+                    });
+                    done_tx.send(start.elapsed()).unwrap();
+                }
+            })
+            .unwrap();
         Load {
             go: go_tx,
             done: done_rx,
