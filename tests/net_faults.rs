@@ -129,6 +129,34 @@ fn connecting_to_a_closed_port_is_refused_with_the_os_error() {
 }
 
 #[test]
+fn a_local_address_of_another_family_is_not_bound_and_named_in_the_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // An IPv6 local address for an IPv4 peer: asyncio skips it, and with
+        // no local address of the peer's family left, fails the attempt.
+        let err = lp
+            .run_until_complete(lp.create_connection_with(
+                Echo::default,
+                Some("127.0.0.1"),
+                port,
+                ConnectOptions {
+                    local_addr: Some("[::1]:0".parse().unwrap()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no matching local address with family=<AddressFamily.AF_INET: 2> found"
+        );
+        assert_eq!(lp.stats().io_sources, 0);
+    });
+}
+
+#[test]
 fn an_unresolvable_host_is_an_address_lookup_error() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();

@@ -140,6 +140,19 @@ async fn attempt(
     info: AddrInfo,
     local: Option<SocketAddr>,
 ) -> Result<Socket, Error> {
+    if let Some(local) = local {
+        // asyncio binds only local addresses of the attempt's family.
+        if Domain::for_address(local) != info.family {
+            let family = if info.family == Domain::IPV6 {
+                "AF_INET6: 10"
+            } else {
+                "AF_INET: 2"
+            };
+            return Err(Error::Io(std::io::Error::other(format!(
+                "no matching local address with family=<AddressFamily.{family}> found"
+            ))));
+        }
+    }
     let sock = Socket::new(info.family, Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     if let Some(local) = local {
