@@ -296,6 +296,36 @@ fn unix_servers_replace_stale_sockets_refuse_other_files_and_clean_up() {
         lp.run_until_complete(server.wait_closed()).unwrap();
         assert!(!path.exists(), "the socket file is removed on close");
 
+        // A server whose file was replaced by another server's leaves the
+        // newer file alone when it closes (asyncio 3.13 compares inodes).
+        let first = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &path,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let second = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &path,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        first.close();
+        lp.run_until_complete(first.wait_closed()).unwrap();
+        assert!(path.exists(), "the newer server's file stays");
+        lp.run_until_complete(lp.create_unix_connection(Echo::default, &path))
+            .unwrap()
+            .unwrap()
+            .close();
+        second.close();
+        lp.run_until_complete(second.wait_closed()).unwrap();
+        assert!(!path.exists());
+
         // A regular file is not a stale socket: refused, left alone.
         std::fs::write(&path, b"data").unwrap();
         let err = lp

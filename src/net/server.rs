@@ -112,7 +112,7 @@ struct Inner {
     closed: AtomicBool,
     addrs: Vec<SockAddr>,
     /// The Unix socket file this server created, removed on close.
-    unix_path: Option<PathBuf>,
+    unix_path: Option<SocketFile>,
     /// Completed once the server is closed and every connection is gone.
     all_done: LoopFuture<()>,
     /// Completed when the server closes (ends `serve_forever`).
@@ -397,8 +397,8 @@ impl Inner {
                 reg.deregister(&mut mio::unix::SourceFd(&raw));
             }
         }
-        if let Some(path) = &self.unix_path {
-            let _ = std::fs::remove_file(path);
+        if let Some(socket_file) = &self.unix_path {
+            socket_file.remove_if_ours();
         }
     }
 
@@ -706,7 +706,7 @@ impl EventLoop {
         factory: Factory,
         sockets: Vec<Socket>,
         options: &ServerOptions,
-        unix_path: Option<PathBuf>,
+        unix_path: Option<SocketFile>,
     ) -> Result<Server, Error> {
         let shared = self.inner.shared.clone();
         let addrs = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
@@ -790,7 +790,38 @@ impl EventLoop {
         }
         let addr = SockAddr::unix(&path)?;
         let sock = listen_on(&addr, &options)?;
-        self.build_server(factory, vec![sock], &options, Some(path))
+        let file = SocketFile::of(path);
+        self.build_server(factory, vec![sock], &options, file)
+    }
+}
+
+/// The file a Unix server's bind created, known by its inode: closing the
+/// server removes it only if it is still that file (asyncio 3.13), not one
+/// another server has bound at the same path since.
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    fn of(path: PathBuf) -> Option<SocketFile> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        Some(SocketFile {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            path,
+        })
+    }
+
+    fn remove_if_ours(&self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
     }
 }
 
