@@ -434,3 +434,61 @@ fn an_error_while_the_protocol_is_busy_reaches_error_received_after_it_returns()
         t.abort();
     });
 }
+
+#[test]
+fn set_protocol_switches_where_datagrams_go_and_with_protocol_reaches_it() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let first_log = Log::new();
+        let first = dg(&first_log, false);
+        let endpoint = lp
+            .run_until_complete(lp.create_datagram_endpoint(
+                move || first,
+                DatagramOptions {
+                    local_addr: local(0),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        let addr = endpoint.sockname().unwrap().as_socket().unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"one", addr).unwrap();
+        run_until(&lp, LIMIT, || datagrams(&first_log) == [b"one".to_vec()]);
+        // Off a run, the state is out of reach; on the loop, the protocol
+        // is reachable by its type.
+        assert!(endpoint.with_protocol(|p: &mut DgRec| p.echo).is_none());
+        let e = endpoint.clone();
+        let (echo, other) = lp
+            .run_until_complete(async move {
+                (
+                    e.with_protocol(|p: &mut DgRec| p.echo),
+                    e.with_protocol(|_: &mut String| ()),
+                )
+            })
+            .unwrap();
+        assert_eq!(echo, Some(false));
+        assert!(other.is_none());
+
+        let second_log = Log::new();
+        endpoint.set_protocol(dg(&second_log, true));
+        // Posted from another thread, the switch still lands on the loop.
+        let third_log = Log::new();
+        let e2 = endpoint.clone();
+        let third = dg(&third_log, false);
+        std::thread::spawn(move || e2.set_protocol(third))
+            .join()
+            .unwrap();
+        common::run_one_iteration(&lp);
+        peer.send_to(b"two", addr).unwrap();
+        run_until(&lp, LIMIT, || datagrams(&third_log) == [b"two".to_vec()]);
+        assert_eq!(datagrams(&first_log), [b"one".to_vec()]);
+        assert!(datagrams(&second_log).is_empty());
+        // The new protocol hears the end, the old ones do not.
+        endpoint.close();
+        run_until(&lp, LIMIT, || {
+            third_log.get().iter().any(|e| matches!(e, Dg::Lost))
+        });
+        assert!(!first_log.get().iter().any(|e| matches!(e, Dg::Lost)));
+    });
+}

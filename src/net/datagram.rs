@@ -578,6 +578,30 @@ impl DatagramTransport {
         }
     }
 
+    /// Replaces the protocol (asyncio: `set_protocol`): later datagrams and
+    /// calls go to `protocol`, and the old one is dropped (after its
+    /// callback returns, when called from inside one). Off the loop's
+    /// thread the switch is posted to the loop.
+    pub fn set_protocol(&self, protocol: impl DatagramProtocol) {
+        let protocol: Box<dyn DatagramProtocol> = Box::new(protocol);
+        self.on_loop(move |inner| {
+            let old = inner.state.with(|s| s.protocol.replace(protocol));
+            crate::util::drop_quietly(old, "a protocol");
+        });
+    }
+
+    /// Runs `f` on the protocol if it is a `P` (asyncio: `get_protocol`,
+    /// typed). `None` off the loop's thread, inside one of the protocol's
+    /// own callbacks (it is busy), after `connection_lost`, or if the
+    /// protocol is not a `P`.
+    pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+        self.inner
+            .with_protocol("get_protocol", |p| {
+                (p as &mut dyn std::any::Any).downcast_mut::<P>().map(f)
+            })
+            .flatten()
+    }
+
     /// The loop the endpoint belongs to, while it exists.
     pub fn get_loop(&self) -> Option<EventLoop> {
         self.inner.shared.event_loop()
