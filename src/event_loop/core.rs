@@ -164,6 +164,15 @@ impl Core {
 
     /// Counts the timers other threads cancelled since the last look.
     fn absorb_remote_cancels(&self, shared: &Shared) {
+        if self.count_remote_cancels(shared) {
+            self.drop_removed_timers();
+        }
+    }
+
+    /// [`Core::absorb_remote_cancels`] leaving what a purge removed for
+    /// [`Core::take_garbage`] (a caller holding a lock drops it after
+    /// releasing the lock). Whether there was anything to count.
+    pub(crate) fn count_remote_cancels(&self, shared: &Shared) -> bool {
         if shared.remote_timer_cancels.load(Ordering::Relaxed) != 0 {
             let n = shared.remote_timer_cancels.swap(0, Ordering::AcqRel);
             self.timers.borrow_mut().add_cancelled(n);
@@ -176,8 +185,9 @@ impl Core {
                 .timers
                 .store(self.timers.borrow().len(), Ordering::SeqCst);
             shared.purge_wake_sent.store(false, Ordering::Release);
-            self.drop_removed_timers();
+            return true;
         }
+        false
     }
 
     /// Whether timers cancelled on other threads now dominate the queue

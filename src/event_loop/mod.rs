@@ -172,8 +172,9 @@ pub struct Stats {
     pub ready: usize,
     /// Timers in the timer queue, cancelled ones not yet purged included.
     pub timers: usize,
-    /// Timers cancelled on the loop's thread and not yet purged (the number
-    /// the purge rule uses).
+    /// Cancelled timers still in the timer queue (the number the purge rule
+    /// uses). Cancellations made on other threads count once the loop has
+    /// seen them: at its next iteration, or at once while it is idle.
     pub cancelled_timers: usize,
     /// Tasks that are not done, as [`EventLoop::all_tasks`] counts them.
     pub tasks: usize,
@@ -571,6 +572,10 @@ impl EventLoop {
                 // (as the next run would) and count it.
                 self.with_idle_core(|core| {
                     core.drain_inbox(shared, usize::MAX);
+                    // Cancellations from other threads count now, as the
+                    // next run would count them (a purge they call for is
+                    // applied; the timers it removes drop after the lock).
+                    core.count_remote_cancels(shared);
                     core.stats()
                 })
             });
