@@ -464,7 +464,8 @@ fn start_tls_upgrades_a_plain_stream_on_both_sides() {
             .unwrap()
             .unwrap();
         assert_eq!(answer, b"secret line\n");
-        // Upgrading twice, or a client without a name, is refused.
+        // A client without a name is refused (upgrading twice: see
+        // tests/tls_details.rs).
         lp.run_until_complete(async {
             let (_reader, writer) = lp.open_connection("127.0.0.1", port).await.unwrap();
             let err = lp

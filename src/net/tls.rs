@@ -427,7 +427,9 @@ impl crate::event_loop::EventLoop {
     /// [`Error::InvalidState`] for a transport that is closing, already
     /// TLS or sending a file; [`Error::InvalidArgument`] for a pipe
     /// transport or a client without `server_hostname`;
-    /// [`Error::WrongThread`]. The connection is closed on failure.
+    /// [`Error::WrongThread`]. The connection is closed on a failed
+    /// handshake; a refusal before it starts (a transport that is already
+    /// TLS, closing, or busy) leaves the connection as it was.
     pub async fn start_tls(
         &self,
         transport: &super::transport::Transport,

@@ -1474,6 +1474,8 @@ impl Transport {
     }
 
     /// Whether the transport is closing or closed (asyncio: `is_closing`).
+    /// A `close` or `abort` called off the loop's thread is posted to the
+    /// loop, and counts here once the loop has run it.
     pub fn is_closing(&self) -> bool {
         self.inner.closing.load(Ordering::Acquire)
     }
