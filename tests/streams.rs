@@ -506,11 +506,13 @@ fn a_reader_refuses_other_threads_and_a_closed_loop_fails_cleanly() {
         })
         .join()
         .unwrap();
-        // Off the loop's thread (not running): refused, never a race.
+        // Off a run: refused, never a race; once the loop closed, as closed.
         let mut reader = reader;
-        lp.close().unwrap();
         let out = futures::executor::block_on(reader.read(1));
         assert!(matches!(out, Err(Error::WrongThread)), "{out:?}");
+        lp.close().unwrap();
+        let out = futures::executor::block_on(reader.read(1));
+        assert!(matches!(out, Err(Error::Closed)), "{out:?}");
         // A stream whose loop closed under it.
         let port = peer(|mut c| {
             let mut b = [0u8; 1];

@@ -354,7 +354,7 @@ impl EventLoop {
                     sub: sub.clone(),
                 })),
                 PipeMode::Streams(limit) => {
-                    let core = StreamCore::new(self.inner.shared.id(), limit);
+                    let core = StreamCore::new(self.inner.shared.clone(), limit);
                     cores[fd as usize] = Some(core.clone());
                     StreamProtocol::Stream(Box::new(StreamReaderProtocol::new(core, None)))
                 }

@@ -16,7 +16,7 @@ use super::writer::StreamWriter;
 use crate::error::Error;
 use crate::loop_cell::LoopCell;
 use crate::net::transport::Transport;
-use crate::sched::LoopId;
+use crate::event_loop::shared::Shared;
 use crate::waiters::WakerList;
 use std::io;
 use std::sync::Arc;
@@ -144,6 +144,9 @@ impl State {
 pub(crate) struct StreamCore {
     pub(crate) state: LoopCell<State>,
     pub(crate) limit: usize,
+    /// The owning loop, to tell a closed loop from a wrong thread when the
+    /// state is out of reach.
+    shared: Arc<Shared>,
 }
 
 /// A transport call to make once the cell is released.
@@ -164,10 +167,10 @@ impl Flow {
 }
 
 impl StreamCore {
-    pub(crate) fn new(owner: LoopId, limit: usize) -> Arc<StreamCore> {
+    pub(crate) fn new(shared: Arc<Shared>, limit: usize) -> Arc<StreamCore> {
         Arc::new(StreamCore {
             state: LoopCell::new(
-                owner,
+                shared.id(),
                 State {
                     buf: Vec::new(),
                     start: 0,
@@ -189,12 +192,17 @@ impl StreamCore {
                 },
             ),
             limit,
+            shared,
         })
     }
 
-    /// Runs `f` on the state: [`Error::WrongThread`] off the loop's thread.
+    /// Runs `f` on the state: [`Error::Closed`] once the loop is closed,
+    /// [`Error::WrongThread`] off the loop's thread.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, Error> {
-        self.state.with(f).ok_or(Error::WrongThread)
+        self.state.with(f).ok_or_else(|| match self.shared.is_closed() {
+            true => Error::Closed,
+            false => Error::WrongThread,
+        })
     }
 
     /// asyncio's `_maybe_resume_transport`, after the reader consumed.

@@ -67,7 +67,7 @@ impl EventLoop {
         if limit == 0 {
             return Err(Error::InvalidArgument("Limit cannot be <= 0".into()));
         }
-        Ok(StreamCore::new(self.inner.shared.id(), limit))
+        Ok(StreamCore::new(self.inner.shared.clone(), limit))
     }
 
     async fn open_stream(
@@ -221,7 +221,7 @@ impl EventLoop {
     {
         // Checked once here; each connection then builds its own core.
         self.stream_core(limit)?;
-        let owner = self.inner.shared.id() as usize;
+        let shared = self.inner.shared.clone();
         let client_connected = Arc::new(client_connected);
         Ok(Arc::new(move || {
             let cb = client_connected.clone();
@@ -240,7 +240,7 @@ impl EventLoop {
                 }
                 kept
             });
-            let core = StreamCore::new(owner as crate::sched::LoopId, limit);
+            let core = StreamCore::new(shared.clone(), limit);
             StreamProtocol::Stream(Box::new(StreamReaderProtocol::new(core, Some(on_connect))))
         }))
     }

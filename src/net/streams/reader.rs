@@ -111,7 +111,7 @@ impl StreamReader {
             return Err(Error::InvalidArgument("Limit cannot be <= 0".into()));
         }
         Ok(StreamReader::from_core(StreamCore::new(
-            event_loop.inner.shared.id(),
+            event_loop.inner.shared.clone(),
             limit,
         )))
     }
