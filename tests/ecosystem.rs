@@ -8,9 +8,10 @@
 mod common;
 
 use bytes::Bytes;
+use common::tls::pki;
 use common::within;
-use evloop::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use evloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use evloop::rustls;
+use evloop::rustls::pki_types::ServerName;
 use evloop::{
     EventLoop, HyperTimer, ServerOptions, StreamReader, StreamWriter, TcpListener, TcpStream,
 };
@@ -21,7 +22,7 @@ use std::convert::Infallible;
 use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,36 +127,6 @@ fn tokio_util_lines_codec_frames_evloop_tcp_streams_and_streams() {
 }
 
 // ----- tokio-rustls -------------------------------------------------------------------
-
-/// A certificate for "localhost", and the configs that serve and trust it.
-struct Pki {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn pki() -> Pki {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Pki {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
 
 #[test]
 fn a_tokio_rustls_client_on_an_evloop_tcp_stream_talks_to_an_evloop_tls_server() {

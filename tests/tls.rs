@@ -7,9 +7,10 @@
 mod common;
 
 use common::net::{Echo, Ev, Rec, lost, received, run_until};
+use common::tls::{pki, pki_with_alpn, provider, tls_client_options, tls_server_options};
 use common::{Log, within};
-use evloop::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use evloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use evloop::rustls::pki_types::CertificateDer;
+use evloop::rustls::{self, ClientConfig, RootCertStore};
 use evloop::{
     ConnectOptions, Error, EventLoop, ExtraInfo, ServerOptions, StartTlsOptions, TlsContext,
     Transport,
@@ -19,62 +20,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A certificate for "localhost", and the configs that serve and trust it.
-struct Pki {
-    cert: CertificateDer<'static>,
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn pki_with_alpn(server_alpn: &[&[u8]], client_alpn: &[&[u8]]) -> Pki {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let mut server = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    server.alpn_protocols = server_alpn.iter().map(|p| p.to_vec()).collect();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.clone()).unwrap();
-    let mut client = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = client_alpn.iter().map(|p| p.to_vec()).collect();
-    Pki {
-        cert,
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
-
-fn pki() -> Pki {
-    pki_with_alpn(&[], &[])
-}
-
-fn tls_server_options(pki: &Pki) -> ServerOptions {
-    ServerOptions {
-        ssl: Some(pki.server.clone()),
-        ..Default::default()
-    }
-}
-
-fn tls_client_options(pki: &Pki) -> ConnectOptions {
-    ConnectOptions {
-        ssl: Some(pki.client.clone()),
-        server_hostname: Some("localhost".into()),
-        ..Default::default()
-    }
-}
 
 /// A TLS server on 127.0.0.1 serving protocols from `factory`.
 fn serve_tls<P, F>(lp: &EventLoop, options: ServerOptions, factory: F) -> evloop::Server

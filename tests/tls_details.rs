@@ -12,70 +12,16 @@
 mod common;
 
 use common::net::{Ev, run_until};
+use common::tls::{Pki, localhost, pki, tls_client_options};
 use common::{Log, within};
-use evloop::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use evloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
-use evloop::{
-    ConnectOptions, Error, EventLoop, Protocol, ServerOptions, StartTlsOptions, TlsContext,
-    Transport,
-};
+use evloop::rustls::{self, ServerConfig};
+use evloop::{Error, EventLoop, Protocol, ServerOptions, StartTlsOptions, TlsContext, Transport};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-// ----- certificates (the minimum of tests/tls.rs) --------------------------------------
-
-struct Pki {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A self-signed certificate for "localhost", and the configs that serve
-/// and trust it.
-fn pki() -> Pki {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let server = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Pki {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
-
-fn tls_client_options(pki: &Pki) -> ConnectOptions {
-    ConnectOptions {
-        ssl: Some(pki.client.clone()),
-        server_hostname: Some("localhost".into()),
-        ..Default::default()
-    }
-}
-
-fn localhost() -> StartTlsOptions {
-    StartTlsOptions {
-        server_hostname: Some("localhost".into()),
-        ..Default::default()
-    }
-}
 
 // ----- the rustls peer -------------------------------------------------------------------
 
