@@ -50,28 +50,25 @@ fn literal(host: Option<&str>, port: u16, hints: &AddrInfoHints) -> Option<Vec<A
     if hints.family.is_some_and(|f| f != family) {
         return None;
     }
-    let types: Vec<Type> = match hints.socktype {
-        Some(t) => vec![t],
-        None => vec![Type::STREAM, Type::DGRAM],
+    // Only where the answer is certain (asyncio's `_ipaddr_info` rule): a
+    // stream or datagram type, with no protocol or its own. Anything else
+    // (no type: the C library also lists raw sockets; a mismatched
+    // protocol: it refuses) goes to the real lookup.
+    let (socktype, own) = match hints.socktype? {
+        t if t == Type::STREAM => (t, libc::IPPROTO_TCP),
+        t if t == Type::DGRAM => (t, libc::IPPROTO_UDP),
+        _ => return None,
     };
-    Some(
-        types
-            .into_iter()
-            .map(|t| AddrInfo {
-                family,
-                socktype: t,
-                protocol: if hints.protocol != 0 {
-                    hints.protocol
-                } else if t == Type::STREAM {
-                    libc::IPPROTO_TCP
-                } else {
-                    libc::IPPROTO_UDP
-                },
-                canonname: String::new(),
-                addr: SockAddr::from(SocketAddr::new(ip, port)),
-            })
-            .collect(),
-    )
+    if hints.protocol != 0 && hints.protocol != own {
+        return None;
+    }
+    Some(vec![AddrInfo {
+        family,
+        socktype,
+        protocol: own,
+        canonname: String::new(),
+        addr: SockAddr::from(SocketAddr::new(ip, port)),
+    }])
 }
 
 /// `getaddrinfo(3)`, blocking.

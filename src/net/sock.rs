@@ -136,6 +136,16 @@ impl EventLoop {
         buf: &mut [u8],
     ) -> Result<usize, Error> {
         let fd = sock.as_fd();
+        if buf.is_empty() {
+            // recv(2) of nothing would block until data came: like
+            // CPython's socket module, answer 0 without a system call
+            // (after the same checks).
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            must_be_non_blocking(fd)?;
+            return Ok(0);
+        }
         io_op(self, fd, Direction::Read, || {
             SockRef::from(&fd).recv(as_uninit(buf))
         })
