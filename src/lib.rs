@@ -89,7 +89,7 @@ pub use policy::{
 pub use process::{Process, Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport};
 pub use runners::{
     Gather, Shield, Sleep, WaitFor, all_tasks, current_task, gather, run, run_coroutine_threadsafe,
-    shield, sleep, spawn, wait_for,
+    shield, sleep, sleep_until, spawn, wait_for,
 };
 /// rustls, whose configurations (`ClientConfig`, `ServerConfig`) evloop's
 /// TLS takes: the same version evloop is built with.

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs `fut` to completion on a new loop, then shuts everything down
 /// (asyncio: `asyncio.run`): the loop is created through the policy and set
@@ -161,6 +161,8 @@ impl SleepState {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     delay: Duration,
+    /// A fixed deadline instead of `delay` from the first poll.
+    deadline: Option<Instant>,
     yielded: bool,
     timer: Option<(TimerHandle, Arc<SleepState>)>,
 }
@@ -172,6 +174,31 @@ pub struct Sleep {
 pub fn sleep(delay: Duration) -> Sleep {
     Sleep {
         delay,
+        deadline: None,
+        yielded: false,
+        timer: None,
+    }
+}
+
+/// Completes at `deadline` on the loop's clock ([`EventLoop::time`]), at
+/// the next iteration if it has passed (tokio's `sleep_until`; asyncio
+/// spells it `sleep(when - loop.time())`). Unlike [`sleep`] it reads no
+/// clock: the timer is set for `deadline` at the first poll. Error:
+/// [`Error::NoRunningLoop`] when polled outside a running loop.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let lp = evloop::EventLoop::new()?;
+/// let deadline = lp.time() + Duration::from_millis(5);
+/// lp.run_until_complete(evloop::sleep_until(deadline))??;
+/// assert!(lp.time() >= deadline);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        delay: Duration::MAX,
+        deadline: Some(deadline),
         yielded: false,
         timer: None,
     }
@@ -181,7 +208,7 @@ impl Future for Sleep {
     type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.delay.is_zero() {
+        if self.deadline.is_none() && self.delay.is_zero() {
             if self.yielded {
                 return Poll::Ready(Ok(()));
             }
@@ -208,7 +235,10 @@ impl Future for Sleep {
                 let state = Arc::new(SleepState::new());
                 state.poll_fired(cx.waker());
                 let fire = state.clone();
-                let timer = lp.call_later(self.delay, move || fire.fire());
+                let timer = match self.deadline {
+                    Some(deadline) => lp.call_at(deadline, move || fire.fire()),
+                    None => lp.call_later(self.delay, move || fire.fire()),
+                };
                 match timer {
                     Ok(timer) => {
                         self.timer = Some((timer, state));

@@ -478,3 +478,33 @@ fn cancellation_reaches_an_awaited_task_on_another_loop() {
     .unwrap();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn sleep_until_completes_at_its_deadline_and_a_dropped_one_cancels_its_timer() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            // A deadline ahead: not before it.
+            let deadline = lp2.time() + Duration::from_millis(20);
+            evloop::sleep_until(deadline).await.unwrap();
+            assert!(lp2.time() >= deadline);
+            // A deadline already passed: done after one iteration.
+            let before = lp2.stats().iterations;
+            evloop::sleep_until(deadline - Duration::from_millis(30))
+                .await
+                .unwrap();
+            assert!(lp2.stats().iterations > before);
+            // Given up before its deadline: its timer is cancelled.
+            let far = lp2.time() + Duration::from_secs(3600);
+            let gave_up = evloop::wait_for(evloop::sleep_until(far), Duration::ZERO).await;
+            assert!(matches!(gave_up, Err(Error::Timeout)), "{gave_up:?}");
+            let stats = lp2.stats();
+            assert_eq!((stats.timers, stats.cancelled_timers), (1, 1));
+        })
+        .unwrap();
+        // Outside a running loop it fails at once.
+        let out = futures::executor::block_on(evloop::sleep_until(lp.time()));
+        assert!(matches!(out, Err(Error::NoRunningLoop)), "{out:?}");
+    });
+}

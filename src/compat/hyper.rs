@@ -90,29 +90,19 @@ impl Timer for HyperTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(HyperSleep {
-            deadline,
-            inner: None,
-        })
+        Box::pin(HyperSleep(crate::runners::sleep_until(deadline)))
     }
 }
 
-/// One of [`HyperTimer`]'s sleeps: an evloop sleep started at the first
-/// poll, toward a fixed deadline.
-struct HyperSleep {
-    deadline: Instant,
-    inner: Option<crate::runners::Sleep>,
-}
+/// One of [`HyperTimer`]'s sleeps: an evloop sleep toward a fixed
+/// deadline (its timer is set at the first poll; no clock is read).
+struct HyperSleep(crate::runners::Sleep);
 
 impl Future for HyperSleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = self.deadline;
-        let sleep = self.inner.get_or_insert_with(|| {
-            crate::sleep(deadline.saturating_duration_since(Instant::now()))
-        });
-        match Pin::new(sleep).poll(cx) {
+        match Pin::new(&mut self.0).poll(cx) {
             Poll::Pending => Poll::Pending,
             // A sleep polled outside a running loop fails at once; hyper's
             // timeouts then fire at once rather than never.

@@ -255,15 +255,18 @@ impl Core {
         } else {
             None
         };
+        // The clock is read once before the poll (reused as the start of
+        // an idle period) and once after it, for the timers.
+        let mut now = None;
         let timeout = if !self.ready.borrow().is_empty() || shared.stopping.load(Ordering::Relaxed)
         {
             Some(Duration::ZERO)
         } else {
-            next_timer.map(|when| when.saturating_duration_since(Instant::now()))
+            next_timer.map(|when| when.saturating_duration_since(*now.insert(Instant::now())))
         };
 
         // 2. Poll for I/O (and sleep, if nothing is ready).
-        self.poll_io(ctx, timeout);
+        self.poll_io(ctx, timeout, now);
 
         // 3. Work posted from other threads, in arrival order, at most a
         // batch (checked inline: usually none); then the I/O callbacks.
@@ -319,12 +322,13 @@ impl Core {
     }
 
     /// Step 2: sleep in the poller (after spinning, if that pays), or
-    /// check it without blocking if sources are registered.
-    fn poll_io(&self, ctx: &RunContext, timeout: Option<Duration>) {
+    /// check it without blocking if sources are registered. `now`: the
+    /// clock as step 1 read it, if it did.
+    fn poll_io(&self, ctx: &RunContext, timeout: Option<Duration>, now: Option<Instant>) {
         let shared = ctx.shared();
         let has_sources = self.has_sources(ctx);
         if timeout != Some(Duration::ZERO) {
-            let idle_since = Instant::now();
+            let idle_since = now.unwrap_or_else(Instant::now);
             let window = self.spin.window(shared.spin());
             let window = timeout.map_or(window, |t| t.min(window));
             if !window.is_zero() {

@@ -14,9 +14,9 @@
 
 use super::writer::StreamWriter;
 use crate::error::Error;
+use crate::event_loop::shared::Shared;
 use crate::loop_cell::LoopCell;
 use crate::net::transport::Transport;
-use crate::event_loop::shared::Shared;
 use crate::waiters::WakerList;
 use std::io;
 use std::sync::Arc;
@@ -199,10 +199,12 @@ impl StreamCore {
     /// Runs `f` on the state: [`Error::Closed`] once the loop is closed,
     /// [`Error::WrongThread`] off the loop's thread.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, Error> {
-        self.state.with(f).ok_or_else(|| match self.shared.is_closed() {
-            true => Error::Closed,
-            false => Error::WrongThread,
-        })
+        self.state
+            .with(f)
+            .ok_or_else(|| match self.shared.is_closed() {
+                true => Error::Closed,
+                false => Error::WrongThread,
+            })
     }
 
     /// asyncio's `_maybe_resume_transport`, after the reader consumed.
