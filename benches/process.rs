@@ -1,6 +1,6 @@
 //! Spawn-and-wait of a trivial child (`true`) on evloop
 //! (`create_subprocess_exec` + `wait`) against tokio's
-//! `process::Command::status` on a current-thread runtime: one child at a
+//! `process::Command` (`spawn` + `wait`) on a current-thread runtime: one child at a
 //! time, and batches of 8 children at once. Both sides run on one thread
 //! with the same work.
 //!
