@@ -228,17 +228,25 @@ impl Future for Sleep {
                 }
             }
             None => {
-                let lp = match get_running_loop() {
-                    Ok(lp) => lp,
-                    Err(e) => return Poll::Ready(Err(e)),
-                };
+                let when = self.deadline.unwrap_or_else(|| {
+                    let now = Instant::now();
+                    now.checked_add(self.delay)
+                        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+                });
                 let state = Arc::new(SleepState::new());
                 state.poll_fired(cx.waker());
                 let fire = state.clone();
-                let timer = match self.deadline {
-                    Some(deadline) => lp.call_at(deadline, move || fire.fire()),
-                    None => lp.call_later(self.delay, move || fire.fire()),
-                };
+                // Straight to the running loop's queue: no `EventLoop`
+                // handle is cloned (this runs once per timed wait, hyper's
+                // per-request timeout included).
+                let timer = crate::event_loop::context::with_current(|ctx| {
+                    ctx.event_loop
+                        .inner
+                        .shared
+                        .call_soon(Some(when), Location::caller(), move || fire.fire())
+                        .map(TimerHandle::new)
+                })
+                .unwrap_or(Err(Error::NoRunningLoop));
                 match timer {
                     Ok(timer) => {
                         self.timer = Some((timer, state));
