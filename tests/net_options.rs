@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::net::{Echo, Ev, Rec, lost, reading_peer, received, run_until};
+use common::net::{Echo, Ev, Rec, lost, reading_peer, received, run_until, tcp_pair};
 use common::{Log, capture_tracing, within};
 use evloop::{
     AddrInfoHints, ConnectOptions, Error, EventLoop, ExtraInfo, Protocol, Server, ServerOptions,
@@ -1594,16 +1594,6 @@ fn abort_clients_drops_their_buffers_and_the_clients_see_a_reset() {
 }
 
 // ----- sock_* ---------------------------------------------------------------------------------
-
-/// A connected pair of non-blocking TCP sockets on loopback.
-fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (b, _) = listener.accept().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 #[test]
 fn sock_recv_into_fills_the_callers_buffer_and_waits_for_data() {

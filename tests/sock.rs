@@ -3,22 +3,13 @@
 
 mod common;
 
+use common::net::tcp_pair;
 use common::within;
 use evloop::{Error, EventLoop};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-
-/// A connected pair of non-blocking TCP sockets on loopback.
-fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (b, _) = listener.accept().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 #[test]
 fn recv_and_sendall_move_bytes_both_ways_and_wait_when_needed() {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::net::peer;
 use common::{record_exceptions, within};
 use evloop::{Error, EventLoop, ServerOptions, StreamReader, TcpListener, TcpStream};
 use std::io::{Read, Write};
@@ -12,18 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A blocking peer on another thread: accepts one connection and runs
-/// `script` on it. Returns the port.
-fn peer(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        script(conn);
-    });
-    port
-}
 
 #[test]
 fn a_line_echo_server_and_client_talk_through_streams() {

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::net::peer;
 use common::{run_one_iteration, within};
 use evloop::{ConnectOptions, DEFAULT_LIMIT, Error, EventLoop, StreamReader, StreamWriter};
 use futures::FutureExt;
@@ -18,18 +19,6 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(30);
 /// How long a test waits for one condition before it fails.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A blocking peer on another thread: accepts one connection and runs
-/// `script` on it. Returns the port.
-fn peer(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        script(conn);
-    });
-    port
-}
 
 /// Closes `c` with a reset (RST) instead of a FIN: linger 0.
 fn reset(c: std::net::TcpStream) {

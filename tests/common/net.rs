@@ -210,3 +210,25 @@ pub fn reading_peer(go: Option<mpsc::Receiver<()>>) -> (u16, std::thread::JoinHa
     });
     (port, peer)
 }
+
+/// A connected pair of non-blocking TCP sockets on loopback.
+pub fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (b, _) = listener.accept().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+/// A blocking peer on another thread: accepts one connection on a new
+/// 127.0.0.1 listener and runs `script` on it. Returns the port.
+pub fn peer(script: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        script(conn);
+    });
+    port
+}
