@@ -157,12 +157,19 @@ impl SleepState {
     }
 }
 
+/// When a [`Sleep`] completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    /// This long after its first poll (`sleep`).
+    After(Duration),
+    /// At this deadline (`sleep_until`).
+    At(Instant),
+}
+
 /// The future returned by [`sleep`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
-    delay: Duration,
-    /// A fixed deadline instead of `delay` from the first poll.
-    deadline: Option<Instant>,
+    when: When,
     yielded: bool,
     timer: Option<(TimerHandle, Arc<SleepState>)>,
 }
@@ -173,8 +180,7 @@ pub struct Sleep {
 /// [`Error::NoRunningLoop`] when polled outside a running loop.
 pub fn sleep(delay: Duration) -> Sleep {
     Sleep {
-        delay,
-        deadline: None,
+        when: When::After(delay),
         yielded: false,
         timer: None,
     }
@@ -197,8 +203,7 @@ pub fn sleep(delay: Duration) -> Sleep {
 /// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        delay: Duration::MAX,
-        deadline: Some(deadline),
+        when: When::At(deadline),
         yielded: false,
         timer: None,
     }
@@ -208,7 +213,7 @@ impl Future for Sleep {
     type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.deadline.is_none() && self.delay.is_zero() {
+        if self.when == When::After(Duration::ZERO) {
             if self.yielded {
                 return Poll::Ready(Ok(()));
             }
@@ -228,11 +233,10 @@ impl Future for Sleep {
                 }
             }
             None => {
-                let when = self.deadline.unwrap_or_else(|| {
-                    let now = Instant::now();
-                    now.checked_add(self.delay)
-                        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-                });
+                let when = match self.when {
+                    When::After(delay) => crate::event_loop::deadline_after(delay),
+                    When::At(deadline) => deadline,
+                };
                 let state = Arc::new(SleepState::new());
                 state.poll_fired(cx.waker());
                 let fire = state.clone();
@@ -304,7 +308,7 @@ impl<F: Future> Future for WaitFor<F> {
         if let Poll::Ready(v) = inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        let timed_out = this.sleep.delay.is_zero()
+        let timed_out = this.sleep.when == When::After(Duration::ZERO)
             || match Pin::new(&mut this.sleep).poll(cx) {
                 Poll::Ready(Ok(())) => true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

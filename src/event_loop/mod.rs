@@ -479,11 +479,7 @@ impl EventLoop {
     where
         F: FnOnce() + Send + 'static,
     {
-        let now = Instant::now();
-        let when = now
-            .checked_add(delay)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-        self.call_at(when, f)
+        self.call_at(deadline_after(delay), f)
     }
 
     /// Schedules `f` to run at `when` on the loop's clock (asyncio:
@@ -836,4 +832,12 @@ impl fmt::Debug for EventLoop {
             .field("debug", &self.get_debug())
             .finish()
     }
+}
+
+/// The deadline `delay` from now on the loop's clock; a delay too long for
+/// the clock is a century, which no loop outlives.
+pub(crate) fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
