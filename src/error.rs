@@ -56,6 +56,10 @@ pub enum Error {
     /// An operation that the object's state does not allow (asyncio's
     /// `InvalidStateError`), e.g. `set_result` on a finished future.
     InvalidState(&'static str),
+    /// An operation refused where asyncio raises `RuntimeError` with this
+    /// message: a write after `write_eof()`, a second `serve_forever()`, a
+    /// handler for a signal that cannot be caught.
+    Runtime(String),
     /// A negative file descriptor.
     InvalidFd(RawFd),
     /// The operating system refused an operation (bad descriptor, a regular
@@ -165,6 +169,7 @@ impl fmt::Display for Error {
                 write!(f, "There is no current event loop in thread '{thread}'.")
             }
             Error::InvalidState(what) => f.write_str(what),
+            Error::Runtime(what) => f.write_str(what),
             Error::InvalidFd(fd) => write!(f, "Invalid file descriptor: {fd}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::ExecutorShutdown => f.write_str("cannot schedule new futures after shutdown"),

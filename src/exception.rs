@@ -2,9 +2,9 @@
 //! with nobody to report to (asyncio's `call_exception_handler` context).
 
 use crate::error::{PanicPayload, SharedError, panic_message};
-use crate::handle::HandleInfo;
 use std::fmt;
 use std::panic::Location;
+use std::time::Instant;
 
 /// Which task an [`ExceptionContext`] is about.
 #[derive(Clone, Debug)]
@@ -24,6 +24,27 @@ impl fmt::Display for TaskInfo {
             "<Task name='{}' created at {}>",
             self.name, self.created_at
         )
+    }
+}
+
+/// What an [`ExceptionContext`] says about the callback that failed.
+#[derive(Clone, Debug)]
+pub struct HandleInfo {
+    /// The callback's allocation, to compare with a `Handle` (see
+    /// [`HandleInfo::is`](crate::HandleInfo::is)).
+    pub(crate) addr: usize,
+    /// The timer's deadline, for a timer callback.
+    pub when: Option<Instant>,
+    /// Where the callback was scheduled from.
+    pub scheduled_at: &'static Location<'static>,
+}
+
+impl fmt::Display for HandleInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.when {
+            Some(_) => write!(f, "<TimerHandle scheduled at {}>", self.scheduled_at),
+            None => write!(f, "<Handle scheduled at {}>", self.scheduled_at),
+        }
     }
 }
 

@@ -499,3 +499,11 @@ impl<T> fmt::Debug for LoopFuture<T> {
         f.debug_struct("LoopFuture").field("state", &state).finish()
     }
 }
+
+impl EventLoop {
+    /// Creates a future attached to this loop (asyncio:
+    /// `loop.create_future()`).
+    pub fn create_future<T: Send + 'static>(&self) -> LoopFuture<T> {
+        LoopFuture::new(self.inner.shared.clone())
+    }
+}

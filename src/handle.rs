@@ -17,6 +17,7 @@
 //! checks that exactly one party frees the allocation.
 
 use crate::block_pool;
+use crate::exception::HandleInfo;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::{self, Local, LoopId, Schedule};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
@@ -122,7 +123,7 @@ impl<F: FnOnce() + Send + 'static> CallbackCell<F> {
         }
         if let Some(f) = unsafe { cell.as_ref().func.with_mut(|p| (*p).take()) } {
             if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
-                local.report_callback_panic(HandleInfo::of(head), payload);
+                report_callback_panic(local, HandleInfo::of(head), payload);
             }
         }
     }
@@ -458,18 +459,8 @@ impl fmt::Debug for TimerHandle {
     }
 }
 
-/// What an [`ExceptionContext`](crate::ExceptionContext) says about the
-/// callback that failed.
-#[derive(Clone, Debug)]
-pub struct HandleInfo {
-    addr: usize,
-    /// The timer's deadline, for a timer callback.
-    pub when: Option<Instant>,
-    /// Where the callback was scheduled from.
-    pub scheduled_at: &'static Location<'static>,
-}
-
 impl HandleInfo {
+    /// Describes the callback of `head`.
     fn of(head: &CallbackHeader) -> HandleInfo {
         HandleInfo {
             addr: head as *const CallbackHeader as usize,
@@ -484,11 +475,10 @@ impl HandleInfo {
     }
 }
 
-impl fmt::Display for HandleInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.when {
-            Some(_) => write!(f, "<TimerHandle scheduled at {}>", self.scheduled_at),
-            None => write!(f, "<Handle scheduled at {}>", self.scheduled_at),
-        }
-    }
+/// Reports a callback that panicked (asyncio: "Exception in callback
+/// ...").
+fn report_callback_panic(local: &dyn Local, info: HandleInfo, payload: crate::error::PanicPayload) {
+    let ctx = crate::exception::ExceptionContext::new(format!("Exception in callback {info}"))
+        .with_handle(info);
+    local.report_panic(ctx, payload);
 }

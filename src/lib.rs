@@ -51,6 +51,7 @@ mod remote;
 mod runnable;
 mod runners;
 mod sched;
+mod services;
 mod signals;
 mod sync;
 mod task;
@@ -66,11 +67,14 @@ pub mod loom_api;
 pub use compat::hyper::{HyperExecutor, HyperTimer};
 pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
-pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, WeakEventLoop};
-pub use exception::{ExceptionContext, TaskInfo, default_exception_handler};
+pub use event_loop::{
+    BoxFuture, DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, TaskFactory, TaskSpec,
+    WeakEventLoop,
+};
+pub use exception::{ExceptionContext, HandleInfo, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
-pub use handle::{CallbackId, Handle, HandleInfo, TimerHandle};
+pub use handle::{CallbackId, Handle, TimerHandle};
 pub use net::connect::{ConnectOptions, DatagramOptions};
 pub use net::datagram::DatagramTransport;
 pub use net::dns::{AddrInfo, AddrInfoHints};
@@ -94,7 +98,4 @@ pub use runners::{
 /// rustls, whose configurations (`ClientConfig`, `ServerConfig`) evloop's
 /// TLS takes: the same version evloop is built with.
 pub use rustls;
-pub use task::{
-    BoxFuture, Task, TaskAwait, TaskAwaitMut, TaskDone, TaskFactory, TaskOutcome, TaskRead,
-    TaskSpec,
-};
+pub use task::{Task, TaskAwait, TaskAwaitMut, TaskDone, TaskOutcome, TaskRead};

@@ -220,8 +220,8 @@ impl Local for Driver {
         &self.tasks
     }
 
-    fn io(&self) -> &RefCell<crate::readiness::IoSet> {
-        &self.io
+    fn free_io(&self, token: mio::Token) -> bool {
+        crate::readiness::free_in(&self.io, token)
     }
 
     fn read_buffer(&self) -> &RefCell<Vec<u8>> {

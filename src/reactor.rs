@@ -28,8 +28,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, Weak};
 
-/// The token of the loop's own eventfd waker.
-pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+pub(crate) use crate::readiness::WAKER_TOKEN;
 
 /// Which readiness a watcher waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

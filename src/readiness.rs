@@ -387,10 +387,16 @@ fn parts(token: mio::Token) -> (u32, u32) {
     ((token.0 & 0xffff_ffff) as u32, (token.0 >> 32) as u32)
 }
 
+/// The token of the loop's own eventfd waker. The poller's token space
+/// is shared three ways: this one, registrations of this layer (a
+/// generation in the high half), and the fd numbers of the `add_reader`
+/// table (`reactor`).
+pub(crate) const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
 /// Whether a token belongs to this layer (and not to the `add_reader`
 /// table or the loop's waker).
 pub(crate) fn is_registration(token: mio::Token) -> bool {
-    token.0 >> 32 != 0 && token != crate::reactor::WAKER_TOKEN
+    token.0 >> 32 != 0 && token != WAKER_TOKEN
 }
 
 struct Slot {
@@ -686,32 +692,32 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let token = self.token;
-        let freed = crate::sched::with_local(self.sched.id(), (), |local, ()| {
-            // Busy (a waker dropping us while the loop dispatches): posted.
-            local
-                .io()
-                .try_borrow_mut()
-                .map(|mut set| set.free(token))
-                .ok()
-        });
-        match freed {
-            // On the loop's thread: dropped here (outside the borrow).
-            Ok(Some(io)) => drop(io),
-            Ok(None) | Err(()) => {
-                // Elsewhere: the loop frees the slot when it runs this (a
-                // closed loop has freed everything already).
-                let _ = self.sched.call_soon(
-                    std::panic::Location::caller(),
-                    Box::new(move || {
-                        crate::sched::with_any(|_, local| {
-                            let io = local.io().borrow_mut().free(token);
-                            drop(io);
-                        });
-                    }),
-                );
-            }
+        let freed = crate::sched::with_local(self.sched.id(), (), |local, ()| local.free_io(token));
+        if freed != Ok(true) {
+            // Elsewhere, or busy (a waker dropping us while the loop
+            // dispatches): the loop frees the slot when it runs this (a
+            // closed loop has freed everything already).
+            let _ = self.sched.call_soon(
+                std::panic::Location::caller(),
+                Box::new(move || {
+                    crate::sched::with_any(|_, local| local.free_io(token));
+                }),
+            );
         }
     }
+}
+
+/// Frees `token`'s slot in `set` unless the set is busy (`false`); what
+/// the slot held is dropped after the borrow ends (a transport's handler
+/// may run user destructors). The core's [`Local::free_io`].
+pub(crate) fn free_in(set: &std::cell::RefCell<IoSet>, token: mio::Token) -> bool {
+    let Ok(mut borrowed) = set.try_borrow_mut() else {
+        return false;
+    };
+    let freed = borrowed.free(token);
+    drop(borrowed);
+    drop(freed);
+    true
 }
 
 /// The error of a wait on a source whose loop closed.

@@ -19,7 +19,6 @@
 
 use crate::error::{Error, PanicPayload};
 use crate::exception::ExceptionContext;
-use crate::handle::HandleInfo;
 use crate::runnable::Runnable;
 use crate::task::registry::TaskRegistry;
 use std::any::Any;
@@ -37,8 +36,10 @@ pub(crate) trait Local {
     fn push(&self, r: Runnable);
     /// The loop's list of unfinished tasks.
     fn tasks(&self) -> &RefCell<TaskRegistry>;
-    /// The loop's I/O registrations (the readiness layer).
-    fn io(&self) -> &RefCell<crate::readiness::IoSet>;
+    /// Frees the readiness-layer slot of `token` (a registration dropped
+    /// on the loop's thread); `false` if the slot table is busy (the loop
+    /// is dispatching events), in which case the caller posts it.
+    fn free_io(&self, token: mio::Token) -> bool;
     /// The one buffer the loop reads into for plain protocols (no
     /// allocation per read).
     fn read_buffer(&self) -> &RefCell<Vec<u8>>;
@@ -47,12 +48,6 @@ pub(crate) trait Local {
     fn timer_cancelled(&self);
     /// Reports a panic nobody else will see to the exception handler.
     fn report_panic(&self, ctx: ExceptionContext, payload: PanicPayload);
-    /// Reports a callback that panicked (asyncio: "Exception in callback
-    /// ...").
-    fn report_callback_panic(&self, info: HandleInfo, payload: PanicPayload) {
-        let ctx = ExceptionContext::new(format!("Exception in callback {info}")).with_handle(info);
-        self.report_panic(ctx, payload);
-    }
     /// For the owner layer's own downcasts.
     fn as_any(&self) -> &dyn Any;
 }

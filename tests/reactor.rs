@@ -260,3 +260,33 @@ fn panicking_reader_is_reported_and_called_again_while_readable() {
         drop(rx);
     });
 }
+
+/// The race behind a hang seen once in CI-like runs: a reader added from
+/// another thread just as the loop, with nothing to watch, decides to
+/// sleep on a futex instead of in the poller. Many rounds, so that the
+/// window is hit now and then; each round is bounded.
+#[test]
+fn readers_added_while_the_loop_goes_to_sleep_are_never_missed() {
+    within(Duration::from_secs(60), || {
+        for _ in 0..300 {
+            let lp = EventLoop::new().unwrap();
+            let runner = lp.clone();
+            let thread = std::thread::spawn(move || runner.run_forever().unwrap());
+            while !lp.is_running() {
+                std::thread::yield_now();
+            }
+            let (mut tx, rx) = pair();
+            let fd = rx.as_raw_fd();
+            let lp2 = lp.clone();
+            tx.write_all(b"x").unwrap();
+            lp.add_reader(fd, move || {
+                lp2.remove_reader(fd);
+                lp2.stop();
+            })
+            .unwrap();
+            thread.join().unwrap();
+            drop(rx);
+            lp.close().unwrap();
+        }
+    });
+}

@@ -15,9 +15,15 @@ use crate::error::PanicPayload;
 use crate::exception::ExceptionContext;
 use crate::runnable::Runnable;
 use crate::sched::{self, Local};
+use crate::task::raw::{self, TaskHeader};
 use crate::task::registry::TaskRegistry;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The future `run_until_complete` drives, borrowed from its stack frame.
@@ -57,8 +63,8 @@ impl Local for RunContext {
         &self.core().tasks
     }
 
-    fn io(&self) -> &RefCell<crate::readiness::IoSet> {
-        &self.core().io
+    fn free_io(&self, token: mio::Token) -> bool {
+        crate::readiness::free_in(&self.core().io, token)
     }
 
     fn read_buffer(&self) -> &RefCell<Vec<u8>> {
@@ -135,6 +141,60 @@ pub(crate) fn poll_root(id: u64, cx: &mut Context<'_>) -> Poll<()> {
         _ => Poll::Ready(()),
     });
     outcome.unwrap_or(Poll::Ready(()))
+}
+
+/// The future of `run_until_complete`'s driver task: polls the root
+/// future (see [`poll_root`]).
+struct RootPoller {
+    id: u64,
+}
+
+impl Future for RootPoller {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        poll_root(self.id, cx)
+    }
+}
+
+/// `run_until_complete`'s driver: a task of evloop's own that polls the
+/// caller's future, which need not even be `Send` (so no task factory
+/// wraps it). It takes a `Task-<n>` number only if someone asks its name,
+/// and a closing loop destroys it without a report: driving a future
+/// creates no task the user can see (asyncio creates none for a future).
+pub(crate) struct RootTask(NonNull<TaskHeader>);
+
+impl RootTask {
+    /// Allocates the driver of root `id` and queues its first step
+    /// through the inbox, behind whatever was scheduled before.
+    #[track_caller]
+    pub(crate) fn spawn(shared: &Arc<Shared>, id: u64) -> Result<RootTask, crate::Error> {
+        let sched: Arc<dyn crate::sched::Schedule> = shared.clone();
+        let (runnable, ptr) =
+            raw::allocate(sched, RootPoller { id }, None, true, Location::caller());
+        let task = RootTask(ptr);
+        match shared.schedule(runnable) {
+            Ok(()) => Ok(task),
+            Err(runnable) => {
+                drop(runnable);
+                Err(crate::Error::Closed)
+            }
+        }
+    }
+
+    /// The root future is gone (the loop stopped before it finished): the
+    /// driver ends without a trace.
+    pub(crate) fn dismiss(&self, core: &Core) {
+        // Safety: we hold the handle; the caller holds the loop's core.
+        unsafe { raw::dismiss(self.0, &core.tasks) }
+    }
+}
+
+impl Drop for RootTask {
+    fn drop(&mut self) {
+        // Safety: the driver's handle is ours.
+        unsafe { raw::drop_handle(self.0) }
+    }
 }
 
 crate::sync::thread_local_cell! {

@@ -34,7 +34,7 @@ use super::context::RunContext;
 use super::shared::Shared;
 use crate::exception::TaskInfo;
 use crate::handle;
-use crate::reactor::WAKER_TOKEN;
+use crate::readiness::WAKER_TOKEN;
 use crate::readiness::IoSet;
 use crate::remote::Pop;
 use crate::runnable::{Header, Kind, Runnable};
@@ -216,7 +216,7 @@ impl Core {
 
     #[inline(never)]
     fn register_posted_task(&self, r: &Runnable) {
-        crate::task::register_in(&self.tasks, crate::task::header_of(r));
+        crate::task::raw::register_in(&self.tasks, crate::task::raw::header_of(r));
     }
 
     /// Moves up to `budget` objects from the inbox to the ready queue (or
@@ -351,9 +351,14 @@ impl Core {
             let futex = !has_sources;
             shared.parked_on_futex.store(futex, Ordering::Relaxed);
             // Safety: the running loop is the inbox's only consumer.
+            // A source registered from another thread after `has_sources`
+            // was read (`add_reader`, which then nudges) is seen here, or
+            // its nudge finds the loop PARKED: the pattern `stop()` uses.
             let may_sleep = unsafe {
                 shared.remote().park_begin(|| {
-                    shared.stopping.load(Ordering::Relaxed) || self.purge_pending(shared)
+                    shared.stopping.load(Ordering::Relaxed)
+                        || self.purge_pending(shared)
+                        || (futex && self.has_sources(ctx))
                 })
             };
             if may_sleep {
@@ -479,7 +484,7 @@ impl Core {
 
     /// The task whose step is running, if the entry being run is a task.
     pub(crate) fn current_task(&self) -> Option<TaskInfo> {
-        self.running.get().and_then(|r| crate::task::info_of(r.0))
+        self.running.get().and_then(|r| crate::task::raw::info_of(r.0))
     }
 
     /// Every task of the loop that is not done, tasks posted from other
@@ -558,7 +563,7 @@ fn describe(r: &Runnable) -> String {
             Some(loc) => format!("<Handle scheduled at {loc}>"),
             None => "<Handle>".to_string(),
         },
-        Kind::Task => crate::task::describe(r),
+        Kind::Task => crate::task::raw::describe(r),
         Kind::Watcher => crate::reactor::describe(r),
         Kind::Io => "<I/O handler>".to_string(),
         #[cfg(loom)]

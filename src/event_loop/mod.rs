@@ -9,16 +9,15 @@ use self::core::Core;
 use self::shared::Shared;
 use crate::error::Error;
 use crate::exception::{ExceptionContext, TaskInfo};
-use crate::future::LoopFuture;
 use crate::handle::{Handle, TimerHandle};
-use crate::reactor::{Interest, Reactor, WAKER_TOKEN};
-use crate::task::{self, Task, TaskFactory};
+use crate::reactor::{Interest, Reactor};
+use crate::readiness::WAKER_TOKEN;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::hash::{Hash, Hasher};
 use std::os::fd::RawFd;
 use std::panic::Location;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -86,10 +85,9 @@ pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
     slot: Mutex<Slot>,
     pub(crate) reactor: Reactor,
-    pub(crate) executor: crate::executor::DefaultExecutorSlot,
-    pub(crate) signals: crate::signals::SignalTable,
-    /// Children under the SIGCHLD watcher (see `process::watch`).
-    pub(crate) children: crate::process::ChildTable,
+    /// The per-loop state of the modules above the loop (default
+    /// executor, signal handlers, children): closed by `close()`.
+    pub(crate) services: crate::services::Services,
 }
 
 impl Drop for EventLoop {
@@ -131,20 +129,17 @@ impl Drop for LoopInner {
 
 /// Everything `close()` does once it owns the core.
 fn shutdown(inner: &LoopInner, core: Option<Box<Core>>) {
-    let (shared, reactor, executor) = (&inner.shared, &inner.reactor, &inner.executor);
-    shared.close_inbox();
-    // Signal handlers go before their readers: no signal writes to a
-    // socket the loop no longer watches.
-    inner.signals.clear();
-    // Children still running go to reaper threads.
-    inner.children.clear();
-    reactor.close();
+    inner.shared.close_inbox();
+    // Services first (signal actions unregistered, children handed to
+    // reapers, the default executor shut down): they may deregister
+    // sources that the core's shutdown would otherwise close under them.
+    inner.services.close();
+    inner.reactor.close();
     if let Some(core) = core {
         // Transports closed with the loop reach their state through this.
-        let _held = crate::sched::hold_for_close(shared.id());
+        let _held = crate::sched::hold_for_close(inner.shared.id());
         core.shutdown();
     }
-    executor.shutdown_nowait();
 }
 
 /// Counts and gauges of a loop, from [`EventLoop::stats`].
@@ -212,9 +207,7 @@ impl EventLoop {
                 shared,
                 slot: Mutex::new(Slot::Idle(Box::new(core))),
                 reactor: Reactor::new(registry),
-                executor: Default::default(),
-                signals: Default::default(),
-                children: Default::default(),
+                services: Default::default(),
             }
         });
         Ok(EventLoop { inner })
@@ -329,7 +322,7 @@ impl EventLoop {
         let root_id = ROOT_IDS.fetch_add(1, Ordering::Relaxed);
         // Queued through the inbox (the loop is not entered yet), so it runs
         // after whatever was scheduled before this call.
-        let root_task = match task::spawn_root(self, root_id) {
+        let root_task = match context::RootTask::spawn(&self.inner.shared, root_id) {
             Ok(t) => t,
             Err(e) => {
                 *crate::sync::lock(&self.inner.slot) = Slot::Idle(core);
@@ -374,7 +367,10 @@ impl EventLoop {
             Some(v) => Ok(v),
             None if foreign => Err(Error::ForeignFuture),
             None => {
-                root_task.cancel();
+                // The future is dropped with this frame: its driver goes
+                // now, quietly (a loop that another thread started again
+                // meanwhile closes it quietly instead).
+                self.with_idle_core(|core| root_task.dismiss(core));
                 Err(Error::StoppedBeforeComplete)
             }
         }
@@ -665,46 +661,6 @@ impl EventLoop {
 
     // ----- futures and tasks -------------------------------------------------------
 
-    /// Creates a future attached to this loop (asyncio:
-    /// `loop.create_future()`).
-    pub fn create_future<T: Send + 'static>(&self) -> LoopFuture<T> {
-        LoopFuture::new(self.inner.shared.clone())
-    }
-
-    /// Wraps `fut` in a task and schedules its first step for the next
-    /// iteration (asyncio: `loop.create_task`). Anything awaitable works (a
-    /// `LoopFuture` too, as with asyncio's `ensure_future`). With a task
-    /// factory set, the factory builds the task. Error: [`Error::Closed`].
-    #[track_caller]
-    pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>, Error>
-    where
-        F: IntoFuture,
-        F::IntoFuture: Send + 'static,
-        F::Output: Send + 'static,
-    {
-        task::create(self, fut.into_future(), None, Location::caller())
-    }
-
-    /// [`EventLoop::create_task`] with a name (asyncio's `name=` argument).
-    #[track_caller]
-    pub fn create_task_named<F>(
-        &self,
-        fut: F,
-        name: impl Into<String>,
-    ) -> Result<Task<F::Output>, Error>
-    where
-        F: IntoFuture,
-        F::IntoFuture: Send + 'static,
-        F::Output: Send + 'static,
-    {
-        task::create(
-            self,
-            fut.into_future(),
-            Some(name.into()),
-            Location::caller(),
-        )
-    }
-
     /// The tasks of this loop that are not done (asyncio:
     /// `asyncio.all_tasks(loop)`), in no particular order; tasks created
     /// from other threads that have not taken their first step yet are
@@ -809,6 +765,59 @@ impl EventLoop {
         Ok(())
     }
 }
+
+/// A boxed, type-erased future as a task factory sees it.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a [`TaskFactory`] receives and returns: the future a task will run
+/// and the name it was asked to have. The factory may wrap the future (to
+/// instrument it, say) and rename the task; the future it returns must
+/// drive the one it was given to completion.
+///
+/// ```
+/// use evloop::{EventLoop, TaskSpec};
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// let lp = EventLoop::new()?;
+/// let finished = Arc::new(AtomicUsize::new(0));
+/// let f = finished.clone();
+/// lp.set_task_factory(Some(Arc::new(move |_lp, spec: TaskSpec| {
+///     let f = f.clone();
+///     let inner = spec.future;
+///     TaskSpec {
+///         future: Box::pin(async move {
+///             inner.await;
+///             f.fetch_add(1, Ordering::SeqCst);
+///         }),
+///         name: Some(format!("counted-{}", spec.name.unwrap_or_default())),
+///     }
+/// })));
+/// let task = lp.create_task_named(async { 7 }, "seven")?;
+/// assert_eq!(task.get_name(), "counted-seven");
+/// assert_eq!(lp.run_until_complete(task)?.unwrap(), 7);
+/// assert_eq!(finished.load(Ordering::SeqCst), 1);
+/// # Ok::<(), evloop::Error>(())
+/// ```
+pub struct TaskSpec {
+    /// The task's future. Its output is delivered to the task's handle
+    /// when it completes.
+    pub future: BoxFuture,
+    /// The name passed to `create_task_named`, if any.
+    pub name: Option<String>,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A loop's task factory (asyncio: `loop.set_task_factory`): called by
+/// `create_task` with the loop and the task to build.
+pub type TaskFactory = Arc<dyn Fn(&EventLoop, TaskSpec) -> TaskSpec + Send + Sync>;
 
 impl PartialEq for EventLoop {
     fn eq(&self, other: &Self) -> bool {

@@ -14,7 +14,7 @@ use crate::handle::{self, Handle};
 use crate::remote::{Inbox, Remote};
 use crate::runnable::Runnable;
 use crate::sched::{LoopId, Schedule};
-use crate::task::TaskFactory;
+use super::TaskFactory;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

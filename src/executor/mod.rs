@@ -12,6 +12,7 @@ use crate::concurrent::ConcurrentFuture;
 use crate::error::{Error, TaskError};
 use crate::event_loop::EventLoop;
 use crate::future::LoopFuture;
+use crate::services::LoopService;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -136,7 +137,7 @@ impl<F> Drop for FailIfDropped<F> {
 
 /// The loop's default executor, created on first use.
 #[derive(Default)]
-pub(crate) struct DefaultExecutorSlot {
+struct DefaultExecutorSlot {
     inner: Mutex<DefaultExecutor>,
 }
 
@@ -170,8 +171,11 @@ impl DefaultExecutorSlot {
         slot.executor.take()
     }
 
-    /// `close()`: shut down without waiting.
-    pub(crate) fn shutdown_nowait(&self) {
+}
+
+impl LoopService for DefaultExecutorSlot {
+    /// `close()` shuts the default executor down without waiting.
+    fn close(&self) {
         if let Some(executor) = self.take_for_shutdown() {
             executor.shutdown(false);
         }
@@ -179,6 +183,13 @@ impl DefaultExecutorSlot {
 }
 
 impl EventLoop {
+    /// The loop's default-executor slot. Error: [`Error::Closed`].
+    fn default_executor(&self) -> Result<Arc<DefaultExecutorSlot>, Error> {
+        self.inner
+            .services
+            .get_or_insert_with(DefaultExecutorSlot::default)
+    }
+
     /// Runs `f` in `executor` (the loop's default executor if `None`) and
     /// returns a future of this loop for its result (asyncio:
     /// `loop.run_in_executor`). The result comes back through the loop's
@@ -222,15 +233,18 @@ impl EventLoop {
         });
         match executor {
             Some(executor) => executor.execute(job)?,
-            None => self.inner.executor.get_or_create()?.execute(job)?,
+            None => self.default_executor()?.get_or_create()?.execute(job)?,
         }
         Ok(fut)
     }
 
     /// Replaces the default executor used by `run_in_executor(None, ..)`
-    /// (asyncio: `loop.set_default_executor`).
+    /// (asyncio: `loop.set_default_executor`). On a closed loop it is
+    /// not kept (nothing would use it).
     pub fn set_default_executor(&self, executor: Arc<dyn Executor>) {
-        self.inner.executor.set(executor);
+        if let Ok(slot) = self.default_executor() {
+            slot.set(executor);
+        }
     }
 
     /// Shuts the default executor down and waits for its jobs and threads
@@ -242,7 +256,11 @@ impl EventLoop {
         &self,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        let executor = self.inner.executor.take_for_shutdown();
+        // A closed loop shut its default executor down already.
+        let executor = self
+            .default_executor()
+            .ok()
+            .and_then(|slot| slot.take_for_shutdown());
         let event_loop = self.clone();
         async move {
             let Some(executor) = executor else {

@@ -21,7 +21,6 @@ mod watch;
 
 pub use streams::Process;
 pub use transport::SubprocessTransport;
-pub(crate) use watch::ChildTable;
 
 use crate::error::Error;
 use crate::event_loop::EventLoop;

@@ -37,9 +37,10 @@ use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::readiness::{IoHandler, Registration, ScheduledIo};
 use crate::sched::Local;
-use std::io::{self, Read};
+use crate::services::LoopService;
+use crate::signals::SignalPipe;
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -205,7 +206,11 @@ pub(crate) fn watch(
         let pidfd = pidfd_open(pid)?;
         return watch_pidfd(event_loop, pidfd, child, on_exit);
     }
-    event_loop.inner.children.watch(event_loop, child, on_exit)
+    event_loop
+        .inner
+        .services
+        .get_or_insert_with(ChildTable::default)?
+        .watch(event_loop, child, on_exit)
 }
 
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -297,17 +302,33 @@ struct Watched {
 
 struct Sigchld {
     id: signal_hook::SigId,
-    read: Arc<UnixStream>,
     children: Vec<Watched>,
 }
 
-/// A loop's children under the SIGCHLD watcher (empty with pidfds).
+/// A loop's children under the SIGCHLD watcher (a service of the loop,
+/// created at its first child when pidfds are not used).
 #[derive(Default)]
-pub(crate) struct ChildTable {
+struct ChildTable {
     sigchld: Arc<Mutex<Option<Sigchld>>>,
 }
 
+impl LoopService for ChildTable {
+    /// The loop closes: the signal action goes, running children go to
+    /// reaper threads.
+    fn close(&self) {
+        let taken = crate::sync::lock(&*self.sigchld).take();
+        if let Some(s) = taken {
+            signal_hook::low_level::unregister(s.id);
+            for w in s.children {
+                give_up(w.child, w.on_exit);
+            }
+        }
+    }
+}
+
 impl ChildTable {
+    /// Watches `child` (loop thread): starts the SIGCHLD watcher at the
+    /// first child.
     fn watch(
         &self,
         event_loop: &EventLoop,
@@ -316,29 +337,23 @@ impl ChildTable {
     ) -> Result<(), Error> {
         let started = crate::sync::lock(&*self.sigchld).is_some();
         if !started {
-            let (read, write) = UnixStream::pair()?;
-            read.set_nonblocking(true)?;
-            write.set_nonblocking(true)?;
-            let read = Arc::new(read);
+            let pipe = SignalPipe::open(libc::SIGCHLD)?;
             let table = Arc::downgrade(&self.sigchld);
-            let drain = read.clone();
-            event_loop.add_reader(read.as_raw_fd(), move || {
-                let mut buf = [0u8; 64];
-                while matches!((&*drain).read(&mut buf), Ok(n) if n > 0) {}
-                if let Some(table) = table.upgrade() {
-                    reap_table(&table);
+            let watched = SignalPipe::watch(pipe.read, event_loop, move |_| {
+                match table.upgrade() {
+                    Some(table) => {
+                        reap_table(&table);
+                        true
+                    }
+                    None => false,
                 }
-            })?;
-            let id = match signal_hook::low_level::pipe::register(libc::SIGCHLD, write) {
-                Ok(id) => id,
-                Err(e) => {
-                    event_loop.remove_reader(read.as_raw_fd());
-                    return Err(Error::Io(e));
-                }
-            };
+            });
+            if let Err(e) = watched {
+                signal_hook::low_level::unregister(pipe.id);
+                return Err(e);
+            }
             *crate::sync::lock(&*self.sigchld) = Some(Sigchld {
-                id,
-                read,
+                id: pipe.id,
                 children: Vec::new(),
             });
         }
@@ -352,19 +367,6 @@ impl ChildTable {
         // It may have exited before the SIGCHLD watcher existed.
         reap_table(&self.sigchld);
         Ok(())
-    }
-
-    /// The loop closes: the signal action goes, running children go to
-    /// reaper threads.
-    pub(crate) fn clear(&self) {
-        let taken = crate::sync::lock(&*self.sigchld).take();
-        if let Some(s) = taken {
-            signal_hook::low_level::unregister(s.id);
-            drop(s.read);
-            for w in s.children {
-                give_up(w.child, w.on_exit);
-            }
-        }
     }
 }
 

@@ -9,7 +9,7 @@ pub(crate) mod state;
 use crate::cancellation::{Awaited, CancelMessage};
 use crate::error::{Error, TaskError};
 use crate::event_loop::shared::Shared;
-use crate::event_loop::{EventLoop, context};
+use crate::event_loop::{BoxFuture, EventLoop, TaskSpec, context};
 
 use crate::handle::CallbackId;
 use crate::sched::{self, Schedule};
@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 pub use outcome::{TaskDone, TaskOutcome};
-pub(crate) use raw::{describe, header_of, info_of, register_in};
 
 /// A future being driven by a loop (asyncio: `Task`), returned by
 /// [`EventLoop::create_task`].
@@ -334,23 +333,8 @@ impl<T> Task<T> {
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         // Dropping the handle detaches the task.
-        match self.head().state.drop_handle_if_incomplete() {
-            Ok(free) => {
-                if free {
-                    // Safety: no reference and no handle remain.
-                    unsafe { raw::dealloc(self.ptr) };
-                }
-            }
-            Err(()) => {
-                // Complete: the output is ours to drop.
-                // Safety: the handle owns the output of a complete task.
-                unsafe { raw::drop_output(self.ptr) };
-                if self.head().state.drop_handle() {
-                    // Safety: as above.
-                    unsafe { raw::dealloc(self.ptr) };
-                }
-            }
-        }
+        // Safety: the handle owns the `HANDLE` flag.
+        unsafe { raw::drop_handle(self.ptr) }
     }
 }
 
@@ -545,58 +529,41 @@ impl<T> fmt::Debug for Task<T> {
     }
 }
 
-/// A boxed, type-erased future as a task factory sees it.
-pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+impl EventLoop {
+    /// Wraps `fut` in a task and schedules its first step for the next
+    /// iteration (asyncio: `loop.create_task`). Anything awaitable works (a
+    /// `LoopFuture` too, as with asyncio's `ensure_future`). With a task
+    /// factory set, the factory builds the task. Error: [`Error::Closed`].
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>, Error>
+    where
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
+        F::Output: Send + 'static,
+    {
+        create(self, fut.into_future(), None, Location::caller())
+    }
 
-/// What a [`TaskFactory`] receives and returns: the future a task will run
-/// and the name it was asked to have. The factory may wrap the future (to
-/// instrument it, say) and rename the task; the future it returns must
-/// drive the one it was given to completion.
-///
-/// ```
-/// use evloop::{EventLoop, TaskSpec};
-/// use std::sync::Arc;
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-///
-/// let lp = EventLoop::new()?;
-/// let finished = Arc::new(AtomicUsize::new(0));
-/// let f = finished.clone();
-/// lp.set_task_factory(Some(Arc::new(move |_lp, spec: TaskSpec| {
-///     let f = f.clone();
-///     let inner = spec.future;
-///     TaskSpec {
-///         future: Box::pin(async move {
-///             inner.await;
-///             f.fetch_add(1, Ordering::SeqCst);
-///         }),
-///         name: Some(format!("counted-{}", spec.name.unwrap_or_default())),
-///     }
-/// })));
-/// let task = lp.create_task_named(async { 7 }, "seven")?;
-/// assert_eq!(task.get_name(), "counted-seven");
-/// assert_eq!(lp.run_until_complete(task)?.unwrap(), 7);
-/// assert_eq!(finished.load(Ordering::SeqCst), 1);
-/// # Ok::<(), evloop::Error>(())
-/// ```
-pub struct TaskSpec {
-    /// The task's future. Its output is delivered to the task's handle
-    /// when it completes.
-    pub future: BoxFuture,
-    /// The name passed to `create_task_named`, if any.
-    pub name: Option<String>,
-}
-
-impl fmt::Debug for TaskSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskSpec")
-            .field("name", &self.name)
-            .finish()
+    /// [`EventLoop::create_task`] with a name (asyncio's `name=` argument).
+    #[track_caller]
+    pub fn create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<F::Output>, Error>
+    where
+        F: IntoFuture,
+        F::IntoFuture: Send + 'static,
+        F::Output: Send + 'static,
+    {
+        create(
+            self,
+            fut.into_future(),
+            Some(name.into()),
+            Location::caller(),
+        )
     }
 }
-
-/// A loop's task factory (asyncio: `loop.set_task_factory`): called by
-/// `create_task` with the loop and the task to build.
-pub type TaskFactory = Arc<dyn Fn(&EventLoop, TaskSpec) -> TaskSpec + Send + Sync>;
 
 /// The future a task runs when a factory built it: the factory's future,
 /// with the user future's output passed through a side slot.
@@ -633,28 +600,13 @@ where
     F::Output: Send + 'static,
 {
     let factory = event_loop.inner.shared.task_factory();
-    create_with(event_loop, fut, name, location, factory, false)
-}
-
-fn create_with<F>(
-    event_loop: &EventLoop,
-    fut: F,
-    name: Option<String>,
-    location: &'static Location<'static>,
-    factory: Option<TaskFactory>,
-    lazy_name: bool,
-) -> Result<Task<F::Output>, Error>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
     let shared = &event_loop.inner.shared;
     if event_loop.is_closed() {
         return Err(Error::Closed);
     }
     let sched: Arc<dyn Schedule> = shared.clone();
     let (runnable, ptr) = match factory {
-        None => raw::allocate(sched, fut, name, lazy_name, location),
+        None => raw::allocate(sched, fut, name, false, location),
         Some(factory) => {
             let output = Arc::new(Mutex::new(None));
             let slot = output.clone();
@@ -672,7 +624,7 @@ where
                 inner: spec.future,
                 output,
             };
-            raw::allocate(sched, fut, spec.name, lazy_name, location)
+            raw::allocate(sched, fut, spec.name, false, location)
         }
     };
     let task = Task::from_allocation(ptr);
@@ -696,35 +648,4 @@ pub(crate) fn cancel_all(event_loop: &EventLoop) -> usize {
     event_loop
         .with_idle_core(|core| core.tasks.borrow().iter().filter(|t| t.cancel()).count())
         .unwrap_or(0)
-}
-
-/// The task that polls `run_until_complete`'s future (see
-/// `context::poll_root`).
-struct RootPoller {
-    id: u64,
-}
-
-impl Future for RootPoller {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        context::poll_root(self.id, cx)
-    }
-}
-
-/// The root task is evloop's own driver of a future that is not even
-/// `Send`, so the task factory does not wrap it. It takes a `Task-<n>`
-/// number only if someone asks its name (asyncio numbers the task that
-/// `run_until_complete` wraps around a coroutine, and none when it is
-/// given a task).
-#[track_caller]
-pub(crate) fn spawn_root(event_loop: &EventLoop, id: u64) -> Result<Task<()>, Error> {
-    create_with(
-        event_loop,
-        RootPoller { id },
-        None,
-        Location::caller(),
-        None,
-        true,
-    )
 }

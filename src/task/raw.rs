@@ -27,6 +27,45 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
+impl TaskRef {
+    fn header(&self) -> NonNull<TaskHeader> {
+        self.0.cast()
+    }
+
+    /// Requests cancellation; `true` if the task was not done.
+    pub(crate) fn cancel(&self) -> bool {
+        // Safety: we hold a reference.
+        let head = unsafe { self.header().as_ref() };
+        if head.state.request_cancel() {
+            wake_by_ref(self.header());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The task's description, unless it is done.
+    pub(crate) fn info_if_pending(&self) -> Option<TaskInfo> {
+        // Safety: we hold a reference.
+        let head = unsafe { self.header().as_ref() };
+        (head.state.load() & COMPLETE == 0).then(|| head.info())
+    }
+
+    /// Drops the task's future and completes it as cancelled, unless it is
+    /// done.
+    pub(crate) fn close(&self) {
+        // Safety: we hold a reference.
+        unsafe { close(self.header()) }
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // Safety: we own the reference.
+        unsafe { release(self.header()) }
+    }
+}
+
 /// Registry slot of a task that has not started yet.
 pub(crate) const NO_SLOT: usize = usize::MAX;
 
@@ -70,6 +109,9 @@ pub(crate) struct TaskHeader {
     /// Index in the loop's task registry; touched only by the loop thread.
     slot: UnsafeCell<usize>,
     pub(crate) location: &'static Location<'static>,
+    /// `run_until_complete`'s driver (see [`allocate`]): evloop's own task,
+    /// never reported when a closing loop destroys it.
+    driver: bool,
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(TaskDone) + Send + 'static>;
@@ -79,8 +121,8 @@ pub(crate) enum Name {
     Given(String),
     /// `Task-<n>`, numbered at creation.
     Numbered(u64),
-    /// `run_until_complete`'s driver: numbered only if someone asks, so
-    /// that driving a task someone else created consumes no number.
+    /// `run_until_complete`'s driver: numbered only if someone asks (say,
+    /// `all_tasks`), so that driving a future consumes no number.
     Lazy,
 }
 
@@ -182,12 +224,13 @@ impl TaskHeader {
 
 /// Allocates a task; returns its first queue entry and the handle's
 /// pointer (which owns the `HANDLE` flag). `name: None` numbers the task
-/// (`Task-<n>`) unless it is `run_until_complete`'s driver (`lazy`).
+/// (`Task-<n>`) unless it is `run_until_complete`'s `driver`, which is
+/// named only if asked and never reported as destroyed while pending.
 pub(crate) fn allocate<F>(
     sched: Arc<dyn Schedule>,
     future: F,
     name: Option<String>,
-    lazy_name: bool,
+    driver: bool,
     location: &'static Location<'static>,
 ) -> (Runnable, NonNull<TaskHeader>)
 where
@@ -196,7 +239,7 @@ where
 {
     let name = match name {
         Some(name) => Name::Given(name),
-        None if lazy_name => Name::Lazy,
+        None if driver => Name::Lazy,
         None => Name::Numbered(next_name_number()),
     };
     let cell = Box::new(TaskCell {
@@ -213,6 +256,7 @@ where
             }),
             slot: UnsafeCell::new(NO_SLOT),
             location,
+            driver,
         },
         stage: UnsafeCell::new(Stage::Running(future)),
     });
@@ -398,7 +442,7 @@ pub(crate) fn register_in(tasks: &RefCell<TaskRegistry>, ptr: NonNull<TaskHeader
     // only what it finds there.
     if !is_registered(ptr) && head.state.load() & COMPLETE == 0 {
         head.state.ref_inc();
-        let idx = tasks.borrow_mut().insert(TaskRef(ptr));
+        let idx = tasks.borrow_mut().insert(TaskRef(ptr.cast()));
         head.slot.with_mut(|s| unsafe { *s = idx });
     }
 }
@@ -511,9 +555,65 @@ pub(crate) unsafe fn close(ptr: NonNull<TaskHeader>) {
     if head.state.try_claim() {
         unsafe { (head.vtable().cancel_future)(ptr, None) };
         complete(head, ptr, TaskOutcome::Cancelled);
-        head.sched.call_exception_handler(
-            ExceptionContext::new("Task was destroyed but it is pending!").with_task(head.info()),
-        );
+        if !head.driver {
+            head.sched.call_exception_handler(
+                ExceptionContext::new("Task was destroyed but it is pending!")
+                    .with_task(head.info()),
+            );
+        }
+    }
+}
+
+/// Ends a task nobody will see again (`run_until_complete`'s driver once
+/// the future it polled is gone): out of the registry, its future
+/// dropped, complete as cancelled, with no report. A queued entry of it
+/// finds it complete and does nothing.
+///
+/// # Safety
+/// The caller holds the task's handle and the core of its loop (`tasks`
+/// is that loop's registry).
+pub(crate) unsafe fn dismiss(ptr: NonNull<TaskHeader>, tasks: &RefCell<TaskRegistry>) {
+    // Safety: the handle keeps the task alive.
+    let head = unsafe { ptr.as_ref() };
+    if !head.state.try_claim() {
+        return;
+    }
+    // Safety: the caller holds the core, the slot's only user.
+    let slot = head
+        .slot
+        .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
+    let removed = (slot != NO_SLOT).then(|| tasks.borrow_mut().remove(slot));
+    // Safety: RUNNING is ours.
+    unsafe { (head.vtable().cancel_future)(ptr, None) };
+    complete(head, ptr, TaskOutcome::Cancelled);
+    drop(removed);
+}
+
+/// The handle of a task goes away: detaches a pending task, or drops the
+/// output of a complete one (which it owns); frees the task if nothing
+/// else holds it.
+///
+/// # Safety
+/// The caller owns the `HANDLE` flag of `ptr` and gives it up.
+pub(crate) unsafe fn drop_handle(ptr: NonNull<TaskHeader>) {
+    // Safety: the handle keeps the task alive until this returns.
+    let head = unsafe { ptr.as_ref() };
+    match head.state.drop_handle_if_incomplete() {
+        Ok(free) => {
+            if free {
+                // Safety: no reference and no handle remain.
+                unsafe { dealloc(ptr) };
+            }
+        }
+        Err(()) => {
+            // Complete: the output is ours to drop.
+            // Safety: the handle owns the output of a complete task.
+            unsafe { drop_output(ptr) };
+            if head.state.drop_handle() {
+                // Safety: as above.
+                unsafe { dealloc(ptr) };
+            }
+        }
     }
 }
 

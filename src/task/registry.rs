@@ -5,49 +5,17 @@
 //! when drained from the inbox otherwise. A slab: O(1) insert and remove,
 //! the slot index kept in the task.
 
-use super::raw::{self, TaskHeader};
 use std::ptr::NonNull;
 
-/// One counted reference to a task, held by the registry.
-pub(crate) struct TaskRef(pub(crate) NonNull<TaskHeader>);
+/// One counted reference to a task, held by the registry. The pointer is
+/// the task's header (`task::raw::TaskHeader`), kept opaque here so that
+/// the registry, which the loop's interfaces name, depends on nothing; its
+/// operations and its `Drop` (which releases the reference) are in
+/// `task::raw`.
+pub(crate) struct TaskRef(pub(crate) NonNull<()>);
 
 // Safety: a task reference may be released from any thread.
 unsafe impl Send for TaskRef {}
-
-impl TaskRef {
-    /// Requests cancellation; `true` if the task was not done.
-    pub(crate) fn cancel(&self) -> bool {
-        // Safety: we hold a reference.
-        let head = unsafe { self.0.as_ref() };
-        if head.state.request_cancel() {
-            raw::wake_by_ref(self.0);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The task's description, unless it is done.
-    pub(crate) fn info_if_pending(&self) -> Option<crate::exception::TaskInfo> {
-        // Safety: we hold a reference.
-        let head = unsafe { self.0.as_ref() };
-        (head.state.load() & super::state::COMPLETE == 0).then(|| head.info())
-    }
-
-    /// Drops the task's future and completes it as cancelled, unless it is
-    /// done.
-    pub(crate) fn close(&self) {
-        // Safety: we hold a reference.
-        unsafe { raw::close(self.0) }
-    }
-}
-
-impl Drop for TaskRef {
-    fn drop(&mut self) {
-        // Safety: we own the reference.
-        unsafe { raw::release(self.0) }
-    }
-}
 
 #[derive(Default)]
 pub(crate) struct TaskRegistry {
