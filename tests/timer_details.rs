@@ -428,3 +428,81 @@ fn stats_on_an_idle_loop_counts_timers_cancelled_on_other_threads() {
         drop(handles);
     });
 }
+
+// ----- timers posted from outside the running loop ------------------------------------------
+
+/// Timers scheduled before the loop runs travel through its inbox; all of
+/// them must reach the heap before due timers run, or a due timer still
+/// in the inbox fires after later deadlines (a regression: the inbox's
+/// per-iteration budget used to hold back timers too).
+#[test]
+fn timers_posted_before_the_loop_runs_fire_in_deadline_order_at_100k() {
+    within(LIMIT, || {
+        const N: u32 = 100_000;
+        let lp = EventLoop::new().unwrap();
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(N as usize)));
+        let base = Instant::now();
+        // Latest deadline first: arrival order is the reverse of deadline
+        // order, and every deadline is due when the loop starts.
+        for i in (0..N).rev() {
+            let f = fired.clone();
+            lp.call_at(base + Duration::from_micros(u64::from(i)), move || {
+                f.lock().unwrap().push(i)
+            })
+            .unwrap();
+        }
+        while base.elapsed() < Duration::from_micros(u64::from(N)) {
+            std::thread::yield_now();
+        }
+        run_until_stopped_after(&lp, N as usize, &fired);
+        let fired = fired.lock().unwrap();
+        assert_eq!(fired.len(), N as usize);
+        assert!(
+            fired.windows(2).all(|w| w[0] < w[1]),
+            "out of deadline order: first entries {:?}",
+            &fired[..8]
+        );
+    });
+}
+
+/// Runs `lp` until `fired` holds `n` entries.
+fn run_until_stopped_after(lp: &EventLoop, n: usize, fired: &std::sync::Mutex<Vec<u32>>) {
+    while fired.lock().unwrap().len() < n {
+        run_one_iteration(lp);
+    }
+}
+
+/// A flood of callbacks posted ahead of a due timer does not let a later
+/// due timer overtake it.
+#[test]
+fn a_due_timer_posted_behind_a_flood_of_callbacks_keeps_its_deadline_order() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let now = Instant::now();
+        let f = fired.clone();
+        lp.call_at(now, move || f.lock().unwrap().push(2)).unwrap();
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..5000 {
+            let r = ran.clone();
+            lp.call_soon(move || {
+                r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+        }
+        let f = fired.clone();
+        lp.call_at(now - Duration::from_millis(1), move || {
+            f.lock().unwrap().push(1)
+        })
+        .unwrap();
+        run_until_stopped_after(&lp, 2, &fired);
+        assert_eq!(*fired.lock().unwrap(), [1, 2]);
+        // The callbacks held back by the budget run in later iterations
+        // (the budget still bounds each one), all of them.
+        assert!(lp.stats().ready > 0);
+        while lp.stats().ready > 0 {
+            run_one_iteration(&lp);
+        }
+        assert_eq!(ran.load(std::sync::atomic::Ordering::Relaxed), 5000);
+    });
+}

@@ -48,10 +48,17 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// At most this many objects leave the inbox per iteration, so that under a
-/// flood of posts from other threads, timers, I/O and `stop()` still get
-/// their turn every iteration.
+/// At most this many callbacks and tasks posted from other threads join
+/// the ready queue per iteration, so that under a flood of posts, timers,
+/// I/O and `stop()` still get their turn every iteration. Timers posted
+/// from other threads are not counted: they all reach the heap before due
+/// timers run, so that they fire in deadline order.
 const INBOX_BATCH: usize = 1024;
+/// The most objects one drain takes out of the inbox, so that producers
+/// posting faster than the loop can sort cannot keep it draining for
+/// ever (a bound no burst reaches in practice; beyond it, the rest waits
+/// for the next iteration).
+const DRAIN_CAP: usize = 1 << 20;
 /// Unprompted posts (a producer streaming work) expected sooner than this
 /// are cheaper to wait for spinning than by parking and being woken.
 const WORTH_SPINNING: Duration = Duration::from_micros(10);
@@ -63,6 +70,10 @@ const PROBE_EVERY_MAX: u32 = 4096;
 
 pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
+    /// Callbacks and tasks taken out of the inbox beyond an iteration's
+    /// budget, in arrival order: they join the ready queue first at the
+    /// next iteration.
+    posted: RefCell<VecDeque<Runnable>>,
     timers: RefCell<TimerQueue>,
     poll: RefCell<Option<Poll>>,
     events: RefCell<Events>,
@@ -111,6 +122,7 @@ impl Core {
         let io = IoSet::new(poll.registry().try_clone()?);
         Ok(Core {
             ready: RefCell::new(VecDeque::with_capacity(256)),
+            posted: RefCell::new(VecDeque::new()),
             timers: RefCell::new(TimerQueue::default()),
             poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(1024)),
@@ -198,38 +210,52 @@ impl Core {
         remote > 0 && timers.would_purge_with(remote)
     }
 
-    /// Files an object that arrived through the inbox.
-    #[inline]
-    fn route(&self, r: Runnable) {
-        match handle::timer_deadline(&r) {
-            Some(when) => self.insert_timer(r, when),
-            None => {
-                // A task created on another thread: known to the registry
-                // from the moment the loop sees it (`all_tasks`, `close`).
-                if r.kind() == Kind::Task {
-                    self.register_posted_task(&r);
-                }
-                self.push(r)
-            }
-        }
-    }
-
     #[inline(never)]
     fn register_posted_task(&self, r: &Runnable) {
         crate::task::raw::register_in(&self.tasks, crate::task::raw::header_of(r));
     }
 
-    /// Moves up to `budget` objects from the inbox to the ready queue (or
-    /// the timers), in arrival order. Runs no user code: cancelled timers
-    /// met on the way wait in the timer queue's garbage.
+    /// Empties the inbox (up to [`DRAIN_CAP`] objects) in arrival order:
+    /// timers into the heap, all of them; callbacks and tasks into the
+    /// ready queue, at most `budget` of them counting those held back last
+    /// time, the rest held back for the next iteration. Runs no user code:
+    /// cancelled timers met on the way wait in the timer queue's garbage.
     #[inline(never)]
     pub(crate) fn drain_inbox(&self, shared: &Shared, budget: usize) {
-        for _ in 0..budget {
+        let mut budget = budget;
+        {
+            let mut posted = self.posted.borrow_mut();
+            if !posted.is_empty() {
+                let n = posted.len().min(budget);
+                self.ready.borrow_mut().extend(posted.drain(..n));
+                budget -= n;
+            }
+        }
+        for _ in 0..DRAIN_CAP {
             // Safety: the holder of the core (the running loop, or `stats`
             // / `all_tasks` holding an idle loop's core under its slot
             // lock) is the inbox's only consumer.
             match unsafe { shared.remote().pop() } {
-                Pop::Item(r) => self.route(r),
+                Pop::Item(r) => {
+                    if let Some(when) = handle::timer_deadline(&r) {
+                        self.insert_timer(r, when);
+                        continue;
+                    }
+                    // A task created on another thread: known to the
+                    // registry from the moment the loop sees it
+                    // (`all_tasks`, `close`).
+                    if r.kind() == Kind::Task {
+                        self.register_posted_task(&r);
+                    }
+                    let mut posted = self.posted.borrow_mut();
+                    if budget > 0 && posted.is_empty() {
+                        budget -= 1;
+                        drop(posted);
+                        self.push(r);
+                    } else {
+                        posted.push_back(r);
+                    }
+                }
                 Pop::Empty => return,
                 Pop::Busy => {
                     // A producer was preempted mid-push: let it run. The
@@ -258,7 +284,9 @@ impl Core {
         // The clock is read once before the poll (reused as the start of
         // an idle period) and once after it, for the timers.
         let mut now = None;
-        let timeout = if !self.ready.borrow().is_empty() || shared.stopping.load(Ordering::Relaxed)
+        let timeout = if !self.ready.borrow().is_empty()
+            || !self.posted.borrow().is_empty()
+            || shared.stopping.load(Ordering::Relaxed)
         {
             Some(Duration::ZERO)
         } else {
@@ -269,9 +297,10 @@ impl Core {
         self.poll_io(ctx, timeout, now);
 
         // 3. Work posted from other threads, in arrival order, at most a
-        // batch (checked inline: usually none); then the I/O callbacks.
+        // batch of callbacks (checked inline: usually none); then the I/O
+        // callbacks.
         // Safety: the running loop is the inbox's only consumer.
-        if !unsafe { shared.remote().is_empty() } {
+        if !unsafe { shared.remote().is_empty() } || !self.posted.borrow().is_empty() {
             self.drain_inbox(shared, INBOX_BATCH);
             self.drop_removed_timers();
         }
@@ -503,7 +532,7 @@ impl Core {
     pub(crate) fn stats(&self) -> CoreStats {
         let timers = self.timers.borrow();
         CoreStats {
-            ready: self.ready.borrow().len(),
+            ready: self.ready.borrow().len() + self.posted.borrow().len(),
             timers: timers.len(),
             cancelled_timers: timers.cancelled(),
             tasks: self.tasks.borrow().len(),
@@ -515,6 +544,7 @@ impl Core {
     /// Drops every pending callback, timer and task, then the poller.
     pub(crate) fn shutdown(self) {
         let mut ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+        ready.extend(self.posted.borrow_mut().drain(..));
         ready.append(&mut self.io_ready.borrow_mut());
         let timers = self.timers.borrow_mut().drain();
         let tasks = self.tasks.borrow_mut().drain();
