@@ -29,4 +29,24 @@ fn default_task_names_follow_asyncios_counter() {
     lp.run_until_complete(async {}).unwrap();
     assert_eq!(lp.create_task(async {}).unwrap().get_name(), "Task-4");
     lp.run_until_complete(async {}).unwrap();
+
+    // A future stopped before it finished, then the loop closed: CPython
+    // prints nothing and numbers nothing for a future; evloop's driver
+    // goes without a report and without a number.
+    let lp = EventLoop::new().unwrap();
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(std::sync::Arc::new(move |_, ctx| {
+        r.lock().unwrap().push(ctx.message.clone())
+    })));
+    let stopper = lp.clone();
+    lp.call_soon(move || stopper.stop()).unwrap();
+    let stopped = lp.run_until_complete(std::future::pending::<()>());
+    assert!(matches!(stopped, Err(evloop::Error::StoppedBeforeComplete)));
+    assert!(lp.all_tasks().unwrap().is_empty(), "the driver is gone");
+    lp.close().unwrap();
+    assert!(reports.lock().unwrap().is_empty(), "{:?}", reports.lock().unwrap());
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(lp.create_task(async {}).unwrap().get_name(), "Task-5");
+    lp.close().unwrap();
 }
