@@ -304,6 +304,21 @@ impl TaskError {
         }
     }
 
+    /// [`TaskError::share`] that gives every reader of one panic the same
+    /// error object (asyncio's `exception()` returns the same exception
+    /// each time): the first read makes it, into `cache`, which the
+    /// outcome's owner keeps.
+    pub(crate) fn share_cached(&self, cache: &mut Option<SharedError>) -> TaskError {
+        match self {
+            TaskError::Panicked(p) => TaskError::Exception(
+                cache
+                    .get_or_insert_with(|| Arc::new(Error::Panicked(panic_message(p).to_string())))
+                    .clone(),
+            ),
+            other => other.share(),
+        }
+    }
+
     /// An `InvalidState` exception (asyncio's `InvalidStateError`).
     pub(crate) fn invalid(what: &'static str) -> TaskError {
         TaskError::Exception(Arc::new(Error::InvalidState(what)))

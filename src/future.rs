@@ -31,6 +31,9 @@ struct State<T> {
     callbacks: Vec<(CallbackId, DoneCallback<T>, &'static Location<'static>)>,
     next_id: u64,
     waiters: Waiters,
+    /// The error readers of a panicked outcome share (made at the first
+    /// read; see `TaskError::share_cached`).
+    panic_error: Option<SharedError>,
 }
 
 struct Inner<T> {
@@ -94,6 +97,7 @@ impl<T: Send + 'static> LoopFuture<T> {
                     callbacks: Vec::new(),
                     next_id: 0,
                     waiters: Waiters::default(),
+                    panic_error: None,
                 }),
             }),
         }
@@ -251,11 +255,11 @@ impl<T: Send + 'static> LoopFuture<T> {
     where
         T: Clone,
     {
-        self.inspect(|outcome| match outcome {
+        self.inspect(|outcome, cache| match outcome {
             Outcome::Pending => Err(TaskError::invalid("Result is not set.")),
             Outcome::Taken => Err(TaskError::invalid("the result was already taken")),
             Outcome::Done(Ok(v)) => Ok(v.clone()),
-            Outcome::Done(Err(e)) => Err(e.share()),
+            Outcome::Done(Err(e)) => Err(e.share_cached(cache)),
         })
     }
 
@@ -267,23 +271,24 @@ impl<T: Send + 'static> LoopFuture<T> {
     /// [`LoopFuture::result`] it needs no `T: Clone`. Either call marks a
     /// failure as retrieved, so it is not reported when the future drops.
     pub fn exception(&self) -> Result<Option<TaskError>, TaskError> {
-        self.inspect(|outcome| match outcome {
+        self.inspect(|outcome, cache| match outcome {
             Outcome::Pending => Err(TaskError::invalid("Exception is not set.")),
             Outcome::Taken => Err(TaskError::invalid("the result was already taken")),
             Outcome::Done(Ok(_)) => Ok(None),
             Outcome::Done(Err(e @ TaskError::Cancelled(_))) => Err(e.share()),
-            Outcome::Done(Err(e)) => Ok(Some(e.share())),
+            Outcome::Done(Err(e)) => Ok(Some(e.share_cached(cache))),
         })
     }
 
     /// Reads the outcome under the lock, marking a finished one as
     /// retrieved (asyncio clears `__log_traceback` the same way).
-    fn inspect<R>(&self, read: impl FnOnce(&Outcome<T>) -> R) -> R {
+    fn inspect<R>(&self, read: impl FnOnce(&Outcome<T>, &mut Option<SharedError>) -> R) -> R {
         let mut st = crate::sync::lock(&self.inner.state);
         if !matches!(st.outcome, Outcome::Pending) {
             st.retrieved = true;
         }
-        read(&st.outcome)
+        let st = &mut *st;
+        read(&st.outcome, &mut st.panic_error)
     }
 
     /// The loop the future belongs to, while that loop exists.

@@ -849,3 +849,31 @@ fn many_tasks_await_one_future_by_reference_like_asyncio() {
     assert_eq!(fut.result().unwrap(), [1, 2, 3]);
     assert_eq!(lp.run_until_complete(fut).unwrap().unwrap(), [1, 2, 3]);
 }
+
+/// asyncio's `exception()` returns the same exception object at every
+/// read; so do a panicked task's and a panicked executor future's.
+#[test]
+fn reading_a_panic_twice_gives_the_same_error_object() {
+    within(Duration::from_secs(20), || {
+        let lp = EventLoop::new().unwrap();
+        let task = lp.create_task(async { panic!("once") }).unwrap();
+        lp.run_until_complete(&task).unwrap().unwrap_err();
+        let shared = |e: TaskError| match e {
+            TaskError::Exception(e) => e,
+            other => panic!("{other:?}"),
+        };
+        let a = shared(task.exception().unwrap().unwrap());
+        let b = shared(task.exception().unwrap().unwrap());
+        let c = shared(task.result().unwrap_err());
+        assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
+        assert_eq!(a.to_string(), "panicked: once");
+
+        let fut = lp.run_in_executor(None, || -> u8 { panic!("in a worker") }).unwrap();
+        lp.run_until_complete(&fut).unwrap().unwrap_err();
+        let a = shared(fut.exception().unwrap().unwrap());
+        let b = shared(fut.exception().unwrap().unwrap());
+        let c = shared(fut.result().unwrap_err());
+        assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
+        lp.close().unwrap();
+    });
+}

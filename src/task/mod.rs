@@ -217,7 +217,7 @@ impl<T> Task<T> {
             None => Err(TaskError::invalid("Result is not set.")),
             Some(None) => Err(TaskError::invalid("the result was already taken")),
             Some(Some(Ok(v))) => Ok(v.clone()),
-            Some(Some(Err(e))) => Err(e.share()),
+            Some(Some(Err(e))) => Err(self.share_error(e)),
         })
     }
 
@@ -233,8 +233,14 @@ impl<T> Task<T> {
             Some(None) => Err(TaskError::invalid("the result was already taken")),
             Some(Some(Ok(_))) => Ok(None),
             Some(Some(Err(e @ TaskError::Cancelled(_)))) => Err(e.share()),
-            Some(Some(Err(e))) => Ok(Some(e.share())),
+            Some(Some(Err(e))) => Ok(Some(self.share_error(e))),
         })
+    }
+
+    /// The error a reader of the outcome gets: the same object at every
+    /// read, as asyncio's `exception()`.
+    fn share_error(&self, e: &TaskError) -> TaskError {
+        e.share_cached(&mut crate::sync::lock(&self.head().meta).panic_error)
     }
 
     /// `None`: not done; `Some(None)`: taken; `Some(Some(outcome))`.

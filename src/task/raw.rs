@@ -134,6 +134,9 @@ pub(crate) struct Meta {
     pub(crate) listeners: Option<Box<Listeners>>,
     /// The message of the last `cancel_with`.
     pub(crate) cancel_message: CancelMessage,
+    /// The error readers of a panicked outcome share (made at the first
+    /// read; see `TaskError::share_cached`).
+    pub(crate) panic_error: Option<crate::error::SharedError>,
 }
 
 /// Done callbacks and by-reference awaiters.
@@ -253,6 +256,7 @@ where
                 name,
                 listeners: None,
                 cancel_message: None,
+                panic_error: None,
             }),
             slot: UnsafeCell::new(NO_SLOT),
             location,
