@@ -234,3 +234,43 @@ fn add_reader_callbacks_never_fire_for_the_readiness_layers_events() {
         },
     );
 }
+
+/// `close()` releases every descriptor of the loop itself (the poller and
+/// its eventfd), as asyncio's `close()` releases its self-pipe, although
+/// clones, callback handles, tasks and futures of the loop are still held;
+/// posts through them then fail with `Closed`.
+#[test]
+fn close_releases_the_loops_own_descriptors_while_handles_remain() {
+    in_child(
+        "close_releases_the_loops_own_descriptors_while_handles_remain",
+        || {
+            let before = open_fds();
+            let lp = EventLoop::new().unwrap();
+            assert!(open_fds() > before);
+            let clone = lp.clone();
+            let handle = lp.call_soon(|| ()).unwrap();
+            let task = lp.create_task(std::future::pending::<()>()).unwrap();
+            let fut = lp.create_future::<u8>();
+            // A thread that keeps posting while the loop closes under it.
+            let poster = {
+                let lp = lp.clone();
+                std::thread::spawn(move || {
+                    while lp.call_soon_threadsafe(|| ()).is_ok() {
+                        std::thread::yield_now();
+                    }
+                })
+            };
+            lp.close().unwrap();
+            poster.join().unwrap();
+            assert_eq!(open_fds(), before, "the loop's fds are closed");
+            assert!(matches!(
+                clone.call_soon_threadsafe(|| ()),
+                Err(evloop::Error::Closed)
+            ));
+            assert!(task.cancelled());
+            assert!(fut.set_result(1).is_err() || fut.done());
+            drop((clone, handle, task, fut, lp));
+            assert_eq!(open_fds(), before);
+        },
+    );
+}

@@ -140,6 +140,9 @@ fn shutdown(inner: &LoopInner, core: Option<Box<Core>>) {
         let _held = crate::sched::hold_for_close(inner.shared.id());
         core.shutdown();
     }
+    // The poller went with the core; its eventfd waker goes now too, not
+    // with the last handle that refers to the loop.
+    inner.shared.release_waker();
 }
 
 /// Counts and gauges of a loop, from [`EventLoop::stats`].
@@ -404,8 +407,11 @@ impl EventLoop {
 
     /// Closes the loop (asyncio: `loop.close()`): drops every pending
     /// callback, timer and task (running their destructors), deregisters
-    /// every watched fd, releases the poller, and shuts the default executor
-    /// down without waiting. Idempotent. Error: [`Error::CloseRunning`].
+    /// every watched fd, closes the poller and its eventfd (the loop's own
+    /// file descriptors are all released here, not when the last handle
+    /// goes), and shuts the default executor down without waiting.
+    /// Posts from other threads afterwards get [`Error::Closed`].
+    /// Idempotent. Error: [`Error::CloseRunning`].
     pub fn close(&self) -> Result<(), Error> {
         let core = {
             let mut slot = crate::sync::lock(&self.inner.slot);

@@ -42,7 +42,14 @@ pub(crate) struct Counters {
 
 pub(crate) struct Shared {
     pub(crate) inbox: Inbox,
-    waker: mio::Waker,
+    /// The eventfd a loop sleeping in the poller is woken through; `None`
+    /// once the loop closed. A lock, not a bare field, so that `close()`
+    /// can release the fd at once: a producer that won the right to wake
+    /// the loop (the PARKED → NOTIFIED swap) may still be on its way to the
+    /// write when the loop it meant to wake has woken, returned and been
+    /// closed. Taken only on that slow path, which makes a system call
+    /// anyway.
+    waker: RwLock<Option<mio::Waker>>,
     pub(crate) stopping: AtomicBool,
     pub(crate) running: AtomicBool,
     pub(crate) debug: AtomicBool,
@@ -81,7 +88,7 @@ impl Shared {
     pub(crate) fn new(waker: mio::Waker, inner: Weak<LoopInner>, debug: bool) -> Shared {
         Shared {
             inbox: Inbox::new(),
-            waker,
+            waker: RwLock::new(Some(waker)),
             stopping: AtomicBool::new(false),
             running: AtomicBool::new(false),
             debug: AtomicBool::new(debug),
@@ -165,7 +172,11 @@ impl Shared {
                 return;
             }
         }
-        if let Err(e) = self.waker.wake() {
+        let waker = crate::sync::read(&self.waker);
+        let Some(waker) = waker.as_ref() else {
+            return; // closed: nobody to wake
+        };
+        if let Err(e) = waker.wake() {
             crate::util::log_error(format_args!("failed to wake the event loop: {e}"));
         }
     }
@@ -181,6 +192,13 @@ impl Shared {
     /// Marks the loop closed and drops everything still in the inbox.
     pub(crate) fn close_inbox(&self) {
         self.inbox.close();
+    }
+
+    /// Closes the loop's eventfd (`close()`, as asyncio closes its
+    /// self-pipe). A wake-up still in flight finds nothing to write to.
+    pub(crate) fn release_waker(&self) {
+        let waker = crate::sync::write(&self.waker).take();
+        drop(waker);
     }
 
     /// Schedules a callback (a timer if `when` is set): on the loop's own
