@@ -194,7 +194,11 @@ impl fmt::Display for Error {
             }
             Error::IncompleteRead { partial, expected } => match expected {
                 Some(n) => write!(f, "{} bytes read on a total of {n} expected bytes", partial.len()),
-                None => write!(f, "{} bytes read on a total of None expected bytes", partial.len()),
+                None => write!(
+                    f,
+                    "{} bytes read on a total of undefined expected bytes",
+                    partial.len()
+                ),
             },
             Error::LimitOverrun { message, .. } => f.write_str(message),
             Error::QueueFull => f.write_str("the executor's queue is full"),

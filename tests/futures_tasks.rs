@@ -868,7 +868,9 @@ fn reading_a_panic_twice_gives_the_same_error_object() {
         assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
         assert_eq!(a.to_string(), "panicked: once");
 
-        let fut = lp.run_in_executor(None, || -> u8 { panic!("in a worker") }).unwrap();
+        let fut = lp
+            .run_in_executor(None, || -> u8 { panic!("in a worker") })
+            .unwrap();
         lp.run_until_complete(&fut).unwrap().unwrap_err();
         let a = shared(fut.exception().unwrap().unwrap());
         let b = shared(fut.exception().unwrap().unwrap());

@@ -513,3 +513,195 @@ fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
         assert!(log.get().contains(&Ev::Made));
     });
 }
+
+// ----- servers and Unix paths: asyncio's classes and words ------------------------------------
+
+#[test]
+fn a_closed_server_lists_no_sockets_and_serve_forever_says_why_it_refuses() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let server = lp
+            .run_until_complete(lp.create_server(Echo::default, Some("127.0.0.1"), 0))
+            .unwrap()
+            .unwrap();
+        let port = server.sockets()[0].as_socket().unwrap().port();
+        assert_eq!(
+            server.to_string(),
+            format!("<Server sockets=(('127.0.0.1', {port}),)>")
+        );
+        // A second serve_forever while one runs: asyncio's RuntimeError.
+        let s = server.clone();
+        let first = lp
+            .create_task(async move { s.serve_forever().await })
+            .unwrap();
+        let second = lp
+            .run_until_complete({
+                let s = server.clone();
+                async move {
+                    evloop::sleep(Duration::ZERO).await.unwrap();
+                    s.serve_forever().await
+                }
+            })
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(second, Error::Runtime(_)), "{second:?}");
+        assert_eq!(
+            second.to_string(),
+            format!(
+                "server <Server sockets=(('127.0.0.1', {port}),)> is already being awaited on serve_forever()"
+            )
+        );
+        server.close();
+        // asyncio: `server.sockets` is an empty tuple once closed.
+        assert!(server.sockets().is_empty());
+        lp.run_until_complete(first).unwrap().unwrap().unwrap();
+        let closed = lp
+            .run_until_complete({
+                let s = server.clone();
+                async move { s.serve_forever().await }
+            })
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(closed, Error::Runtime(_)), "{closed:?}");
+        assert_eq!(closed.to_string(), "server <Server sockets=()> is closed");
+        lp.close().unwrap();
+    });
+}
+
+#[test]
+fn create_unix_server_refuses_a_path_with_sockets_and_serves_given_sockets() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("evloop-unix-given-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("s");
+        let bound = || {
+            let sock =
+                socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+            let p = dir.join(format!("given-{}", rand_suffix()));
+            sock.bind(&socket2::SockAddr::unix(&p).unwrap()).unwrap();
+            (sock, p)
+        };
+        let (sock, _) = bound();
+        let err = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &path,
+                ServerOptions {
+                    sockets: vec![sock],
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "path and sock can not be specified at the same time"
+        );
+        assert!(!path.exists(), "nothing was bound at the path");
+        let err = lp
+            .run_until_complete(lp.create_unix_server(Echo::default, "", ServerOptions::default()))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "path was not specified, and no sock specified"
+        );
+        let tcp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let err = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                "",
+                ServerOptions {
+                    sockets: vec![tcp],
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("A UNIX Domain Stream Socket was expected, got"),
+            "{err}"
+        );
+        // A socket bound by the caller is served, and echoes.
+        let (sock, given) = bound();
+        let server = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                "",
+                ServerOptions {
+                    sockets: vec![sock],
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        let mut client = std::os::unix::net::UnixStream::connect(&given).unwrap();
+        client.write_all(b"ping").unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4];
+            client.read_exact(&mut buf).unwrap();
+            buf
+        });
+        run_until(&lp, LIMIT, || reader.is_finished());
+        assert_eq!(&reader.join().unwrap(), b"ping");
+        server.close();
+        lp.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn unix_path_errors_read_as_pythons() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let long = std::path::PathBuf::from(format!("/tmp/{}", "y".repeat(200)));
+        let err = lp
+            .run_until_complete(lp.create_unix_connection(Echo::default, &long))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "AF_UNIX path too long");
+        let err = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &long,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "AF_UNIX path too long");
+        let err = lp
+            .run_until_complete(lp.create_unix_connection(Echo::default, "/nonexistent-evloop/zz"))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "[Errno 2] No such file or directory");
+        assert_eq!(err.os_error().unwrap().kind(), ErrorKind::NotFound);
+        // A file that is not a socket stays, and the bind says so.
+        let plain = std::env::temp_dir().join(format!("evloop-plain-{}", std::process::id()));
+        std::fs::write(&plain, b"keep me").unwrap();
+        let err = lp
+            .run_until_complete(lp.create_unix_server(
+                Echo::default,
+                &plain,
+                ServerOptions::default(),
+            ))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("[Errno 98] Address '{}' is already in use", plain.display())
+        );
+        assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+        std::fs::remove_file(&plain).unwrap();
+        lp.close().unwrap();
+    });
+}

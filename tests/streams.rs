@@ -142,7 +142,7 @@ fn readuntil_with_several_separators_returns_the_shortest_chunk() {
             r.feed_eof().unwrap();
             assert!(matches!(r.feed_data(b"late"), Err(Error::InvalidState(_))));
             let err = r.readuntil(b"\n").await.unwrap_err();
-            assert_eq!(err.to_string(), "0 bytes read on a total of None expected bytes");
+            assert_eq!(err.to_string(), "0 bytes read on a total of undefined expected bytes");
         })
         .unwrap();
     });

@@ -45,7 +45,11 @@ fn default_task_names_follow_asyncios_counter() {
     assert!(matches!(stopped, Err(evloop::Error::StoppedBeforeComplete)));
     assert!(lp.all_tasks().unwrap().is_empty(), "the driver is gone");
     lp.close().unwrap();
-    assert!(reports.lock().unwrap().is_empty(), "{:?}", reports.lock().unwrap());
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "{:?}",
+        reports.lock().unwrap()
+    );
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.create_task(async {}).unwrap().get_name(), "Task-5");
     lp.close().unwrap();

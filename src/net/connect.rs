@@ -477,12 +477,17 @@ impl EventLoop {
     }
 
     /// A non-blocking Unix stream socket connected to `path`.
+    /// Errors as Python's `socket.connect` raises them: "[Errno 2] No
+    /// such file or directory", "AF_UNIX path too long".
     pub(crate) async fn connect_unix(&self, path: &Path) -> Result<Socket, Error> {
-        let addr = SockAddr::unix(path)?;
+        let addr = super::unix_addr(path)?;
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         sock.set_nonblocking(true)?;
-        self.sock_connect(&sock, &addr).await?;
-        Ok(sock)
+        match self.sock_connect(&sock, &addr).await {
+            Ok(()) => Ok(sock),
+            Err(Error::Io(e)) => Err(super::os_error(e)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Wraps a connection accepted outside the loop (or any connected

@@ -33,16 +33,45 @@ pub(crate) fn addr_repr(addr: &SockAddr) -> String {
     }
 }
 
+/// The text of an OS error as Python's `OSError` shows it after its
+/// number (`strerror`, without Rust's "(os error N)").
+pub(crate) fn strerror(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
+/// An OS error as Python raises it from a system call it does not wrap:
+/// "[Errno 2] No such file or directory", the OS error inside.
+pub(crate) fn os_error(e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(_) => Error::Os {
+            context: strerror(&e),
+            source: e,
+        },
+        None => Error::Io(e),
+    }
+}
+
+/// The address of a Unix socket path, with Python's error for one too
+/// long for `sun_path` ("AF_UNIX path too long").
+pub(crate) fn unix_addr(path: &std::path::Path) -> Result<SockAddr, Error> {
+    SockAddr::unix(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "AF_UNIX path too long",
+            ))
+        } else {
+            Error::Io(e)
+        }
+    })
+}
+
 /// asyncio's bind failure: "error while attempting to bind on address
 /// ('127.0.0.1', 80): address already in use", the OS error inside.
 pub(crate) fn bind_error(addr: &SockAddr, e: std::io::Error) -> Error {
-    let text = e.to_string();
-    // `strerror`, lower-cased, without Rust's "(os error N)".
-    let why = text
-        .split(" (os error")
-        .next()
-        .unwrap_or(&text)
-        .to_lowercase();
+    // `strerror`, lower-cased.
+    let why = strerror(&e).to_lowercase();
     Error::Os {
         context: format!(
             "error while attempting to bind on address {}: {why}",

@@ -110,6 +110,9 @@ struct Inner {
     )>,
     serving: AtomicBool,
     closed: AtomicBool,
+    /// `close()` was called (from any thread): the sockets are no longer
+    /// listed, even before the loop has closed them.
+    closing: AtomicBool,
     addrs: Vec<SockAddr>,
     /// The Unix socket file this server created, removed on close.
     unix_path: Option<SocketFile>,
@@ -323,7 +326,12 @@ impl Inner {
 
     fn start_serving(self: &Arc<Self>) -> Result<(), Error> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Error::InvalidState("the server is closed"));
+            return Err(Error::Runtime(format!(
+                "server {} is closed",
+                Server {
+                    inner: self.clone()
+                }
+            )));
         }
         if !self.state.accessible() {
             return Err(Error::WrongThread);
@@ -412,6 +420,7 @@ impl Inner {
                 .call_soon(None, Location::caller(), move || me.close());
             return;
         }
+        self.closing.store(true, Ordering::Release);
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -436,6 +445,7 @@ impl Server {
     /// accepted stay open. Idempotent.
     pub fn close(&self) {
         self.inner.serving.store(false, Ordering::Release);
+        self.inner.closing.store(true, Ordering::Release);
         self.on_loop(|inner| inner.close());
     }
 
@@ -479,14 +489,20 @@ impl Server {
     }
 
     /// The addresses the server listens on (asyncio: `Server.sockets`, as
-    /// addresses).
+    /// addresses); none once [`Server::close`] was called, as asyncio's
+    /// empty tuple.
     pub fn sockets(&self) -> Vec<SockAddr> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         self.inner.addrs.clone()
     }
 
     /// Starts accepting (asyncio: `start_serving`), for a server created
-    /// with `start_serving: false`. Error: [`Error::InvalidState`] once
-    /// closed; [`Error::WrongThread`] off the loop's thread.
+    /// with `start_serving: false`. Error: [`Error::Runtime`] "server
+    /// <Server sockets=()> is closed" once closed (asyncio fails there
+    /// with a `TypeError` from deeper down); [`Error::WrongThread`] off
+    /// the loop's thread.
     pub async fn start_serving(&self) -> Result<(), Error> {
         self.inner.start_serving()?;
         crate::runners::sleep(Duration::ZERO).await
@@ -495,8 +511,10 @@ impl Server {
     /// Accepts connections until the server is closed (asyncio:
     /// `serve_forever`). Returns when [`Server::close`] is called (asyncio
     /// raises `CancelledError` there); if the task awaiting it is
-    /// cancelled, the server is closed. Errors: [`Error::InvalidState`]
-    /// if the server is closed, or another `serve_forever` runs.
+    /// cancelled, the server is closed. Errors, asyncio's `RuntimeError`s
+    /// ([`Error::Runtime`]): "server <Server sockets=(...)> is already
+    /// being awaited on serve_forever()" while another `serve_forever`
+    /// runs, "server <Server sockets=()> is closed" once closed.
     pub async fn serve_forever(&self) -> Result<(), Error> {
         let running = self
             .inner
@@ -505,9 +523,9 @@ impl Server {
         match running {
             None => return Err(Error::WrongThread),
             Some(true) => {
-                return Err(Error::InvalidState(
-                    "server is already being awaited on serve_forever()",
-                ));
+                return Err(Error::Runtime(format!(
+                    "server {self} is already being awaited on serve_forever()"
+                )));
             }
             Some(false) => {}
         }
@@ -533,6 +551,20 @@ impl Server {
     /// already so; any number of tasks may wait.
     pub async fn wait_closed(&self) {
         let _ = (&self.inner.all_done).await;
+    }
+}
+
+/// asyncio's `repr(server)`, with addresses where asyncio shows socket
+/// objects: `<Server sockets=(('127.0.0.1', 8888),)>`, and
+/// `<Server sockets=()>` once closed.
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs = self.sockets();
+        f.write_str("<Server sockets=(")?;
+        for addr in &addrs {
+            write!(f, "{},", super::addr_repr(addr))?;
+        }
+        f.write_str(")>")
     }
 }
 
@@ -741,6 +773,7 @@ impl EventLoop {
             tls,
             serving: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             addrs,
             unix_path,
             all_done: self.create_future(),
@@ -756,8 +789,15 @@ impl EventLoop {
     /// Listens on the Unix socket `path` (asyncio:
     /// `loop.create_unix_server`). A stale socket file at `path` is
     /// removed first — only if it is a socket; anything else there is an
-    /// error, as in asyncio. The file is removed when the server closes
-    /// (asyncio 3.13's `cleanup_socket`).
+    /// error, as in asyncio ("[Errno 98] Address '/tmp/x' is already in
+    /// use"). The file is removed when the server closes (asyncio 3.13's
+    /// `cleanup_socket`). To serve Unix stream sockets you bound yourself,
+    /// give an empty `path` and the sockets in `options.sockets` (asyncio's
+    /// `sock=`). Errors (asyncio's `ValueError`s, [`Error::InvalidArgument`]):
+    /// "path and sock can not be specified at the same time", "path was
+    /// not specified, and no sock specified", "A UNIX Domain Stream Socket
+    /// was expected, got ..."; an over-long path is `OSError` "AF_UNIX
+    /// path too long".
     pub async fn create_unix_server<P, F>(
         &self,
         protocol_factory: F,
@@ -778,18 +818,52 @@ impl EventLoop {
         &self,
         factory: Factory,
         path: &Path,
-        options: ServerOptions,
+        mut options: ServerOptions,
     ) -> Result<Server, Error> {
         use std::os::unix::fs::FileTypeExt;
         check_tls_options(&options)?;
+        let given = std::mem::take(&mut options.sockets);
+        match (path.as_os_str().is_empty(), given.is_empty()) {
+            (false, false) => {
+                return Err(Error::InvalidArgument(
+                    "path and sock can not be specified at the same time".into(),
+                ));
+            }
+            (true, true) => {
+                return Err(Error::InvalidArgument(
+                    "path was not specified, and no sock specified".into(),
+                ));
+            }
+            (true, false) => {
+                for sock in &given {
+                    if sock.domain()? != Domain::UNIX || sock.r#type()? != Type::STREAM {
+                        return Err(Error::InvalidArgument(format!(
+                            "A UNIX Domain Stream Socket was expected, got {sock:?}"
+                        )));
+                    }
+                    sock.set_nonblocking(true)?;
+                    sock.listen(options.backlog.min(i32::MAX as u32) as i32)?;
+                }
+                return self.build_server(factory, given, &options, None);
+            }
+            (false, true) => {}
+        }
         let path = path.to_path_buf();
+        let addr = super::unix_addr(&path)?;
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
             if meta.file_type().is_socket() {
                 std::fs::remove_file(&path)?;
             }
         }
-        let addr = SockAddr::unix(&path)?;
-        let sock = listen_on(&addr, &options)?;
+        let sock = listen_on(&addr, &options).map_err(|e| match e {
+            Error::Os { source, .. } if source.raw_os_error() == Some(libc::EADDRINUSE) => {
+                Error::Os {
+                    context: format!("Address '{}' is already in use", path.display()),
+                    source,
+                }
+            }
+            other => other,
+        })?;
         let file = SocketFile::of(path);
         self.build_server(factory, vec![sock], &options, file)
     }
