@@ -1830,3 +1830,44 @@ fn getaddrinfo_of_a_literal_without_hints_answers_as_a_lookup_would() {
         );
     });
 }
+
+/// `getaddrinfo("127.0.0.1", 80, type=SOCK_STREAM, flags=AI_CANONNAME)`
+/// names the literal after itself (the C library does; CPython shows
+/// '127.0.0.1'), with or without evloop's literal shortcut.
+#[test]
+fn getaddrinfo_of_a_literal_with_ai_canonname_names_it_after_itself() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        for host in ["127.0.0.1", "::1"] {
+            for flags in [libc::AI_CANONNAME, libc::AI_CANONNAME | libc::AI_NUMERICHOST] {
+                let found = lp
+                    .run_until_complete(lp.getaddrinfo(
+                        Some(host),
+                        80,
+                        AddrInfoHints {
+                            socktype: Some(Type::STREAM),
+                            flags,
+                            ..Default::default()
+                        },
+                    ))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(found.len(), 1, "{host}");
+                assert_eq!(found[0].canonname, host);
+            }
+            // Without the flag, no name (as the C library).
+            let found = lp
+                .run_until_complete(lp.getaddrinfo(
+                    Some(host),
+                    80,
+                    AddrInfoHints {
+                        socktype: Some(Type::STREAM),
+                        ..Default::default()
+                    },
+                ))
+                .unwrap()
+                .unwrap();
+            assert_eq!(found[0].canonname, "");
+        }
+    });
+}

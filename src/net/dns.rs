@@ -42,7 +42,8 @@ pub struct AddrInfoHints {
 /// The answer for an IP literal host (and a numeric port), without a
 /// lookup; `None` if a lookup is needed.
 fn literal(host: Option<&str>, port: u16, hints: &AddrInfoHints) -> Option<Vec<AddrInfo>> {
-    let ip: IpAddr = host?.parse().ok()?;
+    let host = host?;
+    let ip: IpAddr = host.parse().ok()?;
     let family = match ip {
         IpAddr::V4(_) => Domain::IPV4,
         IpAddr::V6(_) => Domain::IPV6,
@@ -66,7 +67,12 @@ fn literal(host: Option<&str>, port: u16, hints: &AddrInfoHints) -> Option<Vec<A
         family,
         socktype,
         protocol: own,
-        canonname: String::new(),
+        // The C library names a literal after itself when asked.
+        canonname: if hints.flags & libc::AI_CANONNAME != 0 {
+            host.to_string()
+        } else {
+            String::new()
+        },
         addr: SockAddr::from(SocketAddr::new(ip, port)),
     }])
 }
