@@ -388,3 +388,75 @@ fn fault_signals_are_refused_with_a_typed_error_and_left_alone() {
         lp.close().unwrap();
     });
 }
+
+// ----- signals reach the child, never a stranger with its pid ----------------------------
+
+/// Code elsewhere in the process reaps the child behind evloop's back
+/// (`waitpid`), and its pid goes to a new process: `send_signal` must not
+/// reach that stranger. With pidfds (the default on Linux 5.3+) the
+/// signal goes through the child's pidfd, which names it and no other.
+/// Needs to steer the kernel's next pid (`/proc/sys/kernel/ns_last_pid`,
+/// root), in a child process of this test binary.
+#[test]
+fn a_signal_never_reaches_a_stranger_that_got_the_childs_pid() {
+    let name = "a_signal_never_reaches_a_stranger_that_got_the_childs_pid";
+    if let Some((status, out)) = common::run_in_child(name, LIMIT, stranger_body) {
+        assert!(status.success(), "{status:?}\n{out}");
+    }
+}
+
+fn stranger_body() {
+    const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(NS_LAST_PID)
+        .is_err()
+    {
+        eprintln!("cannot steer pids here (not root): nothing to check");
+        std::process::exit(0);
+    }
+    if std::env::var("EVLOOP_CHILD_WATCHER").as_deref() == Ok("sigchld") {
+        std::process::exit(0); // the pid path's limit is documented
+    }
+    let lp = EventLoop::new().unwrap();
+    let child = lp
+        .run_until_complete(lp.create_subprocess_exec(
+            "sleep",
+            ["30"],
+            SubprocessOptions::default(),
+        ))
+        .unwrap()
+        .unwrap();
+    let pid = child.pid() as libc::pid_t;
+    // Killed and reaped behind the loop's back (the loop does not run).
+    // Safety: plain integers; `pid` is our own child.
+    unsafe {
+        assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+    }
+    // A stranger gets the pid (a few tries: other processes may take it).
+    let mut stranger = None;
+    for _ in 0..50 {
+        std::fs::write(NS_LAST_PID, (pid - 1).to_string()).unwrap();
+        let s = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        if s.id() as libc::pid_t == pid {
+            stranger = Some(s);
+            break;
+        }
+        let mut s = s;
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+    let mut stranger = stranger.expect("the pid was reused");
+    let sent = child.send_signal(libc::SIGKILL);
+    assert!(
+        matches!(&sent, Err(Error::Io(e)) if e.raw_os_error() == Some(libc::ESRCH)),
+        "{sent:?}"
+    );
+    assert!(stranger.try_wait().unwrap().is_none(), "the stranger lives");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    lp.close().unwrap();
+    std::process::exit(0);
+}

@@ -29,8 +29,14 @@
 //! # Signalling
 //! The `Child` lives behind a mutex with its exit status; reaping happens
 //! under that mutex, and so does sending a signal after checking that the
-//! child was not reaped. A pid is only reused after its reaping, so a
-//! signal can never reach another process that got the same pid.
+//! child was not reaped. Watched with a pidfd, the signal goes through
+//! the pidfd (`pidfd_send_signal`): it names this child and no other, even
+//! if code elsewhere in the process reaped it with `waitpid(-1)` and its
+//! pid went to a new process. Under the SIGCHLD watcher the signal goes
+//! by pid (`kill`): a pid is only reused after its reaping, which
+//! happens under the lock, unless such code elsewhere reaps it first; then
+//! the signal may reach the process that got the pid (asyncio's watchers
+//! share that limit).
 
 use super::transport::ChildEvent;
 use crate::error::Error;
@@ -49,6 +55,9 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct ChildCell {
     child: Child,
     returncode: Option<i32>,
+    /// The child's pidfd, when it is watched with one (signals go
+    /// through it).
+    pidfd: Option<Arc<OwnedFd>>,
 }
 
 pub(crate) type SharedChild = Arc<Mutex<ChildCell>>;
@@ -77,6 +86,7 @@ impl ChildCell {
         Arc::new(Mutex::new(ChildCell {
             child,
             returncode: None,
+            pidfd: None,
         }))
     }
 
@@ -110,16 +120,31 @@ impl ChildCell {
     }
 
     /// Sends `sig` unless the child was reaped (asyncio's
-    /// `ProcessLookupError`, `ESRCH`). Called with the cell locked, which
-    /// is what makes it safe against pid reuse.
+    /// `ProcessLookupError`, `ESRCH`): through its pidfd if it has one,
+    /// by pid otherwise (see the module docs on pid reuse). Called with
+    /// the cell locked, so that the check and the signal see one state.
     pub(crate) fn send_signal(&mut self, sig: i32) -> Result<(), Error> {
         if self.returncode.is_some() {
             return Err(Error::Io(io::Error::from_raw_os_error(libc::ESRCH)));
         }
-        // Safety: kill(2) takes plain integers; the pid is our unreaped
-        // child (we hold the lock reaping takes), so it names no other
-        // process.
-        if unsafe { libc::kill(self.child.id() as libc::pid_t, sig) } != 0 {
+        let sent = match &self.pidfd {
+            // Safety: pidfd_send_signal takes a pidfd we own (open for the
+            // call's duration), a signal number, a null siginfo (the
+            // kernel then fills it as kill(2) would) and no flags.
+            Some(pidfd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                ) as libc::c_int
+            },
+            // Safety: kill(2) takes plain integers; the pid is our child,
+            // not reaped by us (we hold the lock reaping takes).
+            None => unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
+        };
+        if sent != 0 {
             return Err(Error::Io(io::Error::last_os_error()));
         }
         Ok(())
@@ -224,9 +249,10 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// The pidfd's handler: owns the pidfd, its registration and the child.
+/// The pidfd's handler: owns its registration and the child, and shares
+/// the pidfd with the child's cell (which signals through it).
 struct PidfdWatch {
-    pidfd: OwnedFd,
+    pidfd: Arc<OwnedFd>,
     registration: Option<Registration>,
     child: SharedChild,
     on_exit: Option<OnExit>,
@@ -266,6 +292,8 @@ fn watch_pidfd(
 ) -> Result<(), Error> {
     let raw = pidfd.as_raw_fd();
     let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+    let pidfd = Arc::new(pidfd);
+    lock_child(&child).pidfd = Some(pidfd.clone());
     registration.attach_owned(move |registration| {
         Box::new(PidfdWatch {
             pidfd,
