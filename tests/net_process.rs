@@ -274,3 +274,46 @@ fn close_releases_the_loops_own_descriptors_while_handles_remain() {
         },
     );
 }
+
+/// `sendfile(2)` has no `MSG_NOSIGNAL`: to a connection that can no longer
+/// send it raises `SIGPIPE`. In a process where `SIGPIPE` has its default
+/// action (a host that embeds evloop, not a Rust `main`), that must be the
+/// `EPIPE` error only, not the process's death.
+#[test]
+fn sendfile_to_a_closed_connection_does_not_kill_a_process_with_default_sigpipe() {
+    in_child(
+        "sendfile_to_a_closed_connection_does_not_kill_a_process_with_default_sigpipe",
+        || {
+            // Safety: restores the default disposition, as a C host has it.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let lp = EventLoop::new().unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let _server_side = listener.accept().unwrap();
+            client.set_nonblocking(true).unwrap();
+            // Our own side can no longer send: the next send is EPIPE (and
+            // SIGPIPE, without MSG_NOSIGNAL).
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+            let file = common::file_with("sendfile-sigpipe", &[7u8; 4096]);
+            let sock = socket2::Socket::from(client);
+            let err = lp
+                .run_until_complete(lp.sock_sendfile(&sock, &file, 0, None, false))
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(
+                err.os_error().and_then(|e| e.raw_os_error()),
+                Some(libc::EPIPE),
+                "{err:?}"
+            );
+            // Nothing of it is left pending for the process either.
+            // Safety: plain data we own.
+            let pending = unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut set);
+                libc::sigismember(&set, libc::SIGPIPE)
+            };
+            assert_eq!(pending, 0);
+            lp.close().unwrap();
+        },
+    );
+}

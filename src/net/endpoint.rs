@@ -4,11 +4,14 @@
 //! they differ here.
 //!
 //! Sockets are written with `send(MSG_NOSIGNAL)`, so a vanished peer is an
-//! `EPIPE` error and never a `SIGPIPE`. A pipe has no such flag: writing
-//! to one whose reader is gone raises `SIGPIPE`, which Rust programs
-//! ignore from `main` on (the standard library sets it to `SIG_IGN` at
-//! start-up, as CPython does), so the write fails with `BrokenPipe`. A
-//! host program written in another language must ignore `SIGPIPE` too.
+//! `EPIPE` error and never a `SIGPIPE` (`sendfile(2)`, which has no such
+//! flag, blocks `SIGPIPE` around the call: see `net::sock::sendfile`). A
+//! pipe has no such flag either: writing to one whose reader is gone
+//! raises `SIGPIPE`, which Rust programs ignore from `main` on (the
+//! standard library sets it to `SIG_IGN` at start-up, as CPython does),
+//! so the write fails with `BrokenPipe`. A host program written in
+//! another language must ignore `SIGPIPE` for pipes (asyncio's pipes have
+//! the same need, which CPython meets by ignoring it at start-up).
 
 use socket2::Socket;
 use std::io::{self, IoSlice};

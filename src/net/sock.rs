@@ -407,7 +407,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     SockRef::from(&fd).send_with_flags(data, libc::MSG_NOSIGNAL)
 }
 
-/// One `sendfile(2)` call.
+/// One `sendfile(2)` call. `sendfile` has no `MSG_NOSIGNAL`: to a peer
+/// that reset the connection it raises `SIGPIPE`, which kills a process
+/// whose `SIGPIPE` is at its default (a host that embeds evloop, not a
+/// Rust `main`, which ignores it). Unless `SIGPIPE` is ignored, the call
+/// runs with it blocked on this thread, and the one it raised is taken
+/// back, so the peer's going away is only the `EPIPE` error.
 pub(crate) fn sendfile(
     out: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
@@ -416,12 +421,54 @@ pub(crate) fn sendfile(
 ) -> io::Result<usize> {
     let mut off =
         libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // Safety: both fds are borrowed and open; `off` is ours.
-    let n = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    without_sigpipe(|| {
+        // Safety: both fds are borrowed and open; `off` is ours.
+        let n = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    })
+}
+
+/// Runs `call`, a system call that may raise `SIGPIPE`, so that the signal
+/// does nothing: at once if `SIGPIPE` is ignored; otherwise with it
+/// blocked on this thread, taking back (`sigtimedwait`) a `SIGPIPE` that
+/// was not pending before and that the call's `EPIPE` says it raised.
+fn without_sigpipe(call: impl FnOnce() -> io::Result<usize>) -> io::Result<usize> {
+    // Safety (whole function): the sigset and sigaction values are plain
+    // data we own, initialised by sigemptyset / the kernel before use; the
+    // mask is restored on this thread before returning.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut action) == 0
+            && action.sa_sigaction == libc::SIG_IGN
+        {
+            return call();
+        }
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let result = call();
+        let raised = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE));
+        if raised && !was_pending {
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now) < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
     }
 }
 
