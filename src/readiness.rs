@@ -25,10 +25,16 @@
 //!   [`IoHandler`]: when an event arrives the registration queues itself
 //!   on the loop like any callback (at most once at a time) and the
 //!   handler runs in step 5. Neither goes through the other.
-//! - **Any thread may drop a source.** Deregistration from epoll
-//!   (`epoll_ctl(DEL)`, through the thread-safe mio `Registry`) happens at
-//!   once, before the source closes its fd; the slab slot is freed on the
-//!   loop's thread (directly there, through a posted callback elsewhere).
+//! - **Any thread may drop a source.** The source deregisters itself from
+//!   epoll (`Registration::deregister`: `epoll_ctl(DEL)` through the
+//!   thread-safe mio `Registry`) before it closes its fd: every source in
+//!   evloop does so in its `Drop` or close path. Dropping the
+//!   [`Registration`] does *not* deregister (it does not have the
+//!   source); it frees the slab slot, on the loop's thread (directly
+//!   there, through a posted callback elsewhere). A source that closed its
+//!   fd without deregistering would leave epoll to drop the entry when the
+//!   file's last descriptor closes; an event that came meanwhile carries
+//!   the freed slot's old generation and is ignored.
 //!
 //! `add_reader` / `add_writer` keep their own table (`reactor`), with
 //! asyncio's level-triggered contract; this layer is edge-triggered.
@@ -550,7 +556,8 @@ pub(crate) unsafe fn shut_down_all(taken: Vec<Arc<ScheduledIo>>) -> Vec<Box<dyn 
 
 /// A source's registration, kept by the source for its whole life. The
 /// source must call [`Registration::deregister`] before it closes its fd;
-/// dropping the registration frees its slot in the loop.
+/// dropping the registration frees its slot in the loop but does not
+/// deregister (see the module docs).
 pub(crate) struct Registration {
     io: Arc<ScheduledIo>,
     token: mio::Token,
