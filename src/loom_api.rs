@@ -521,3 +521,96 @@ impl Readiness {
         self.0.clear(crate::readiness::Direction::Read, ev.0)
     }
 }
+
+impl Readiness {
+    /// The loop reports the peer's hang-up (a final bit: it is never
+    /// cleared by a `WouldBlock`).
+    pub fn report_read_closed(&self) {
+        let queued = self.0.set_readiness(crate::readiness::READ_CLOSED);
+        assert!(queued.is_none(), "no handler attached");
+    }
+
+    /// A read through the production retry loop (`ScheduledIo::poll_op`):
+    /// `op` is the system call; a result shorter than `len` spends the
+    /// readiness (`clear_spent`).
+    pub fn poll_read_op(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        len: usize,
+        op: impl FnMut() -> std::io::Result<usize>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0
+            .poll_op(crate::readiness::Direction::Read, cx, op, |&n| {
+                n > 0 && n < len
+            })
+    }
+
+    /// One of several readers waiting together
+    /// (`ScheduledIo::poll_ready_shared`).
+    pub fn poll_readable_shared(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        id: &mut Option<u64>,
+    ) -> std::task::Poll<Observed> {
+        self.0
+            .poll_ready_shared(crate::readiness::Direction::Read, cx, id)
+            .map(Observed)
+    }
+
+    /// Gives back a shared waiter entry.
+    pub fn forget_shared(&self, id: &mut Option<u64>) {
+        self.0.forget_shared(crate::readiness::Direction::Read, id)
+    }
+}
+
+/// A socket registered with a [`Driver`]'s readiness layer.
+pub struct RegisteredSource {
+    registration: crate::readiness::Registration,
+    sock: std::os::unix::net::UnixStream,
+}
+
+impl RegisteredSource {
+    /// The registration's token.
+    pub fn token(&self) -> mio::Token {
+        self.registration.token()
+    }
+}
+
+impl Drop for RegisteredSource {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let raw = self.sock.as_raw_fd();
+        self.registration.deregister(&mut mio::unix::SourceFd(&raw));
+    }
+}
+
+impl Driver {
+    /// Registers a fresh socket with this loop's readiness layer (as the
+    /// loop's thread).
+    pub fn register_socket(&self) -> RegisteredSource {
+        use std::os::fd::AsRawFd;
+        let (sock, _peer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+        let raw = sock.as_raw_fd();
+        let sched: Arc<dyn Schedule> = self.shared.clone();
+        let registration = self
+            .io
+            .borrow_mut()
+            .register(&mut mio::unix::SourceFd(&raw), sched)
+            .expect("registered");
+        RegisteredSource { registration, sock }
+    }
+
+    /// What an event carrying `token` reaches: the address of the
+    /// registration's state, or `None` for a stale token.
+    pub fn lookup(&self, token: mio::Token) -> Option<usize> {
+        self.io
+            .borrow()
+            .lookup_token(token)
+            .map(|io| Arc::as_ptr(io) as usize)
+    }
+
+    /// The address of `source`'s registration state.
+    pub fn address_of(source: &RegisteredSource) -> usize {
+        Arc::as_ptr(source.registration.io()) as usize
+    }
+}

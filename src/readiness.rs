@@ -21,7 +21,11 @@
 //!   iteration.
 //! - **Two faces on the same registration.** Futures (`sock_*`, streams,
 //!   the ecosystem's I/O traits) wait with [`ScheduledIo::poll_ready`],
-//!   one waker per direction. Callbacks (transports) attach a
+//!   one waker per direction, for the one task that owns the direction
+//!   (`TcpStream::read` takes `&mut self`); any number of tasks may also
+//!   wait for readiness together ([`ScheduledIo::poll_ready_shared`], a
+//!   waiter list per direction, each entry removed when its future
+//!   drops: `TcpStream::readable`, `TcpListener::accept`). Callbacks (transports) attach a
 //!   [`IoHandler`]: when an event arrives the registration queues itself
 //!   on the loop like any callback (at most once at a time) and the
 //!   handler runs in step 5. Neither goes through the other.
@@ -46,7 +50,8 @@
 use crate::atomic_waker::AtomicWaker;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::{Local, Schedule};
-use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell, fence};
+use crate::waiters::WakerList;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -80,6 +85,13 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
+    fn index(self) -> usize {
+        match self {
+            Direction::Read => 0,
+            Direction::Write => 1,
+        }
+    }
+
     /// The bits that end a wait in this direction.
     fn mask(self) -> usize {
         match self {
@@ -126,6 +138,34 @@ pub(crate) trait IoHandler: Send {
     fn loop_closed(&mut self);
 }
 
+/// The tasks of one direction waiting for readiness together. `count`
+/// lets the loop skip the lock when nobody waits (every event checks it);
+/// a waiter publishes itself (count, then a fence) before it checks the
+/// readiness word again, and the loop sets the word, fences, then reads
+/// the count: one of the two sees the other (`loom-tests/readiness.rs`).
+#[derive(Default)]
+struct SharedWaiters {
+    count: AtomicUsize,
+    list: Mutex<WakerList>,
+}
+
+impl SharedWaiters {
+    /// Wakes every waiter (the loop reported an edge, or closed).
+    fn wake_all(&self) {
+        fence(Ordering::SeqCst);
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let wakers = {
+            let mut list = crate::sync::lock(&self.list);
+            let wakers = list.take_all();
+            self.count.store(0, Ordering::Relaxed);
+            wakers
+        };
+        crate::waiters::wake_all(wakers);
+    }
+}
+
 /// One registration's shared state. Starts with a [`Header`] so it can be
 /// queued on the loop (the callback face).
 #[repr(C)]
@@ -135,6 +175,8 @@ pub(crate) struct ScheduledIo {
     readiness: AtomicUsize,
     reader: AtomicWaker,
     writer: AtomicWaker,
+    /// Tasks waiting together for readiness, per direction (read, write).
+    shared: [SharedWaiters; 2],
     /// The callback entry is in the ready queue.
     queued: AtomicBool,
     /// The transport's handler; only the loop thread touches it (set and
@@ -212,6 +254,7 @@ impl ScheduledIo {
             readiness: AtomicUsize::new(0),
             reader: AtomicWaker::new(),
             writer: AtomicWaker::new(),
+            shared: [SharedWaiters::default(), SharedWaiters::default()],
             queued: AtomicBool::new(false),
             handler: UnsafeCell::new(None),
         }
@@ -237,9 +280,11 @@ impl ScheduledIo {
         }
         if bits & Direction::Read.mask() != 0 {
             self.reader.wake();
+            self.shared[0].wake_all();
         }
         if bits & Direction::Write.mask() != 0 {
             self.writer.wake();
+            self.shared[1].wake_all();
         }
         self.queue_handler()
     }
@@ -286,6 +331,108 @@ impl ScheduledIo {
             bits,
             tick: cur >> BITS,
         })
+    }
+
+    /// [`ScheduledIo::poll_ready`] for one of several tasks waiting
+    /// together: `id` is the caller's entry in the direction's waiter list
+    /// (kept across polls, given back with
+    /// [`ScheduledIo::forget_shared`] when the waiting future drops).
+    pub(crate) fn poll_ready_shared(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+    ) -> Poll<ReadyEvent> {
+        if let Some(ev) = self.ready_now(direction) {
+            self.forget_shared(direction, id);
+            return Poll::Ready(ev);
+        }
+        let waiters = &self.shared[direction.index()];
+        let waker = cx.waker().clone();
+        let replaced = {
+            let mut list = crate::sync::lock(&waiters.list);
+            // A new entry (none yet, or the loop took the old one to wake
+            // it) counts once.
+            let replaced = list.register(id, waker);
+            if replaced.is_none() {
+                waiters.count.fetch_add(1, Ordering::Relaxed);
+            }
+            replaced
+        };
+        drop(replaced);
+        fence(Ordering::SeqCst);
+        match self.ready_now(direction) {
+            Some(ev) => {
+                self.forget_shared(direction, id);
+                Poll::Ready(ev)
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// Gives back a [`ScheduledIo::poll_ready_shared`] entry.
+    pub(crate) fn forget_shared(&self, direction: Direction, id: &mut Option<u64>) {
+        if id.is_none() {
+            return;
+        }
+        let waiters = &self.shared[direction.index()];
+        let removed = {
+            let mut list = crate::sync::lock(&waiters.list);
+            let removed = list.remove(id);
+            if removed.is_some() {
+                waiters.count.fetch_sub(1, Ordering::Relaxed);
+            }
+            removed
+        };
+        // An entry the loop already took (to wake) is simply gone.
+        drop(removed);
+    }
+
+    /// Runs `op` (a non-blocking system call) once the source is ready in
+    /// `direction`; on `WouldBlock` clears the readiness and waits again.
+    /// `spent(&r)`: the transfer moved less than asked, so the readiness
+    /// it was attempted on is spent (cleared at once, saving the next call
+    /// the `WouldBlock` it would return; an edge that arrived meanwhile
+    /// keeps it). The loop having closed is an error.
+    pub(crate) fn poll_op<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut() -> io::Result<R>,
+        spent: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ev = match self.poll_ready(direction, cx) {
+                Poll::Ready(ev) if ev.is_shutdown() => return Poll::Ready(Err(loop_closed())),
+                Poll::Ready(ev) => ev,
+                Poll::Pending => return Poll::Pending,
+            };
+            match op() {
+                Ok(r) => {
+                    if spent(&r) {
+                        self.clear_spent(direction, ev);
+                    }
+                    return Poll::Ready(Ok(r));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear(direction, ev);
+                    let only_final = |now: ReadyEvent| now.tick == ev.tick;
+                    if self.ready_now(direction).is_some_and(only_final) {
+                        // Only a final bit (a hang-up) is left, and the call
+                        // still would block: wait for the next edge rather
+                        // than retry forever. Registered first, then checked
+                        // again: an edge that came in between woke whoever
+                        // was registered before, not us.
+                        self.register(direction, cx.waker());
+                        if self.ready_now(direction).is_some_and(only_final) {
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 
     /// An operation in `direction` returned `WouldBlock` after `event` was
@@ -376,6 +523,8 @@ impl ScheduledIo {
         }
         self.reader.wake();
         self.writer.wake();
+        self.shared[0].wake_all();
+        self.shared[1].wake_all();
         // Safety: the caller's contract.
         unsafe { self.swap_handler(None) }
     }
@@ -501,11 +650,7 @@ impl IoSet {
     /// that wakes futures, whose wakers are foreign code that may drop or
     /// create registrations.
     pub(crate) fn lookup(&self, event: &mio::event::Event) -> Option<(Arc<ScheduledIo>, usize)> {
-        let (index, generation) = parts(event.token());
-        let slot = self.slots.get(index as usize)?;
-        let (true, Some(io)) = (slot.generation == generation, &slot.io) else {
-            return None;
-        };
+        let io = self.lookup_token(event.token())?;
         let mut bits = 0;
         if event.is_readable() {
             bits |= READABLE;
@@ -523,6 +668,17 @@ impl IoSet {
             bits |= ERROR;
         }
         Some((io.clone(), bits))
+    }
+
+    /// The registration `token` stands for, unless its slot was freed
+    /// (and perhaps reused, with a new generation) since.
+    pub(crate) fn lookup_token(&self, token: mio::Token) -> Option<&Arc<ScheduledIo>> {
+        let (index, generation) = parts(token);
+        let slot = self.slots.get(index as usize)?;
+        match (slot.generation == generation, &slot.io) {
+            (true, Some(io)) => Some(io),
+            _ => None,
+        }
     }
 
     /// The loop closes: every slot is freed, and its registration handed
@@ -569,6 +725,12 @@ pub(crate) struct Registration {
 impl Registration {
     pub(crate) fn io(&self) -> &Arc<ScheduledIo> {
         &self.io
+    }
+
+    /// The registration's token (slot and generation).
+    #[cfg(loom)]
+    pub(crate) fn token(&self) -> mio::Token {
+        self.token
     }
 
     /// Attaches the callback face (a transport's handler). Error:
@@ -649,38 +811,56 @@ impl Registration {
         &self,
         direction: Direction,
         cx: &mut Context<'_>,
-        mut op: impl FnMut() -> io::Result<R>,
+        op: impl FnMut() -> io::Result<R>,
         spent: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let ev = match self.poll_ready(direction, cx) {
-                Poll::Ready(Ok(ev)) => ev,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            };
-            match op() {
-                Ok(r) => {
-                    if spent(&r) {
-                        self.io.clear_spent(direction, ev);
-                    }
-                    return Poll::Ready(Ok(r));
+        self.io.poll_op(direction, cx, op, spent)
+    }
+
+    /// Waits, as one of any number of tasks, until the source is ready in
+    /// `direction` (see [`ScheduledIo::poll_ready_shared`]). Error: the
+    /// loop was closed.
+    pub(crate) fn poll_ready_shared(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+    ) -> Poll<io::Result<ReadyEvent>> {
+        match self.io.poll_ready_shared(direction, cx, id) {
+            Poll::Ready(ev) if ev.is_shutdown() => Poll::Ready(Err(loop_closed())),
+            Poll::Ready(ev) => Poll::Ready(Ok(ev)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Runs `op` if the source is ready in `direction` now, without
+    /// waiting: `WouldBlock` if it is not, or if `op` says so (then the
+    /// readiness is cleared, as after a waited operation). `spent` as for
+    /// [`ScheduledIo::poll_op`].
+    pub(crate) fn try_io<R>(
+        &self,
+        direction: Direction,
+        op: impl FnOnce() -> io::Result<R>,
+        spent: impl Fn(&R) -> bool,
+    ) -> io::Result<R> {
+        let Some(ev) = self.io.ready_now(direction) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        if ev.is_shutdown() {
+            return Err(loop_closed());
+        }
+        match op() {
+            Ok(r) => {
+                if spent(&r) {
+                    self.io.clear_spent(direction, ev);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Ok(r)
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock {
                     self.io.clear(direction, ev);
-                    if self
-                        .io
-                        .ready_now(direction)
-                        .is_some_and(|now| now.tick == ev.tick)
-                    {
-                        // Only a final bit (a hang-up) is left, and the call
-                        // still would block: wait for the next edge rather
-                        // than retry forever.
-                        self.io.register(direction, cx.waker());
-                        return Poll::Pending;
-                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e)
             }
         }
     }

@@ -1839,7 +1839,10 @@ fn getaddrinfo_of_a_literal_with_ai_canonname_names_it_after_itself() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
         for host in ["127.0.0.1", "::1"] {
-            for flags in [libc::AI_CANONNAME, libc::AI_CANONNAME | libc::AI_NUMERICHOST] {
+            for flags in [
+                libc::AI_CANONNAME,
+                libc::AI_CANONNAME | libc::AI_NUMERICHOST,
+            ] {
                 let found = lp
                     .run_until_complete(lp.getaddrinfo(
                         Some(host),

@@ -622,8 +622,8 @@ fn tcp_streams_read_write_and_shut_down_through_their_own_methods() {
             let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = std_listener.local_addr().unwrap().port();
             let listener = TcpListener::from_socket(&lp, std_listener).unwrap();
-            let client = TcpStream::connect(&lp, "127.0.0.1", port).await.unwrap();
-            let (server, peer) = listener.accept(&lp).await.unwrap();
+            let mut client = TcpStream::connect(&lp, "127.0.0.1", port).await.unwrap();
+            let (mut server, peer) = listener.accept(&lp).await.unwrap();
             assert_eq!(client.local_addr().unwrap().as_socket(), peer.as_socket());
             assert_eq!(
                 client.peer_addr().unwrap().as_socket().unwrap().port(),
@@ -705,5 +705,132 @@ fn a_writer_answers_asyncios_getters() {
             assert!(format!("{writer:?}").contains("StreamWriter"));
         })
         .unwrap();
+    });
+}
+
+// ----- one TcpStream, one TcpListener, several tasks -------------------------------------
+
+/// Two tasks read one shared stream (`readable` + `try_read`): each byte
+/// goes to one of them and neither is left waiting with data in the
+/// socket. (With one waker per direction, the second reader evicted the
+/// first, which then hung with "y" unread.)
+#[test]
+fn two_tasks_reading_one_shared_stream_both_get_their_bytes() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let l = lp.clone();
+        let stream = Arc::new(
+            lp.run_until_complete(async move { TcpStream::connect(&l, "127.0.0.1", port).await })
+                .unwrap()
+                .unwrap(),
+        );
+        let (mut peer, _) = std_listener.accept().unwrap();
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (stream, got) = (stream.clone(), got.clone());
+                lp.create_task(async move {
+                    let mut buf = [0u8; 16];
+                    loop {
+                        stream.readable().await.unwrap();
+                        match stream.try_read(&mut buf) {
+                            Ok(n) => {
+                                got.lock().unwrap().extend_from_slice(&buf[..n]);
+                                return;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        // Both wait (their first polls ran), then "x", then "y".
+        common::run_one_iteration(&lp);
+        common::run_one_iteration(&lp);
+        peer.write_all(b"x").unwrap();
+        while got.lock().unwrap().is_empty() {
+            common::run_one_iteration(&lp);
+        }
+        peer.write_all(b"y").unwrap();
+        for r in readers {
+            lp.run_until_complete(r).unwrap().unwrap();
+        }
+        let mut got = got.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, b"xy");
+        lp.close().unwrap();
+    });
+}
+
+/// A wait dropped before readiness (a timeout) leaves nothing behind, and
+/// `try_read` / `try_write` say `WouldBlock` when the stream is not
+/// ready.
+#[test]
+fn a_dropped_readable_wait_leaves_nothing_and_try_io_would_block() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = std_listener.local_addr().unwrap().port();
+        let l = lp.clone();
+        lp.run_until_complete(async move {
+            let stream = TcpStream::connect(&l, "127.0.0.1", port).await.unwrap();
+            let (mut peer, _) = std_listener.accept().unwrap();
+            let mut buf = [0u8; 8];
+            for _ in 0..100 {
+                let timed_out = evloop::wait_for(stream.readable(), Duration::from_millis(1)).await;
+                assert!(matches!(timed_out, Err(Error::Timeout)));
+            }
+            assert_eq!(
+                stream.try_read(&mut buf).unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock
+            );
+            stream.writable().await.unwrap();
+            assert_eq!(stream.try_write(b"hi").unwrap(), 2);
+            let mut two = [0u8; 2];
+            peer.read_exact(&mut two).unwrap();
+            assert_eq!(&two, b"hi");
+            peer.write_all(b"ok").unwrap();
+            stream.readable().await.unwrap();
+            assert_eq!(stream.try_read(&mut buf).unwrap(), 2);
+        })
+        .unwrap();
+        lp.close().unwrap();
+    });
+}
+
+/// Two tasks accept on one listener: each of two connections reaches one
+/// of them.
+#[test]
+fn two_tasks_accepting_on_one_listener_each_get_a_connection() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let l = lp.clone();
+        let listener = Arc::new(
+            lp.run_until_complete(async move {
+                TcpListener::bind(&l, "127.0.0.1:0".parse().unwrap(), false)
+            })
+            .unwrap()
+            .unwrap(),
+        );
+        let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+        let acceptors: Vec<_> = (0..2)
+            .map(|_| {
+                let (listener, l) = (listener.clone(), lp.clone());
+                lp.create_task(async move { listener.accept(&l).await.map(|_| ()) })
+                    .unwrap()
+            })
+            .collect();
+        common::run_one_iteration(&lp);
+        common::run_one_iteration(&lp);
+        let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for a in acceptors {
+            lp.run_until_complete(a).unwrap().unwrap().unwrap();
+        }
+        lp.close().unwrap();
     });
 }

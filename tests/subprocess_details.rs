@@ -439,7 +439,10 @@ fn stranger_body() {
     let mut stranger = None;
     for _ in 0..50 {
         std::fs::write(NS_LAST_PID, (pid - 1).to_string()).unwrap();
-        let s = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let s = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         if s.id() as libc::pid_t == pid {
             stranger = Some(s);
             break;

@@ -13,7 +13,7 @@ impl AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        TcpStream::poll_read(&self, cx, buf)
+        TcpStream::poll_read(self.get_mut(), cx, buf)
     }
 }
 
@@ -23,7 +23,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        TcpStream::poll_write(&self, cx, buf)
+        TcpStream::poll_write(self.get_mut(), cx, buf)
     }
 
     fn poll_write_vectored(
@@ -31,7 +31,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        TcpStream::poll_write_vectored(&self, cx, bufs)
+        TcpStream::poll_write_vectored(self.get_mut(), cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

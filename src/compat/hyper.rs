@@ -22,7 +22,7 @@ impl Read for TcpStream {
     ) -> Poll<io::Result<()>> {
         // Safety: recv writes only initialised bytes into the cursor's
         // memory and never de-initialises any.
-        let n = ready!(self.poll_read_uninit(cx, unsafe { buf.as_mut() }))?;
+        let n = ready!(self.get_mut().poll_read_uninit(cx, unsafe { buf.as_mut() }))?;
         // Safety: recv initialised the first `n` bytes.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))

@@ -28,7 +28,7 @@ macro_rules! impl_shutdown_write {
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                crate::net::tcp::TcpStream::poll_write(&self, cx, buf)
+                crate::net::tcp::TcpStream::poll_write(self.get_mut(), cx, buf)
             }
 
             fn poll_write_vectored(
@@ -36,7 +36,7 @@ macro_rules! impl_shutdown_write {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                crate::net::tcp::TcpStream::poll_write_vectored(&self, cx, bufs)
+                crate::net::tcp::TcpStream::poll_write_vectored(self.get_mut(), cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {

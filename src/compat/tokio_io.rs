@@ -18,7 +18,7 @@ impl AsyncRead for TcpStream {
         // Safety: recv writes only initialised bytes into the unfilled part,
         // and never de-initialises any.
         let unfilled = unsafe { buf.unfilled_mut() };
-        let n = ready!(self.poll_read_uninit(cx, unfilled))?;
+        let n = ready!(self.get_mut().poll_read_uninit(cx, unfilled))?;
         // Safety: recv initialised the first `n` bytes of the unfilled part.
         unsafe { buf.assume_init(n) };
         buf.advance(n);

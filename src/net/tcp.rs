@@ -1,7 +1,11 @@
 //! [`TcpStream`] and [`TcpListener`]: plain byte streams on the readiness
 //! layer, for code written against Rust's I/O traits rather than asyncio's
 //! reader (hyper, codecs, TLS libraries). The shape of tokio's types of
-//! the same names.
+//! the same names: reading and writing take `&mut self` (one reader and
+//! one writer, as the I/O traits have it), and `readable()` /
+//! `writable()` with `try_read` / `try_write` serve any number of tasks
+//! sharing one stream by reference; `accept` takes `&self` and any number
+//! of tasks may accept on one listener.
 //!
 //! Each owns its socket and one registration with its loop. A read or
 //! write tries the system call first and waits for readiness only when it
@@ -58,14 +62,17 @@ fn recv(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 /// `tokio-io`) and hyper's `rt::Read` / `rt::Write` (feature `hyper`).
 ///
 /// Use it on its loop's thread (in the loop's tasks); the waits resolve
-/// only while the loop runs.
+/// only while the loop runs. Reading and writing take `&mut self`, as
+/// tokio's; tasks sharing one stream by reference wait with
+/// [`TcpStream::readable`] / [`TcpStream::writable`] and use
+/// [`TcpStream::try_read`] / [`TcpStream::try_write`].
 ///
 /// ```no_run
 /// use evloop::{EventLoop, TcpStream};
 ///
 /// let lp = EventLoop::new()?;
 /// lp.run_until_complete(async {
-///     let stream = TcpStream::connect(&lp, "127.0.0.1", 8888).await?;
+///     let mut stream = TcpStream::connect(&lp, "127.0.0.1", 8888).await?;
 ///     stream.write_all(b"ping").await?;
 ///     let mut buf = [0u8; 4];
 ///     let n = stream.read(&mut buf).await?;
@@ -133,7 +140,7 @@ impl TcpStream {
     }
 
     /// Reads into `buf` once it is readable; `Ok(0)` at EOF.
-    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
         let len = buf.len();
         self.io
@@ -146,7 +153,7 @@ impl TcpStream {
     /// are initialised when it returns `Ok(n)`.
     #[cfg_attr(not(any(feature = "tokio-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn poll_read_uninit(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         buf: &mut [std::mem::MaybeUninit<u8>],
     ) -> Poll<io::Result<usize>> {
@@ -158,7 +165,7 @@ impl TcpStream {
     }
 
     /// Writes from `buf` once it is writable.
-    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let sock = &self.io.sock;
         self.io
             .registration
@@ -169,7 +176,7 @@ impl TcpStream {
 
     /// Writes from several buffers in one system call.
     pub fn poll_write_vectored(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
@@ -185,18 +192,20 @@ impl TcpStream {
             })
     }
 
-    /// Reads into `buf`; `Ok(0)` at EOF.
-    pub async fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {
+    /// Reads into `buf`; `Ok(0)` at EOF. `&mut self`: one reader at a
+    /// time (tasks that share a stream use [`TcpStream::readable`] and
+    /// [`TcpStream::try_read`]).
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         Ok(poll_fn(|cx| self.poll_read(cx, buf)).await?)
     }
 
     /// Writes some of `buf`; returns how much.
-    pub async fn write(&self, buf: &[u8]) -> Result<usize, Error> {
+    pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
         Ok(poll_fn(|cx| self.poll_write(cx, buf)).await?)
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> Result<(), Error> {
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), Error> {
         while !buf.is_empty() {
             let n = self.write(buf).await?;
             if n == 0 {
@@ -205,6 +214,116 @@ impl TcpStream {
             buf = &buf[n..];
         }
         Ok(())
+    }
+}
+
+/// Shared use: any number of tasks may wait for readiness on one stream
+/// (`&TcpStream`), each woken by the next edge, then try the operation,
+/// as with tokio's methods of the same names. A wait that is dropped
+/// (a timeout, a lost `select!` branch) leaves nothing behind.
+impl TcpStream {
+    /// Waits until the stream may be read (data, EOF, or an error to
+    /// report); [`TcpStream::try_read`] then reads. The readiness can be
+    /// stale (another task read first): `try_read` then says
+    /// `WouldBlock`, and the caller waits again. Error: [`Error::Closed`]
+    /// if the loop closed.
+    ///
+    /// ```no_run
+    /// use evloop::{EventLoop, TcpStream};
+    /// use std::sync::Arc;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// lp.run_until_complete(async {
+    ///     let stream = Arc::new(TcpStream::connect(&lp, "127.0.0.1", 8888).await?);
+    ///     // Two tasks read one stream; each byte goes to one of them.
+    ///     let readers: Vec<_> = (0..2)
+    ///         .map(|_| {
+    ///             let stream = stream.clone();
+    ///             evloop::spawn(async move {
+    ///                 let mut buf = [0u8; 1024];
+    ///                 loop {
+    ///                     stream.readable().await?;
+    ///                     match stream.try_read(&mut buf) {
+    ///                         Ok(n) => return Ok::<_, evloop::Error>(buf[..n].to_vec()),
+    ///                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+    ///                         Err(e) => return Err(e.into()),
+    ///                     }
+    ///                 }
+    ///             })
+    ///         })
+    ///         .collect::<Result<_, _>>()?;
+    ///     for r in readers {
+    ///         println!("{:?}", r.await);
+    ///     }
+    ///     Ok::<(), evloop::Error>(())
+    /// })??;
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub async fn readable(&self) -> Result<(), Error> {
+        self.ready(Direction::Read).await
+    }
+
+    /// Waits until the stream may be written; see
+    /// [`TcpStream::readable`] and [`TcpStream::try_write`].
+    pub async fn writable(&self) -> Result<(), Error> {
+        self.ready(Direction::Write).await
+    }
+
+    async fn ready(&self, direction: Direction) -> Result<(), Error> {
+        let mut wait = SharedWait {
+            registration: &self.io.registration,
+            direction,
+            id: None,
+        };
+        poll_fn(|cx| wait.poll(cx))
+            .await
+            .map(drop)
+            .map_err(Error::from)
+    }
+
+    /// Reads into `buf` if the stream is readable now: `Ok(0)` at EOF,
+    /// `WouldBlock` if nothing is there (readiness is cleared, so the next
+    /// [`TcpStream::readable`] waits for new data).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.io.registration.try_io(
+            Direction::Read,
+            || recv(&self.io.sock, buf),
+            |&n| n > 0 && n < len,
+        )
+    }
+
+    /// Writes some of `buf` if the stream is writable now; `WouldBlock`
+    /// if it is full (see [`TcpStream::try_read`]).
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.registration.try_io(
+            Direction::Write,
+            || self.io.sock.send_with_flags(buf, libc::MSG_NOSIGNAL),
+            |&n| n > 0 && n < buf.len(),
+        )
+    }
+}
+
+/// A wait for readiness among others; its waiter entry goes when it is
+/// dropped.
+struct SharedWait<'a> {
+    registration: &'a Registration,
+    direction: Direction,
+    id: Option<u64>,
+}
+
+impl SharedWait<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<crate::readiness::ReadyEvent>> {
+        self.registration
+            .poll_ready_shared(self.direction, cx, &mut self.id)
+    }
+}
+
+impl Drop for SharedWait<'_> {
+    fn drop(&mut self) {
+        self.registration
+            .io()
+            .forget_shared(self.direction, &mut self.id);
     }
 }
 
@@ -275,7 +394,9 @@ impl TcpListener {
         Ok(self.io.sock.local_addr()?)
     }
 
-    /// Accepts a connection once one is waiting.
+    /// Accepts a connection once one is waiting. As tokio's, only the
+    /// task of the last call is woken: tasks that accept together use
+    /// [`TcpListener::accept`].
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Socket, SockAddr)>> {
         let sock = &self.io.sock;
         self.io
@@ -284,9 +405,31 @@ impl TcpListener {
     }
 
     /// Accepts a connection, as a stream of `event_loop` (the listener's
-    /// loop) with TCP_NODELAY set.
+    /// loop) with TCP_NODELAY set. Any number of tasks may accept on one
+    /// listener at once; each connection goes to one of them.
     pub async fn accept(&self, event_loop: &EventLoop) -> Result<(TcpStream, SockAddr), Error> {
-        let (sock, addr) = poll_fn(|cx| self.poll_accept(cx)).await?;
+        let mut wait = SharedWait {
+            registration: &self.io.registration,
+            direction: Direction::Read,
+            id: None,
+        };
+        let (sock, addr) = poll_fn(|cx| {
+            loop {
+                if let Err(e) = std::task::ready!(wait.poll(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                match self.io.registration.try_io(
+                    Direction::Read,
+                    || self.io.sock.accept(),
+                    |_| false,
+                ) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return Poll::Ready(other),
+                }
+            }
+        })
+        .await?;
         if addr.is_ipv4() || addr.is_ipv6() {
             let _ = sock.set_tcp_nodelay(true);
         }
