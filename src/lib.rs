@@ -98,4 +98,4 @@ pub use runners::{
 /// rustls, whose configurations (`ClientConfig`, `ServerConfig`) evloop's
 /// TLS takes: the same version evloop is built with.
 pub use rustls;
-pub use task::{Task, TaskAwait, TaskAwaitMut, TaskDone, TaskOutcome, TaskRead};
+pub use task::{Task, TaskAwait, TaskAwaitMut, TaskDone, TaskOutcome, TaskRead, spawn_local};

@@ -171,14 +171,14 @@ async fn attempt(
     }
 }
 
-type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Socket, Error>> + 'a>>;
+type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Socket, Error>> + Send + 'a>>;
 
 /// asyncio's `staggered_race`: attempts start one after another, each
 /// `delay` after the previous (or at once when it fails); the first to
 /// connect wins and the others are dropped (their sockets closed).
 struct StaggeredRace<'a> {
     pending: Vec<AddrInfo>,
-    start: Box<dyn FnMut(AddrInfo) -> Attempt<'a> + 'a>,
+    start: Box<dyn FnMut(AddrInfo) -> Attempt<'a> + Send + 'a>,
     running: Vec<(usize, Attempt<'a>)>,
     started: usize,
     delay: Option<Duration>,
@@ -641,8 +641,7 @@ pub struct DatagramOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
     fn info(addr: &str) -> AddrInfo {
@@ -680,11 +679,11 @@ mod tests {
     /// port 3 connects after 20 ms.
     fn scripted<'a>(
         lp: &'a EventLoop,
-        started: Rc<RefCell<Vec<(u16, Instant)>>>,
-    ) -> Box<dyn FnMut(AddrInfo) -> Attempt<'a> + 'a> {
+        started: Arc<Mutex<Vec<(u16, Instant)>>>,
+    ) -> Box<dyn FnMut(AddrInfo) -> Attempt<'a> + Send + 'a> {
         Box::new(move |info: AddrInfo| {
             let port = info.addr.as_socket().unwrap().port();
-            started.borrow_mut().push((port, Instant::now()));
+            started.lock().unwrap().push((port, Instant::now()));
             let _ = lp;
             Box::pin(async move {
                 match port {
@@ -706,7 +705,7 @@ mod tests {
         lp: &'a EventLoop,
         ports: &[u16],
         delay: Option<Duration>,
-        started: &Rc<RefCell<Vec<(u16, Instant)>>>,
+        started: &Arc<Mutex<Vec<(u16, Instant)>>>,
     ) -> StaggeredRace<'a> {
         StaggeredRace {
             pending: ports
@@ -726,7 +725,7 @@ mod tests {
     #[test]
     fn a_hanging_attempt_is_overtaken_after_the_delay() {
         let lp = EventLoop::new().unwrap();
-        let started = Rc::new(RefCell::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
         let t0 = Instant::now();
         let won = lp
             .run_until_complete(race(
@@ -737,7 +736,7 @@ mod tests {
             ))
             .unwrap();
         assert!(won.is_ok());
-        let started = started.borrow();
+        let started = started.lock().unwrap();
         assert_eq!(started.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 3]);
         // The second began once the delay passed, not before.
         assert!(started[1].1 - t0 >= Duration::from_millis(30));
@@ -746,18 +745,18 @@ mod tests {
     #[test]
     fn a_failed_attempt_starts_the_next_at_once() {
         let lp = EventLoop::new().unwrap();
-        let started = Rc::new(RefCell::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
         let won = lp
             .run_until_complete(race(&lp, &[2, 3], Some(Duration::from_secs(60)), &started))
             .unwrap();
         assert!(won.is_ok(), "the 60 s delay was not waited for");
-        assert_eq!(started.borrow().len(), 2);
+        assert_eq!(started.lock().unwrap().len(), 2);
     }
 
     #[test]
     fn every_failure_is_kept_in_order_for_all_errors() {
         let lp = EventLoop::new().unwrap();
-        let started = Rc::new(RefCell::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
         let errors = lp
             .run_until_complete(race(&lp, &[2, 2], None, &started))
             .unwrap()

@@ -1,6 +1,7 @@
 //! Tasks: futures the loop drives (asyncio's `Task`), their handles, and
 //! the task factory hook.
 
+mod local;
 mod outcome;
 pub(crate) mod raw;
 pub(crate) mod registry;
@@ -24,6 +25,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+pub use local::spawn_local;
 pub use outcome::{TaskDone, TaskOutcome};
 
 /// A future being driven by a loop (asyncio: `Task`), returned by
@@ -633,6 +635,16 @@ where
             raw::allocate(sched, fut, spec.name, false, location)
         }
     };
+    enqueue(shared, runnable, ptr)
+}
+
+/// Registers a task just allocated (on the loop's thread) and queues its
+/// first step; its handle, unless the loop is closed.
+fn enqueue<T>(
+    shared: &Arc<crate::event_loop::shared::Shared>,
+    runnable: crate::runnable::Runnable,
+    ptr: NonNull<TaskHeader>,
+) -> Result<Task<T>, Error> {
     let task = Task::from_allocation(ptr);
     // Known to the registry from birth on the loop's thread, so that
     // `close()` and `run()`'s shutdown see tasks that have not started yet.

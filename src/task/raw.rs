@@ -226,7 +226,10 @@ impl TaskHeader {
 }
 
 /// Allocates a task; returns its first queue entry and the handle's
-/// pointer (which owns the `HANDLE` flag). `name: None` numbers the task
+/// pointer (which owns the `HANDLE` flag). The output need not be `Send`
+/// here: callers that let the output cross threads (every task but a
+/// local one, which is polled and read on its creator's thread only)
+/// demand it. `name: None` numbers the task
 /// (`Task-<n>`) unless it is `run_until_complete`'s `driver`, which is
 /// named only if asked and never reported as destroyed while pending.
 pub(crate) fn allocate<F>(
@@ -238,7 +241,7 @@ pub(crate) fn allocate<F>(
 ) -> (Runnable, NonNull<TaskHeader>)
 where
     F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F::Output: 'static,
 {
     let name = match name {
         Some(name) => Name::Given(name),
@@ -284,7 +287,7 @@ impl Drop for ReleaseOnDrop {
 impl<F> TaskCell<F>
 where
     F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F::Output: 'static,
 {
     const VTABLE: TaskVtable = TaskVtable {
         base: Vtable {
