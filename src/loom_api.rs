@@ -595,7 +595,7 @@ impl Driver {
         let registration = self
             .io
             .borrow_mut()
-            .register(&mut mio::unix::SourceFd(&raw), sched)
+            .register(raw, sched)
             .expect("registered");
         RegisteredSource { registration, sock }
     }

@@ -53,6 +53,7 @@ use crate::sched::{Local, Schedule};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell, fence};
 use crate::waiters::WakerList;
 use std::io;
+use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -347,6 +348,27 @@ impl ScheduledIo {
             self.forget_shared(direction, id);
             return Poll::Ready(ev);
         }
+        match self.wait_shared(direction, cx, id, None) {
+            Some(ev) => {
+                self.forget_shared(direction, id);
+                Poll::Ready(ev)
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// Puts the caller in the direction's waiter list, then looks at the
+    /// readiness again (the list's count and the loop's word are each
+    /// published before the other side reads, see [`SharedWaiters`]):
+    /// returns the readiness if it ends the wait now, i.e. if any is set
+    /// and, with `past`, it comes from an edge after tick `past`.
+    fn wait_shared(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+        past: Option<usize>,
+    ) -> Option<ReadyEvent> {
         let waiters = &self.shared[direction.index()];
         let waker = cx.waker().clone();
         let replaced = {
@@ -361,12 +383,50 @@ impl ScheduledIo {
         };
         drop(replaced);
         fence(Ordering::SeqCst);
-        match self.ready_now(direction) {
-            Some(ev) => {
-                self.forget_shared(direction, id);
-                Poll::Ready(ev)
+        self.ready_now(direction)
+            .filter(|ev| past.is_none_or(|tick| ev.tick != tick))
+    }
+
+    /// [`ScheduledIo::poll_op`] for one of several tasks using the source
+    /// together (`sock_*` calls, `accept`): they wait in the direction's
+    /// waiter list (`id` is the caller's entry, given back with
+    /// [`ScheduledIo::forget_shared`] when its future drops).
+    pub(crate) fn poll_op_shared<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+        mut op: impl FnMut() -> io::Result<R>,
+        spent: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let ev = match self.poll_ready_shared(direction, cx, id) {
+                Poll::Ready(ev) if ev.is_shutdown() => return Poll::Ready(Err(loop_closed())),
+                Poll::Ready(ev) => ev,
+                Poll::Pending => return Poll::Pending,
+            };
+            match op() {
+                Ok(r) => {
+                    if spent(&r) {
+                        self.clear_spent(direction, ev);
+                    }
+                    return Poll::Ready(Ok(r));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.clear(direction, ev);
+                    if self
+                        .ready_now(direction)
+                        .is_some_and(|now| now.tick == ev.tick)
+                        && self.wait_shared(direction, cx, id, Some(ev.tick)).is_none()
+                    {
+                        // Only a final bit is left and the call would
+                        // block: wait for the next edge (see `poll_op`).
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            None => Poll::Pending,
         }
     }
 
@@ -530,6 +590,47 @@ impl ScheduledIo {
     }
 }
 
+/// Linux's `SO_COOKIE` (not every target's libc names it).
+#[cfg(all(
+    target_os = "linux",
+    not(any(target_arch = "sparc", target_arch = "sparc64"))
+))]
+const SO_COOKIE: libc::c_int = 57;
+
+/// The kernel's cookie of the socket `fd` (Linux 4.12+): an id unique for
+/// the boot, never reused, so it tells one socket from a later one that
+/// got the same fd number. `None` for anything else, or where unknown.
+pub(crate) fn socket_cookie(fd: RawFd) -> Option<u64> {
+    #[cfg(all(
+        target_os = "linux",
+        not(any(target_arch = "sparc", target_arch = "sparc64"))
+    ))]
+    {
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // Safety: getsockopt writes at most `len` bytes into `cookie`,
+        // which we own; `fd` is only read.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        (r == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+    }
+    #[cfg(not(all(
+        target_os = "linux",
+        not(any(target_arch = "sparc", target_arch = "sparc64"))
+    )))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// A registration's mio token: the slot's generation (never 0, so the
 /// token cannot be an fd number of the `add_reader` table, whose tokens
 /// are the numbers themselves) in the high half, the slot index in the
@@ -565,7 +666,23 @@ pub(crate) struct IoSet {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// Sockets the loop does not own, registered for `sock_*` waits and
+    /// kept for the next wait on the same socket (see
+    /// [`IoSet::borrow_socket`]), by fd number.
+    borrowed: std::collections::HashMap<std::os::fd::RawFd, Borrowed>,
+    /// `borrowed`'s size at which stale entries are next swept out.
+    sweep_at: usize,
 }
+
+/// A socket registered for `sock_*` waits: its identity (the kernel's
+/// socket cookie, unique for the boot and never reused) and its slot.
+struct Borrowed {
+    cookie: u64,
+    token: mio::Token,
+}
+
+/// The fewest borrowed sockets at which a sweep runs.
+const SWEEP_MIN: usize = 64;
 
 impl IoSet {
     pub(crate) fn new(registry: mio::Registry) -> IoSet {
@@ -574,22 +691,53 @@ impl IoSet {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            borrowed: std::collections::HashMap::new(),
+            sweep_at: SWEEP_MIN,
         }
     }
 
-    /// Registered sources.
+    /// Registered sources the loop owns (transports, servers, waits of
+    /// evloop's own): sockets kept registered for `sock_*` waits are not
+    /// counted.
     pub(crate) fn len(&self) -> usize {
-        self.live
+        self.live - self.borrowed.len()
     }
 
-    /// Registers `source` for reading and writing, edge-triggered, for the
+    /// Whether anything at all is in the poller through this set, kept
+    /// `sock_*` registrations included (the loop must then sleep in the
+    /// poller, not on a futex).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Registers `fd` for reading and writing, edge-triggered, for the
     /// life of the returned [`Registration`]; `sched` is the loop (to free
-    /// the slot when the registration is dropped elsewhere).
+    /// the slot when the registration is dropped elsewhere). A socket kept
+    /// registered for `sock_*` waits gives way: its registration goes, so
+    /// that its new owner (a transport made from a socket that
+    /// `sock_connect` connected, say) can register it.
     pub(crate) fn register(
         &mut self,
-        source: &mut dyn mio::event::Source,
+        fd: RawFd,
         sched: Arc<dyn Schedule>,
     ) -> io::Result<Registration> {
+        let (tok, io) = match self.add(fd) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && self.yield_borrowed(fd) => {
+                self.add(fd)?
+            }
+            other => other?,
+        };
+        Ok(Registration {
+            io,
+            token: tok,
+            registry: self.registry.clone(),
+            sched,
+            deregistered: false,
+        })
+    }
+
+    /// Takes a slot and adds `fd` to the poller under its token.
+    fn add(&mut self, fd: RawFd) -> io::Result<(mio::Token, Arc<ScheduledIo>)> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -612,20 +760,82 @@ impl IoSet {
         };
         let tok = token(index, slot.generation);
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-        if let Err(e) = self.registry.register(source, tok, interest) {
+        if let Err(e) = self
+            .registry
+            .register(&mut mio::unix::SourceFd(&fd), tok, interest)
+        {
             self.free.push(index);
             return Err(e);
         }
         let io = Arc::new(ScheduledIo::new());
         slot.io = Some(io.clone());
         self.live += 1;
-        Ok(Registration {
-            io,
-            token: tok,
-            registry: self.registry.clone(),
-            sched,
-            deregistered: false,
-        })
+        Ok((tok, io))
+    }
+
+    /// The registration of the socket `fd` for `sock_*` waits: the one kept
+    /// from an earlier wait if `fd` is still that socket (`cookie`, its
+    /// socket cookie, says), or a new one. The socket itself is registered,
+    /// not a duplicate, so that its owner's `close` closes it; when it is
+    /// closed the kernel drops it from the poller, and its entry here goes
+    /// at the next wait on a socket with its fd number, or at a sweep.
+    /// Error: the poller refused (`EEXIST`: the fd is watched otherwise,
+    /// by `add_reader` or a transport; the caller then waits on a
+    /// duplicate).
+    pub(crate) fn borrow_socket(&mut self, fd: RawFd, cookie: u64) -> io::Result<Arc<ScheduledIo>> {
+        if let Some(b) = self.borrowed.get(&fd) {
+            if b.cookie == cookie {
+                if let Some(io) = self.lookup_token(b.token) {
+                    return Ok(io.clone());
+                }
+            }
+            // Another socket now has the number: the old one was closed.
+            self.forget_borrowed(fd);
+        }
+        if self.borrowed.len() >= self.sweep_at {
+            self.sweep();
+        }
+        let (token, io) = self.add(fd)?;
+        self.borrowed.insert(fd, Borrowed { cookie, token });
+        Ok(io)
+    }
+
+    /// Drops `fd`'s borrowed entry (its slot, not its poller entry: the
+    /// socket it was is closed, or not ours to touch).
+    fn forget_borrowed(&mut self, fd: RawFd) {
+        if let Some(b) = self.borrowed.remove(&fd) {
+            drop(self.free(b.token));
+        }
+    }
+
+    /// `fd` could not be added because it is registered: if that is our
+    /// own `sock_*` registration of the same socket, removes it (from the
+    /// poller too) and says so.
+    fn yield_borrowed(&mut self, fd: RawFd) -> bool {
+        let Some(b) = self.borrowed.get(&fd) else {
+            return false;
+        };
+        if socket_cookie(fd) != Some(b.cookie) {
+            return false;
+        }
+        let _ = self.registry.deregister(&mut mio::unix::SourceFd(&fd));
+        self.forget_borrowed(fd);
+        true
+    }
+
+    /// Drops the borrowed entries whose fd numbers no longer hold their
+    /// socket; the next sweep waits until twice as many remain.
+    fn sweep(&mut self) {
+        let stale: Vec<RawFd> = self
+            .borrowed
+            .iter()
+            .filter(|(fd, b)| socket_cookie(**fd) != Some(b.cookie))
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in stale {
+            self.forget_borrowed(fd);
+        }
+        self.sweep_at = (self.borrowed.len() * 2).max(SWEEP_MIN);
     }
 
     /// Frees the slot of `token`, if it is still that registration's.
@@ -691,6 +901,7 @@ impl IoSet {
             .collect();
         self.free.clear();
         self.slots.clear();
+        self.borrowed.clear();
         self.live = 0;
         taken
     }

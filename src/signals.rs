@@ -91,7 +91,7 @@ impl SignalPipe {
         on_signals: impl FnMut(usize) -> bool + Send + 'static,
     ) -> Result<(), Error> {
         let raw = read.as_raw_fd();
-        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let registration = event_loop.register_source(raw)?;
         registration.attach_owned(move |registration| {
             Box::new(PipeReader {
                 read,

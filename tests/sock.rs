@@ -4,11 +4,13 @@
 mod common;
 
 use common::net::tcp_pair;
-use common::within;
+use common::{Log, within};
 use evloop::{Error, EventLoop};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 #[test]
@@ -316,4 +318,129 @@ fn waiting_off_the_loops_thread_is_refused() {
     // register with the loop, which only its own thread may do.
     let r = futures::executor::block_on(lp.sock_recv(&a, 10));
     assert!(matches!(r, Err(Error::WrongThread)), "{r:?}");
+}
+
+// ----- the registration a socket keeps between sock_* waits ---------------------------------
+
+/// A socket's registration is kept between `sock_*` waits, and none of it
+/// outlives the socket: closing it closes the connection (the peer reads
+/// EOF at once: no duplicate of the fd keeps it open), and a new socket
+/// that gets the same fd number is waited on as itself.
+#[test]
+fn a_kept_registration_follows_its_socket_and_not_its_fd_number() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        for round in 0..3u8 {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let fd = a.as_raw_fd();
+            // Two waits on the socket, each for data that comes later.
+            for i in 0..2u8 {
+                let (got, ()) = lp
+                    .run_until_complete(async {
+                        futures::join!(lp.sock_recv(&a, 8), async {
+                            evloop::sleep(Duration::ZERO).await.unwrap();
+                            b.write_all(&[round, i]).unwrap();
+                        })
+                    })
+                    .unwrap();
+                assert_eq!(got.unwrap(), [round, i]);
+            }
+            drop(a);
+            // Closed for real: the peer reads EOF.
+            b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(b.read(&mut byte).unwrap(), 0, "the connection closed");
+            // The next round's socket most likely reuses `fd`.
+            let _ = fd;
+        }
+        assert_eq!(lp.stats().io_sources, 0);
+        lp.close().unwrap();
+    });
+}
+
+/// Several tasks wait on one socket at once; each gets what it waits for.
+#[test]
+fn several_sock_recv_on_one_socket_each_get_a_message() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let a = std::sync::Arc::new(a);
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let (lp2, a) = (lp.clone(), a.clone());
+                lp.create_task(async move { lp2.sock_recv(&*a, 1).await.unwrap() })
+                    .unwrap()
+            })
+            .collect();
+        common::run_one_iteration(&lp);
+        common::run_one_iteration(&lp);
+        for byte in [1u8, 2, 3] {
+            b.write_all(&[byte]).unwrap();
+        }
+        let mut got: Vec<u8> = tasks
+            .into_iter()
+            .flat_map(|t| lp.run_until_complete(t).unwrap().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, [1, 2, 3]);
+        lp.close().unwrap();
+    });
+}
+
+/// A socket waited on by `sock_*` can then become a transport (asyncio:
+/// `sock_connect` then `create_connection(sock=...)`), and one watched by
+/// `add_reader` can still be waited on by `sock_recv`.
+#[test]
+fn a_socket_used_by_sock_calls_can_become_a_transport_or_be_watched_too() {
+    within(Duration::from_secs(30), || {
+        let lp = EventLoop::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket2::SockAddr::from(listener.local_addr().unwrap());
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        lp.run_until_complete(lp.sock_connect(&sock, &addr))
+            .unwrap()
+            .unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        // A wait through the kept registration first.
+        let (got, ()) = lp
+            .run_until_complete(async {
+                futures::join!(lp.sock_recv(&sock, 4), async {
+                    evloop::sleep(Duration::ZERO).await.unwrap();
+                    peer.write_all(b"one").unwrap();
+                })
+            })
+            .unwrap();
+        assert_eq!(got.unwrap(), b"one");
+        let log = Log::new();
+        let rec = common::net::Rec::new(&log);
+        let transport = lp
+            .run_until_complete(lp.connect_accepted_socket(move || rec, sock))
+            .unwrap()
+            .unwrap();
+        peer.write_all(b"two").unwrap();
+        common::net::run_until(&lp, Duration::from_secs(20), || {
+            common::net::received(&log) == b"two"
+        });
+        transport.close();
+
+        // add_reader and sock_recv on one socket.
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        lp.add_reader(a.as_raw_fd(), || ()).unwrap();
+        let (got, ()) = lp
+            .run_until_complete(async {
+                futures::join!(lp.sock_recv(&a, 4), async {
+                    evloop::sleep(Duration::ZERO).await.unwrap();
+                    b.write_all(b"hey").unwrap();
+                })
+            })
+            .unwrap();
+        assert_eq!(got.unwrap(), b"hey");
+        assert!(lp.remove_reader(a.as_raw_fd()));
+        lp.close().unwrap();
+    });
 }

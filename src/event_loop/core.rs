@@ -141,7 +141,7 @@ impl Core {
     /// Whether anything is registered with the poller (registrations of
     /// the readiness layer, `add_reader` / `add_writer` watchers).
     fn has_sources(&self, ctx: &RunContext) -> bool {
-        self.io.borrow().len() > 0 || ctx.event_loop.inner.reactor.has_watchers()
+        !self.io.borrow().is_empty() || ctx.event_loop.inner.reactor.has_watchers()
     }
 
     /// Appends to the ready queue.

@@ -502,12 +502,34 @@ impl EventLoop {
     /// source's life. Loop thread only ([`Error::WrongThread`] elsewhere).
     pub(crate) fn register_source(
         &self,
-        source: &mut dyn mio::event::Source,
+        fd: RawFd,
     ) -> Result<crate::readiness::Registration, Error> {
         let shared = &self.inner.shared;
-        context::with_run(shared, source, |ctx, source| {
+        context::with_run(shared, fd, |ctx, fd| {
             let sched: Arc<dyn crate::sched::Schedule> = shared.clone();
-            ctx.core().io.borrow_mut().register(source, sched)
+            ctx.core().io.borrow_mut().register(fd, sched)
+        })
+        .map_err(|_| {
+            if self.is_closed() {
+                Error::Closed
+            } else {
+                Error::WrongThread
+            }
+        })?
+        .map_err(Error::Io)
+    }
+
+    /// The registration of a socket the loop does not own, kept for the
+    /// next `sock_*` wait on it (see `IoSet::borrow_socket`). Loop thread
+    /// only ([`Error::WrongThread`] elsewhere).
+    pub(crate) fn borrow_socket(
+        &self,
+        fd: RawFd,
+        cookie: u64,
+    ) -> Result<Arc<crate::readiness::ScheduledIo>, Error> {
+        let shared = &self.inner.shared;
+        context::with_run(shared, fd, |ctx, fd| {
+            ctx.core().io.borrow_mut().borrow_socket(fd, cookie)
         })
         .map_err(|_| {
             if self.is_closed() {

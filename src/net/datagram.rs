@@ -436,7 +436,7 @@ impl DatagramTransport {
     ) -> Result<DatagramTransport, Error> {
         sock.set_nonblocking(true)?;
         let raw = sock.as_raw_fd();
-        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let registration = event_loop.register_source(raw)?;
         let shared = event_loop.inner.shared.clone();
         let inner = Arc::new(Inner {
             sockname: sock.local_addr().ok(),

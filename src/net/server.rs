@@ -367,7 +367,7 @@ impl Inner {
             .state
             .with(|s| s.listeners[index].sock.as_raw_fd())
             .ok_or(Error::WrongThread)?;
-        let mut registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let mut registration = event_loop.register_source(raw)?;
         let handler = AcceptHandler {
             server: self.clone(),
             index,

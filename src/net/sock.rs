@@ -3,12 +3,18 @@
 //! methods of the loop on the caller's own non-blocking sockets.
 //!
 //! Each call first tries its system call; only if that would block does
-//! it register the socket with the loop's poller — a `dup` of the fd, so
-//! that several operations on one socket (a read and a write from two
-//! tasks) never collide in the poller, and so that the registration owns
-//! what it registered — and waits for readiness. The registration goes
-//! when the call returns or is dropped (cancelled), leaving the socket
-//! and the loop as they were.
+//! it wait for readiness. The socket is registered with the loop's poller
+//! at its first wait and the registration is kept for the next
+//! (`IoSet::borrow_socket`): a later wait on the same socket costs one
+//! `getsockopt(SO_COOKIE)`, which tells it from another socket that got
+//! the same fd number, instead of a `dup`, two `epoll_ctl`s and a
+//! `close`. The socket itself is registered, so its owner's `close` closes
+//! the connection; the kernel then drops it from the poller. Any number
+//! of calls may wait on one socket at once (a waiter list per direction),
+//! and a call dropped while waiting (cancelled) leaves nothing behind. A
+//! socket that is also watched otherwise (`add_reader`, a transport), or
+//! that has no cookie, is waited on through a registered duplicate of its
+//! fd for the duration of one call, as before.
 
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -50,7 +56,7 @@ impl Waiter {
     fn new(event_loop: &EventLoop, fd: BorrowedFd<'_>) -> Result<Waiter, Error> {
         let dup = fd.try_clone_to_owned()?;
         let raw = dup.as_raw_fd();
-        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let registration = event_loop.register_source(raw)?;
         Ok(Waiter { dup, registration })
     }
 }
@@ -82,10 +88,38 @@ async fn io_op<R>(
             other => return other.map_err(Error::Io),
         }
     }
+    if let Some(io) = crate::readiness::socket_cookie(fd.as_raw_fd())
+        .and_then(|cookie| event_loop.borrow_socket(fd.as_raw_fd(), cookie).ok())
+    {
+        let mut wait = SharedWait {
+            io,
+            direction,
+            id: None,
+        };
+        return poll_fn(|cx: &mut Context<'_>| {
+            wait.io
+                .poll_op_shared(direction, cx, &mut wait.id, &mut op, |_| false)
+        })
+        .await
+        .map_err(Error::Io);
+    }
     let waiter = Waiter::new(event_loop, fd)?;
     poll_fn(|cx: &mut Context<'_>| waiter.registration.poll_io(direction, cx, &mut op))
         .await
         .map_err(Error::Io)
+}
+
+/// A wait on a kept registration; its waiter entry goes when it drops.
+struct SharedWait {
+    io: std::sync::Arc<crate::readiness::ScheduledIo>,
+    direction: Direction,
+    id: Option<u64>,
+}
+
+impl Drop for SharedWait {
+    fn drop(&mut self) {
+        self.io.forget_shared(self.direction, &mut self.id);
+    }
 }
 
 /// Reads into `buf` as `MaybeUninit` (socket2's calling convention).

@@ -33,7 +33,7 @@ impl Registered {
     fn new(event_loop: &EventLoop, sock: Socket) -> Result<Registered, Error> {
         sock.set_nonblocking(true)?;
         let raw = sock.as_raw_fd();
-        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let registration = event_loop.register_source(raw)?;
         Ok(Registered { sock, registration })
     }
 }
@@ -414,20 +414,9 @@ impl TcpListener {
             id: None,
         };
         let (sock, addr) = poll_fn(|cx| {
-            loop {
-                if let Err(e) = std::task::ready!(wait.poll(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                match self.io.registration.try_io(
-                    Direction::Read,
-                    || self.io.sock.accept(),
-                    |_| false,
-                ) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => return Poll::Ready(other),
-                }
-            }
+            let accept = || self.io.sock.accept();
+            let io = wait.registration.io();
+            io.poll_op_shared(Direction::Read, cx, &mut wait.id, accept, |_| false)
         })
         .await?;
         if addr.is_ipv4() || addr.is_ipv6() {

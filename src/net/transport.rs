@@ -1267,7 +1267,7 @@ impl Transport {
             }
         }
         let raw = endpoint.raw_fd();
-        let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+        let registration = event_loop.register_source(raw)?;
         let shared = event_loop.inner.shared.clone();
         let sock = endpoint.socket();
         let inner = Arc::new(Inner {

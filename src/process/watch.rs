@@ -291,7 +291,7 @@ fn watch_pidfd(
     on_exit: OnExit,
 ) -> Result<(), Error> {
     let raw = pidfd.as_raw_fd();
-    let registration = event_loop.register_source(&mut mio::unix::SourceFd(&raw))?;
+    let registration = event_loop.register_source(raw)?;
     let pidfd = Arc::new(pidfd);
     lock_child(&child).pidfd = Some(pidfd.clone());
     registration.attach_owned(move |registration| {
