@@ -16,8 +16,17 @@ use evloop::{
 use std::sync::Arc;
 
 /// A self-signed certificate for "localhost": the server's config, and a
-/// client config that trusts it (a real client would trust the system's
-/// roots instead, e.g. with the webpki-roots crate).
+/// client config that trusts it. A client of public hosts trusts what the
+/// platform trusts instead, in one call (asyncio's
+/// `ssl.create_default_context()`; feature `native-roots`):
+///
+/// ```text
+/// let options = ConnectOptions {
+///     ssl: Some(evloop::default_client_config()?),
+///     server_hostname: Some("example.org".into()),
+///     ..Default::default()
+/// };
+/// ```
 fn configs() -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), Box<dyn std::error::Error>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;

@@ -86,6 +86,8 @@ pub use net::tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTlsOptions, TlsContext,
 };
 pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
+#[cfg(feature = "native-roots")]
+pub use net::trust::default_client_config;
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,

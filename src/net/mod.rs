@@ -16,6 +16,8 @@ pub(crate) mod streams;
 pub(crate) mod tcp;
 pub(crate) mod tls;
 pub(crate) mod transport;
+#[cfg(feature = "native-roots")]
+pub(crate) mod trust;
 
 use crate::error::Error;
 use socket2::SockAddr;
