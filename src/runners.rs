@@ -86,8 +86,15 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let lp = get_running_loop()?;
-    crate::task::create(&lp, fut.into_future(), None, location)
+    let fut = fut.into_future();
+    // The running loop, borrowed from its context: no handle is cloned
+    // (a task spawning the next is the hot path of chained tasks).
+    match crate::event_loop::context::with_current(|ctx| {
+        crate::task::create(&ctx.event_loop, fut, None, location)
+    }) {
+        Some(created) => created,
+        None => Err(Error::NoRunningLoop),
+    }
 }
 
 /// The task whose step is running on this thread's loop, or `None` in a

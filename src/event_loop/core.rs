@@ -67,6 +67,9 @@ const WORTH_SPINNING: Duration = Duration::from_micros(10);
 /// finds nothing doubles the interval, up to [`PROBE_EVERY_MAX`].
 const PROBE_EVERY: u32 = 16;
 const PROBE_EVERY_MAX: u32 = 4096;
+/// A busy loop refreshes the gauges other threads read (`stats()`) once in
+/// this many iterations (and always before it sleeps).
+const PUBLISH_EVERY: u64 = 32;
 
 pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
@@ -346,8 +349,18 @@ impl Core {
                 }
             }
         }
-        self.iterations.set(self.iterations.get() + 1);
-        self.publish(shared);
+        let iterations = self.iterations.get() + 1;
+        self.iterations.set(iterations);
+        // The gauges for other threads: the iteration count at once, the
+        // rest every few iterations while busy, and before each sleep
+        // (`poll_io`), so that an idle loop's are exact.
+        shared
+            .counters
+            .iterations
+            .store(iterations, Ordering::Relaxed);
+        if iterations % PUBLISH_EVERY == 0 {
+            self.publish(shared);
+        }
     }
 
     /// Step 2: sleep in the poller (after spinning, if that pays), or
@@ -373,6 +386,7 @@ impl Core {
                     }
                 }
             }
+            self.publish(shared);
             // With no file descriptor to watch, sleep on a futex: a wake-up
             // is then a futex wake instead of an eventfd write plus a
             // return from `epoll_wait`. The mode is published before
@@ -499,7 +513,7 @@ impl Core {
     }
 
     /// Refreshes the gauges other threads read through `EventLoop::stats`.
-    fn publish(&self, shared: &Shared) {
+    pub(crate) fn publish(&self, shared: &Shared) {
         let c = &shared.counters;
         let s = self.stats();
         c.iterations.store(s.iterations, Ordering::Relaxed);
@@ -524,11 +538,45 @@ impl Core {
     /// once it may run user code).
     pub(crate) fn all_tasks(&self, shared: &Shared) -> Vec<TaskInfo> {
         self.drain_inbox(shared, usize::MAX);
-        self.tasks
-            .borrow()
-            .iter()
-            .filter_map(|t| t.info_if_pending())
+        self.tasks_of_loop()
+            .into_iter()
+            // Safety: each is held by the registry, a queue entry or the
+            // run in progress, none of which can go meanwhile (no user
+            // code runs here).
+            .filter_map(|t| unsafe { crate::task::raw::info_if_pending(t) })
             .collect()
+    }
+
+    /// Requests cancellation of every task (the caller drained the inbox
+    /// and holds the core); how many were not done.
+    pub(crate) fn cancel_all_tasks(&self) -> usize {
+        self.tasks_of_loop()
+            .into_iter()
+            // Safety: as in `all_tasks`; a cancel only queues a wake-up.
+            .filter(|t| unsafe { crate::task::raw::cancel(*t) })
+            .count()
+    }
+
+    /// The loop's tasks: those waiting (the registry's list), those queued
+    /// (which a queue entry holds), and the one running, once each.
+    fn tasks_of_loop(&self) -> Vec<NonNull<crate::task::raw::TaskHeader>> {
+        let mut all: Vec<_> = self.tasks.borrow().iter().map(|t| t.ptr()).collect();
+        all.extend(
+            self.ready
+                .borrow()
+                .iter()
+                .chain(self.posted.borrow().iter())
+                .filter_map(crate::task::raw::task_of),
+        );
+        if let Some(running) = self.running.get() {
+            // Safety: the running entry's header is live during its run.
+            if unsafe { running.0.as_ref() }.vtable.kind == Kind::Task {
+                all.push(running.0.cast());
+            }
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     pub(crate) fn stats(&self) -> CoreStats {
@@ -537,7 +585,7 @@ impl Core {
             ready: self.ready.borrow().len() + self.posted.borrow().len(),
             timers: timers.len(),
             cancelled_timers: timers.cancelled(),
-            tasks: self.tasks.borrow().len(),
+            tasks: self.tasks.borrow().live(),
             io_sources: self.io.borrow().len(),
             iterations: self.iterations.get(),
         }

@@ -291,6 +291,7 @@ impl EventLoop {
                 break;
             }
         }
+        core.publish(self.shared());
         ctx.root_panic.take()
     }
 
@@ -568,9 +569,11 @@ impl EventLoop {
     // ----- diagnostics ------------------------------------------------------------
 
     /// Counts and gauges: ready callbacks, timers, cancelled timers, tasks,
-    /// watched fds, I/O sources, wake-ups, parks, iterations. Exact on the loop's thread
-    /// or while the loop is idle (work already posted to it included); from
-    /// another thread while it runs, as of the end of its last iteration.
+    /// watched fds, I/O sources, wake-ups, parks, iterations. Exact on the
+    /// loop's thread or while the loop is idle (work already posted to it
+    /// included); from another thread while it runs, the iteration count
+    /// is current and the gauges are as of the loop's last sleep or at
+    /// most a few dozen iterations old.
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
         let c = &shared.counters;

@@ -646,12 +646,14 @@ fn enqueue<T>(
     ptr: NonNull<TaskHeader>,
 ) -> Result<Task<T>, Error> {
     let task = Task::from_allocation(ptr);
-    // Known to the registry from birth on the loop's thread, so that
-    // `close()` and `run()`'s shutdown see tasks that have not started yet.
-    let _ = sched::with_local(shared.id(), ptr, |local, ptr| {
-        raw::register_in(local.tasks(), ptr)
+    // On the loop's thread: known to the registry from birth, so that
+    // `close()` and `run()`'s shutdown see tasks that have not started
+    // yet, and queued at once (one look at the thread-local for both).
+    let queued = sched::with_local(shared.id(), runnable, |local, runnable| {
+        raw::register_in(local.tasks(), ptr);
+        local.push(runnable);
     });
-    match shared.schedule(runnable) {
+    match queued.or_else(|runnable| shared.schedule(runnable)) {
         Ok(()) => Ok(task),
         Err(runnable) => {
             drop(runnable);
@@ -664,6 +666,9 @@ fn enqueue<T>(
 /// were not done.
 pub(crate) fn cancel_all(event_loop: &EventLoop) -> usize {
     event_loop
-        .with_idle_core(|core| core.tasks.borrow().iter().filter(|t| t.cancel()).count())
+        .with_idle_core(|core| {
+            core.drain_inbox(&event_loop.inner.shared, usize::MAX);
+            core.cancel_all_tasks()
+        })
         .unwrap_or(0)
 }

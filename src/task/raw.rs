@@ -32,23 +32,9 @@ impl TaskRef {
         self.0.cast()
     }
 
-    /// Requests cancellation; `true` if the task was not done.
-    pub(crate) fn cancel(&self) -> bool {
-        // Safety: we hold a reference.
-        let head = unsafe { self.header().as_ref() };
-        if head.state.request_cancel() {
-            wake_by_ref(self.header());
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The task's description, unless it is done.
-    pub(crate) fn info_if_pending(&self) -> Option<TaskInfo> {
-        // Safety: we hold a reference.
-        let head = unsafe { self.header().as_ref() };
-        (head.state.load() & COMPLETE == 0).then(|| head.info())
+    /// The task.
+    pub(crate) fn ptr(&self) -> NonNull<TaskHeader> {
+        self.header()
     }
 
     /// Drops the task's future and completes it as cancelled, unless it is
@@ -66,10 +52,37 @@ impl Drop for TaskRef {
     }
 }
 
-/// Registry slot of a task that has not started yet.
+/// `slot` of a task its loop has not seen yet (created on another thread
+/// and still in the inbox), or that is done.
 pub(crate) const NO_SLOT: usize = usize::MAX;
+/// `slot` of a task its loop has seen and counted, not in the registry's
+/// list: it is queued or running (see `task::registry`).
+const SEEN: usize = usize::MAX - 1;
 
 static TASK_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Task ids a thread takes from `TASK_IDS` at a time, so that creating a
+/// task costs no shared read-modify-write for its id. Ids stay unique in
+/// the process; across threads they do not follow creation order.
+const ID_BLOCK: u64 = 1024;
+
+crate::sync::thread_local_cell! {
+    /// This thread's block of task ids: the next, and the end.
+    static IDS: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((0, 0));
+}
+
+fn next_task_id() -> u64 {
+    IDS.with(|ids| {
+        let (next, end) = ids.get();
+        if next < end {
+            ids.set((next + 1, end));
+            return next;
+        }
+        let start = TASK_IDS.fetch_add(ID_BLOCK, Ordering::Relaxed);
+        ids.set((start + 1, start + ID_BLOCK));
+        start
+    })
+}
 
 /// asyncio's process-wide `_task_name_counter`: advanced only by tasks
 /// created without a name.
@@ -254,7 +267,7 @@ where
             state: State::new(),
             sched,
             awaiter: AtomicWaker::new(),
-            id: TASK_IDS.fetch_add(1, Ordering::Relaxed),
+            id: next_task_id(),
             meta: Mutex::new(Meta {
                 name,
                 listeners: None,
@@ -338,7 +351,6 @@ where
             }
             Start::Poll => {}
         }
-        register_in(local.tasks(), ptr);
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(ptr)) });
         let mut cx = Context::from_waker(&waker);
         // Safety: RUNNING is ours, so is the future; it never moves (boxed).
@@ -357,6 +369,9 @@ where
                     // Woken while running: back of the queue, same reference.
                     local.push(unsafe { Runnable::from_raw(ptr.cast()) });
                 } else {
+                    // Waiting: listed (with a reference of the list's)
+                    // before the run's reference goes.
+                    park_in(local.tasks(), ptr);
                     unsafe { release(ptr) };
                 }
                 return;
@@ -438,28 +453,82 @@ where
     }
 }
 
-/// Records a task in its loop's registry (which holds a reference, so
-/// that `close()` and `all_tasks()` reach tasks that wait on something),
-/// unless it is there already or done. Only the holder of the loop's core
-/// (the loop's thread, or a caller holding an idle loop's core) calls this.
+/// The loop sees a task (created on its thread, or drained from its
+/// inbox): counted among its tasks, unless it was already or is done.
+/// Only the holder of the loop's core (the loop's thread, or a caller
+/// holding an idle loop's core) calls this.
 pub(crate) fn register_in(tasks: &RefCell<TaskRegistry>, ptr: NonNull<TaskHeader>) {
     // Safety: the caller holds a reference.
     let head = unsafe { ptr.as_ref() };
-    // A complete task would never leave the registry: `finish` removes
-    // only what it finds there.
-    if !is_registered(ptr) && head.state.load() & COMPLETE == 0 {
+    // Safety: only the holder of the loop's core touches `slot`.
+    let unseen = head.slot.with(|s| unsafe { *s } == NO_SLOT);
+    if unseen && head.state.load() & COMPLETE == 0 {
+        head.slot.with_mut(|s| unsafe { *s = SEEN });
+        tasks.borrow_mut().count_in();
+    }
+}
+
+/// A step returned `Pending` and the task was not queued again: it now
+/// waits on something, and joins the registry's list (which holds a
+/// reference, so that `close()` and `all_tasks()` reach it).
+fn park_in(tasks: &RefCell<TaskRegistry>, ptr: NonNull<TaskHeader>) {
+    register_in(tasks, ptr);
+    // Safety: the caller holds a reference; the slot is the core holder's.
+    let head = unsafe { ptr.as_ref() };
+    if head.slot.with(|s| unsafe { *s } == SEEN) {
         head.state.ref_inc();
         let idx = tasks.borrow_mut().insert(TaskRef(ptr.cast()));
         head.slot.with_mut(|s| unsafe { *s = idx });
     }
 }
 
-fn is_registered(ptr: NonNull<TaskHeader>) -> bool {
-    // Safety: only the holder of the loop's core touches `slot`, and the
-    // callers are that holder.
-    unsafe { ptr.as_ref() }
+/// Takes a finishing task out of the count and the list (what the list
+/// held is returned, to be dropped outside its borrow).
+fn unregister(tasks: &RefCell<TaskRegistry>, head: &TaskHeader) -> Option<TaskRef> {
+    // Safety: the caller holds the loop's core.
+    let slot = head
         .slot
-        .with(|s| unsafe { *s } != NO_SLOT)
+        .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
+    if slot == NO_SLOT {
+        return None;
+    }
+    let mut tasks = tasks.borrow_mut();
+    tasks.count_out();
+    if slot == SEEN {
+        None
+    } else {
+        tasks.remove(slot)
+    }
+}
+
+/// Whether a live queue entry is a task, and which.
+pub(crate) fn task_of(r: &Runnable) -> Option<NonNull<TaskHeader>> {
+    (r.kind() == Kind::Task).then(|| header_of(r))
+}
+
+/// Requests cancellation of the task at `ptr`; `true` if it was not done.
+///
+/// # Safety
+/// The caller holds a reference (or a queue entry) to the task.
+pub(crate) unsafe fn cancel(ptr: NonNull<TaskHeader>) -> bool {
+    // Safety: the caller's reference.
+    let head = unsafe { ptr.as_ref() };
+    if head.state.request_cancel() {
+        wake_by_ref(ptr);
+        true
+    } else {
+        false
+    }
+}
+
+/// The description of the task at `ptr` unless it is done.
+///
+/// # Safety
+/// As [`cancel`].
+pub(crate) unsafe fn info_if_pending(ptr: NonNull<TaskHeader>) -> Option<TaskInfo> {
+    // Safety: the caller's reference.
+    let head = unsafe { ptr.as_ref() };
+    (head.state.load() & COMPLETE == 0).then(|| head.info())
 }
 
 /// The task a queue entry runs.
@@ -483,13 +552,7 @@ unsafe fn finish(ptr: NonNull<TaskHeader>, tasks: &RefCell<TaskRegistry>, outcom
     let _release = ReleaseOnDrop(ptr);
     // Safety: the run's reference keeps the task alive.
     let head = unsafe { ptr.as_ref() };
-    let slot = head
-        .slot
-        .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
-    if slot != NO_SLOT {
-        let removed = tasks.borrow_mut().remove(slot);
-        drop(removed);
-    }
+    drop(unregister(tasks, head));
     complete(head, ptr, outcome);
 }
 
@@ -585,11 +648,7 @@ pub(crate) unsafe fn dismiss(ptr: NonNull<TaskHeader>, tasks: &RefCell<TaskRegis
     if !head.state.try_claim() {
         return;
     }
-    // Safety: the caller holds the core, the slot's only user.
-    let slot = head
-        .slot
-        .with_mut(|s| unsafe { std::mem::replace(&mut *s, NO_SLOT) });
-    let removed = (slot != NO_SLOT).then(|| tasks.borrow_mut().remove(slot));
+    let removed = unregister(tasks, head);
     // Safety: RUNNING is ours.
     unsafe { (head.vtable().cancel_future)(ptr, None) };
     complete(head, ptr, TaskOutcome::Cancelled);

@@ -1,9 +1,13 @@
-//! The loop's list of tasks that are not finished, so that `close()` can
-//! drop the futures of tasks that wait on something and `all_tasks()` can
-//! list them (asyncio keeps `_all_tasks` for the same reasons). A task
-//! enters when the loop first sees it: at creation on the loop's thread,
-//! when drained from the inbox otherwise. A slab: O(1) insert and remove,
-//! the slot index kept in the task.
+//! The loop's list of tasks that wait on something, so that `close()` can
+//! drop their futures and `all_tasks()` can list them (asyncio keeps
+//! `_all_tasks` for the same reasons), and the count of the loop's tasks
+//! that are not done. A task is counted when the loop first sees it (at
+//! creation on the loop's thread, when drained from the inbox otherwise),
+//! and enters the list only when a step of it returns `Pending` without
+//! being queued again: until then its queue entry holds it, and the
+//! queues are where `close()` and `all_tasks()` find it. A task that runs
+//! to completion in one step never touches the list. A slab: O(1) insert
+//! and remove, the slot index kept in the task.
 
 use std::ptr::NonNull;
 
@@ -21,12 +25,27 @@ unsafe impl Send for TaskRef {}
 pub(crate) struct TaskRegistry {
     slots: Vec<Option<TaskRef>>,
     free: Vec<usize>,
-    len: usize,
+    /// Tasks the loop has seen that are not done, listed or not.
+    live: usize,
 }
 
 impl TaskRegistry {
+    /// The loop saw a task (not done) for the first time.
+    pub(crate) fn count_in(&mut self) {
+        self.live += 1;
+    }
+
+    /// A task the loop had seen is done.
+    pub(crate) fn count_out(&mut self) {
+        self.live -= 1;
+    }
+
+    /// The loop's tasks that are not done.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
     pub(crate) fn insert(&mut self, task: TaskRef) -> usize {
-        self.len += 1;
         match self.free.pop() {
             Some(idx) => {
                 self.slots[idx] = Some(task);
@@ -41,13 +60,8 @@ impl TaskRegistry {
 
     pub(crate) fn remove(&mut self, idx: usize) -> Option<TaskRef> {
         let task = self.slots.get_mut(idx)?.take()?;
-        self.len -= 1;
         self.free.push(idx);
         Some(task)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &TaskRef> {
@@ -56,7 +70,7 @@ impl TaskRegistry {
 
     pub(crate) fn drain(&mut self) -> Vec<TaskRef> {
         self.free.clear();
-        self.len = 0;
+        self.live = 0;
         self.slots.drain(..).flatten().collect()
     }
 }
