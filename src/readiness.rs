@@ -50,7 +50,7 @@
 use crate::atomic_waker::AtomicWaker;
 use crate::runnable::{Header, Kind, Runnable, Vtable};
 use crate::sched::{Local, Schedule};
-use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell, fence};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
 use crate::waiters::WakerList;
 use std::io;
 use std::os::fd::RawFd;
@@ -74,9 +74,15 @@ pub(crate) const WRITE_CLOSED: usize = 1 << 3;
 pub(crate) const ERROR: usize = 1 << 4;
 /// The loop closed: nothing will ever be reported again.
 pub(crate) const SHUTDOWN: usize = 1 << 5;
-const BITS: usize = 6;
-const READINESS_MASK: usize = (1 << BITS) - 1;
-const TICK_ONE: usize = 1 << BITS;
+const READINESS_MASK: usize = (1 << 6) - 1;
+/// Tasks wait in the read (write) direction's shared waiter list: the
+/// loop must take the list's lock at the next edge in that direction.
+const WAITING: [usize; 2] = [1 << 6, 1 << 7];
+/// Where the tick starts: below it, the readiness bits and the waiting
+/// flags, which a new tick keeps.
+const TICK_SHIFT: usize = 8;
+const LOW_MASK: usize = (1 << TICK_SHIFT) - 1;
+const TICK_ONE: usize = 1 << TICK_SHIFT;
 
 /// What a direction waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,32 +145,16 @@ pub(crate) trait IoHandler: Send {
     fn loop_closed(&mut self);
 }
 
-/// The tasks of one direction waiting for readiness together. `count`
-/// lets the loop skip the lock when nobody waits (every event checks it);
-/// a waiter publishes itself (count, then a fence) before it checks the
-/// readiness word again, and the loop sets the word, fences, then reads
-/// the count: one of the two sees the other (`loom-tests/readiness.rs`).
+/// The tasks of one direction waiting for readiness together. A waiter
+/// registers under the list's lock, then sets the direction's `WAITING`
+/// flag in the readiness word with one read-modify-write that also reads
+/// the readiness; the loop's edge (one read-modify-write of the word)
+/// sees the flag and wakes the list, or the waiter sees the edge. One
+/// word for both, so no fence is needed (`loom-tests/readiness.rs`); when
+/// nobody waits, an edge costs the list nothing.
 #[derive(Default)]
 struct SharedWaiters {
-    count: AtomicUsize,
     list: Mutex<WakerList>,
-}
-
-impl SharedWaiters {
-    /// Wakes every waiter (the loop reported an edge, or closed).
-    fn wake_all(&self) {
-        fence(Ordering::SeqCst);
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let wakers = {
-            let mut list = crate::sync::lock(&self.list);
-            let wakers = list.take_all();
-            self.count.store(0, Ordering::Relaxed);
-            wakers
-        };
-        crate::waiters::wake_all(wakers);
-    }
 }
 
 /// One registration's shared state. Starts with a [`Header`] so it can be
@@ -172,7 +162,7 @@ impl SharedWaiters {
 #[repr(C)]
 pub(crate) struct ScheduledIo {
     header: Header,
-    /// `tick << BITS | readiness bits`.
+    /// `tick << TICK_SHIFT | waiting flags | readiness bits`.
     readiness: AtomicUsize,
     reader: AtomicWaker,
     writer: AtomicWaker,
@@ -265,29 +255,52 @@ impl ScheduledIo {
     /// added, the waiting futures woken. Returns whether a handler is
     /// attached and the entry must be queued (`queue` then gets it).
     pub(crate) fn set_readiness(self: &Arc<Self>, bits: usize) -> Option<Runnable> {
+        let prev = self.tick(bits);
+        if bits & Direction::Read.mask() != 0 {
+            self.reader.wake();
+            if prev & WAITING[0] != 0 {
+                self.wake_shared(Direction::Read);
+            }
+        }
+        if bits & Direction::Write.mask() != 0 {
+            self.writer.wake();
+            if prev & WAITING[1] != 0 {
+                self.wake_shared(Direction::Write);
+            }
+        }
+        self.queue_handler()
+    }
+
+    /// A new tick with `bits` added (the waiting flags kept); the word
+    /// before it.
+    fn tick(&self, bits: usize) -> usize {
         let mut cur = self.readiness.load(Ordering::Acquire);
         loop {
-            let next =
-                ((cur & !READINESS_MASK).wrapping_add(TICK_ONE)) | (cur & READINESS_MASK) | bits;
+            let next = ((cur & !LOW_MASK).wrapping_add(TICK_ONE)) | (cur & LOW_MASK) | bits;
             match self.readiness.compare_exchange_weak(
                 cur,
                 next,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break,
+                Ok(_) => return cur,
                 Err(actual) => cur = actual,
             }
         }
-        if bits & Direction::Read.mask() != 0 {
-            self.reader.wake();
-            self.shared[0].wake_all();
-        }
-        if bits & Direction::Write.mask() != 0 {
-            self.writer.wake();
-            self.shared[1].wake_all();
-        }
-        self.queue_handler()
+    }
+
+    /// Wakes every task waiting together in `direction`, and lowers the
+    /// direction's `WAITING` flag (under the list's lock, so that a waiter
+    /// registering meanwhile raises it again after).
+    fn wake_shared(&self, direction: Direction) {
+        let wakers = {
+            let mut list = crate::sync::lock(&self.shared[direction.index()].list);
+            let wakers = list.take_all();
+            self.readiness
+                .fetch_and(!WAITING[direction.index()], Ordering::AcqRel);
+            wakers
+        };
+        crate::waiters::wake_all(wakers);
     }
 
     /// Queues the handler's run, unless it has none or is queued already.
@@ -327,10 +340,15 @@ impl ScheduledIo {
     /// The current readiness, if it ends a wait in `direction`.
     pub(crate) fn ready_now(&self, direction: Direction) -> Option<ReadyEvent> {
         let cur = self.readiness.load(Ordering::Acquire);
-        let bits = cur & READINESS_MASK;
+        Self::event_in(cur, direction)
+    }
+
+    /// The readiness word `word`, if it ends a wait in `direction`.
+    fn event_in(word: usize, direction: Direction) -> Option<ReadyEvent> {
+        let bits = word & READINESS_MASK;
         (bits & direction.mask() != 0).then_some(ReadyEvent {
             bits,
-            tick: cur >> BITS,
+            tick: word >> TICK_SHIFT,
         })
     }
 
@@ -357,11 +375,11 @@ impl ScheduledIo {
         }
     }
 
-    /// Puts the caller in the direction's waiter list, then looks at the
-    /// readiness again (the list's count and the loop's word are each
-    /// published before the other side reads, see [`SharedWaiters`]):
-    /// returns the readiness if it ends the wait now, i.e. if any is set
-    /// and, with `past`, it comes from an edge after tick `past`.
+    /// Puts the caller in the direction's waiter list and raises the
+    /// direction's `WAITING` flag, reading the readiness in the same step
+    /// (see [`SharedWaiters`]): returns the readiness if it ends the wait
+    /// now, i.e. if any is set and, with `past`, it comes from an edge
+    /// after tick `past`.
     fn wait_shared(
         &self,
         direction: Direction,
@@ -369,22 +387,17 @@ impl ScheduledIo {
         id: &mut Option<u64>,
         past: Option<usize>,
     ) -> Option<ReadyEvent> {
-        let waiters = &self.shared[direction.index()];
         let waker = cx.waker().clone();
-        let replaced = {
-            let mut list = crate::sync::lock(&waiters.list);
-            // A new entry (none yet, or the loop took the old one to wake
-            // it) counts once.
+        let (replaced, word) = {
+            let mut list = crate::sync::lock(&self.shared[direction.index()].list);
             let replaced = list.register(id, waker);
-            if replaced.is_none() {
-                waiters.count.fetch_add(1, Ordering::Relaxed);
-            }
-            replaced
+            let word = self
+                .readiness
+                .fetch_or(WAITING[direction.index()], Ordering::AcqRel);
+            (replaced, word)
         };
         drop(replaced);
-        fence(Ordering::SeqCst);
-        self.ready_now(direction)
-            .filter(|ev| past.is_none_or(|tick| ev.tick != tick))
+        Self::event_in(word, direction).filter(|ev| past.is_none_or(|tick| ev.tick != tick))
     }
 
     /// [`ScheduledIo::poll_op`] for one of several tasks using the source
@@ -435,12 +448,12 @@ impl ScheduledIo {
         if id.is_none() {
             return;
         }
-        let waiters = &self.shared[direction.index()];
         let removed = {
-            let mut list = crate::sync::lock(&waiters.list);
+            let mut list = crate::sync::lock(&self.shared[direction.index()].list);
             let removed = list.remove(id);
-            if removed.is_some() {
-                waiters.count.fetch_sub(1, Ordering::Relaxed);
+            if list.is_empty() {
+                self.readiness
+                    .fetch_and(!WAITING[direction.index()], Ordering::AcqRel);
             }
             removed
         };
@@ -517,7 +530,7 @@ impl ScheduledIo {
     fn clear_bits(&self, bits: usize, event: ReadyEvent) {
         let mut cur = self.readiness.load(Ordering::Acquire);
         loop {
-            if cur >> BITS != event.tick {
+            if cur >> TICK_SHIFT != event.tick {
                 return;
             }
             let next = cur & !bits;
@@ -566,25 +579,11 @@ impl ScheduledIo {
     /// # Safety
     /// As [`ScheduledIo::swap_handler`].
     unsafe fn shut_down(&self) -> Option<Box<dyn IoHandler>> {
-        let mut cur = self.readiness.load(Ordering::Acquire);
-        loop {
-            let next = ((cur & !READINESS_MASK).wrapping_add(TICK_ONE))
-                | (cur & READINESS_MASK)
-                | SHUTDOWN;
-            match self.readiness.compare_exchange_weak(
-                cur,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.tick(SHUTDOWN);
         self.reader.wake();
         self.writer.wake();
-        self.shared[0].wake_all();
-        self.shared[1].wake_all();
+        self.wake_shared(Direction::Read);
+        self.wake_shared(Direction::Write);
         // Safety: the caller's contract.
         unsafe { self.swap_handler(None) }
     }

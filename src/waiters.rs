@@ -183,6 +183,11 @@ impl WakerList {
         Some(self.entries.swap_remove(at).1)
     }
 
+    /// Whether no waker is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Takes every waker, to be woken outside the cell.
     pub(crate) fn take_all(&mut self) -> Vec<Waker> {
         self.entries.drain(..).map(|(_, w)| w).collect()
