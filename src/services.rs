@@ -45,7 +45,10 @@ impl Services {
     /// The service of type `T`, if it has been created.
     pub(crate) fn get<T: LoopService>(&self) -> Option<Arc<T>> {
         let slots = crate::sync::lock(&self.slots);
-        let entry = slots.entries.iter().find(|e| e.type_id == TypeId::of::<T>())?;
+        let entry = slots
+            .entries
+            .iter()
+            .find(|e| e.type_id == TypeId::of::<T>())?;
         entry.any.clone().downcast::<T>().ok()
     }
 
@@ -60,7 +63,11 @@ impl Services {
         if slots.closed {
             return Err(Error::Closed);
         }
-        if let Some(entry) = slots.entries.iter().find(|e| e.type_id == TypeId::of::<T>()) {
+        if let Some(entry) = slots
+            .entries
+            .iter()
+            .find(|e| e.type_id == TypeId::of::<T>())
+        {
             if let Ok(service) = entry.any.clone().downcast::<T>() {
                 return Ok(service);
             }

@@ -325,7 +325,10 @@ impl EventLoop {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let table = self.inner.services.get_or_insert_with(SignalTable::default)?;
+        let table = self
+            .inner
+            .services
+            .get_or_insert_with(SignalTable::default)?;
         let removed = Arc::new(AtomicBool::new(false));
         // Replace and insert under the table's lock, so that concurrent
         // adds for one signal leave exactly one entry. The process record

@@ -223,36 +223,39 @@ fn the_handler_runs_once_per_delivered_signal() {
 
 #[test]
 fn two_threads_adding_a_handler_for_one_signal_leave_one() {
-    passes_in_child("two_threads_adding_a_handler_for_one_signal_leave_one", || {
-        for _ in 0..50 {
-            let lp = EventLoop::new().unwrap();
-            let calls = Arc::new(AtomicUsize::new(0));
-            let barrier = Arc::new(std::sync::Barrier::new(2));
-            let adders: Vec<_> = (0..2)
-                .map(|_| {
-                    let (lp, calls, barrier) = (lp.clone(), calls.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        lp.add_signal_handler(libc::SIGUSR1, move || {
-                            calls.fetch_add(1, Ordering::SeqCst);
+    passes_in_child(
+        "two_threads_adding_a_handler_for_one_signal_leave_one",
+        || {
+            for _ in 0..50 {
+                let lp = EventLoop::new().unwrap();
+                let calls = Arc::new(AtomicUsize::new(0));
+                let barrier = Arc::new(std::sync::Barrier::new(2));
+                let adders: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (lp, calls, barrier) = (lp.clone(), calls.clone(), barrier.clone());
+                        std::thread::spawn(move || {
+                            barrier.wait();
+                            lp.add_signal_handler(libc::SIGUSR1, move || {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                            })
+                            .unwrap();
                         })
-                        .unwrap();
                     })
-                })
-                .collect();
-            for a in adders {
-                a.join().unwrap();
+                    .collect();
+                for a in adders {
+                    a.join().unwrap();
+                }
+                raise(libc::SIGUSR1);
+                run_until(&lp, || calls.load(Ordering::SeqCst) >= 1);
+                common::run_one_iteration(&lp);
+                assert_eq!(calls.load(Ordering::SeqCst), 1, "one handler, one call");
+                assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+                assert!(!lp.remove_signal_handler(libc::SIGUSR1).unwrap());
+                lp.close().unwrap();
             }
-            raise(libc::SIGUSR1);
-            run_until(&lp, || calls.load(Ordering::SeqCst) >= 1);
-            common::run_one_iteration(&lp);
-            assert_eq!(calls.load(Ordering::SeqCst), 1, "one handler, one call");
-            assert!(lp.remove_signal_handler(libc::SIGUSR1).unwrap());
-            assert!(!lp.remove_signal_handler(libc::SIGUSR1).unwrap());
-            lp.close().unwrap();
-        }
-        std::process::exit(0);
-    });
+            std::process::exit(0);
+        },
+    );
 }
 
 #[test]

@@ -34,8 +34,8 @@ use super::context::RunContext;
 use super::shared::Shared;
 use crate::exception::TaskInfo;
 use crate::handle;
-use crate::readiness::WAKER_TOKEN;
 use crate::readiness::IoSet;
+use crate::readiness::WAKER_TOKEN;
 use crate::remote::Pop;
 use crate::runnable::{Header, Kind, Runnable};
 use crate::task::registry::TaskRegistry;
@@ -484,7 +484,9 @@ impl Core {
 
     /// The task whose step is running, if the entry being run is a task.
     pub(crate) fn current_task(&self) -> Option<TaskInfo> {
-        self.running.get().and_then(|r| crate::task::raw::info_of(r.0))
+        self.running
+            .get()
+            .and_then(|r| crate::task::raw::info_of(r.0))
     }
 
     /// Every task of the loop that is not done, tasks posted from other

@@ -7,6 +7,7 @@
 //! referenced elsewhere. It is the loop's implementation of
 //! [`Schedule`], the interface tasks and timers keep.
 
+use super::TaskFactory;
 use super::{EventLoop, ExceptionHandler, LoopInner, context};
 use crate::error::{Error, PanicPayload};
 use crate::exception::{ExceptionContext, default_exception_handler};
@@ -14,7 +15,6 @@ use crate::handle::{self, Handle};
 use crate::remote::{Inbox, Remote};
 use crate::runnable::Runnable;
 use crate::sched::{LoopId, Schedule};
-use super::TaskFactory;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -170,7 +170,6 @@ impl DefaultExecutorSlot {
         slot.shut_down = true;
         slot.executor.take()
     }
-
 }
 
 impl LoopService for DefaultExecutorSlot {

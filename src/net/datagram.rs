@@ -5,11 +5,11 @@
 //! operation is posted to the loop.
 
 use super::protocol::DatagramProtocol;
+use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use super::transport::DEFAULT_HIGH_WATER;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
-use crate::exception::ExceptionContext;
 use crate::loop_cell::LoopCell;
 use crate::readiness::{
     Direction, ERROR, IoHandler, READABLE, Registration, ScheduledIo, WRITABLE,
@@ -19,7 +19,7 @@ use socket2::{SockAddr, Socket};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -31,7 +31,7 @@ const READS_PER_EVENT: usize = 16;
 struct State {
     sock: Option<Socket>,
     registration: Option<Registration>,
-    protocol: Option<Box<dyn DatagramProtocol>>,
+    slot: ProtocolSlot<Box<dyn DatagramProtocol>, Owed>,
     /// Datagrams waiting for room: bytes and destination.
     buffer: VecDeque<(Vec<u8>, Option<SockAddr>)>,
     buffer_size: usize,
@@ -40,21 +40,35 @@ struct State {
     protocol_paused: bool,
     closing: bool,
     lost: bool,
-    made: bool,
     read_queued: bool,
-    /// Calls that came due while the protocol was busy in one of its own
-    /// callbacks, delivered in order when it returns.
-    owed: VecDeque<Owed>,
     /// Datagrams sent after the endpoint was lost.
     conn_lost_sends: usize,
 }
 
 /// A protocol call that waits for the protocol to be free (asyncio calls
-/// protocols re-entrantly; a Rust protocol is `&mut` inside its callback).
+/// protocols re-entrantly; a Rust protocol is `&mut` inside its callback;
+/// see `net::protocol_slot`).
 enum Owed {
     Error(io::Error),
     Pause,
     Resume,
+}
+
+impl OwedCall for Owed {
+    fn name(&self) -> &'static str {
+        match self {
+            Owed::Error(_) => "error_received",
+            Owed::Pause => "pause_writing",
+            Owed::Resume => "resume_writing",
+        }
+    }
+
+    fn cancelled_by(&self, next: &Owed) -> bool {
+        matches!(
+            (self, next),
+            (Owed::Pause, Owed::Resume) | (Owed::Resume, Owed::Pause)
+        )
+    }
 }
 
 struct Inner {
@@ -89,18 +103,15 @@ impl IoHandler for Handler {
     }
 
     fn loop_closed(&mut self) {
-        let protocol = self.0.state.with(|s| {
+        // The loop is not running: connection_lost is called right here.
+        self.0.state.with(|s| {
             s.lost = true;
             s.closing = true;
             s.buffer.clear();
             close_socket(s);
-            // Never told of the connection: not told of its end either.
-            s.protocol.take().filter(|_| s.made)
         });
         self.0.closing.store(true, Ordering::Release);
-        if let Some(Some(mut p)) = protocol {
-            p.connection_lost(None);
-        }
+        protocol_slot::connection_lost(&self.0, |p| p.connection_lost(None));
     }
 }
 
@@ -135,50 +146,52 @@ fn send_one(sock: &Socket, data: &[u8], addr: Option<&SockAddr>) -> Sent {
     }
 }
 
+impl SlotOwner for Inner {
+    type Protocol = Box<dyn DatagramProtocol>;
+    type Call = Owed;
+    type State = State;
+
+    const NAME: &'static str = "protocol";
+
+    fn cell(&self) -> &LoopCell<State> {
+        &self.state
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn slot(s: &mut State) -> &mut ProtocolSlot<Box<dyn DatagramProtocol>, Owed> {
+        &mut s.slot
+    }
+
+    fn make(protocol: &mut Box<dyn DatagramProtocol>, call: Owed) {
+        match call {
+            Owed::Error(e) => protocol.error_received(e),
+            Owed::Pause => protocol.pause_writing(),
+            Owed::Resume => protocol.resume_writing(),
+        }
+    }
+
+    fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
+        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload);
+        self.force_close(Some(error));
+    }
+}
+
 impl Inner {
     fn publish(&self, s: &State) {
         self.buffer_size.store(s.buffer_size, Ordering::Release);
         self.closing.store(s.closing, Ordering::Release);
     }
 
-    /// Runs `f` on the protocol, taken out of the state, catching panics.
+    /// Runs `f` on the protocol (see `net::protocol_slot`).
     fn with_protocol<R>(
         self: &Arc<Self>,
         what: &'static str,
-        f: impl FnOnce(&mut dyn DatagramProtocol) -> R,
+        f: impl FnOnce(&mut Box<dyn DatagramProtocol>) -> R,
     ) -> Option<R> {
-        let mut protocol = self.state.with(|s| s.protocol.take()).flatten()?;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(protocol.as_mut())));
-        let (owed, leftover) = self
-            .state
-            .with(|s| {
-                if s.protocol.is_none() && !(s.lost && s.sock.is_none()) {
-                    s.protocol = Some(protocol);
-                    (std::mem::take(&mut s.owed), None)
-                } else {
-                    (VecDeque::new(), Some(protocol))
-                }
-            })
-            .unwrap_or_default();
-        crate::util::drop_quietly(leftover, "a protocol");
-        match outcome {
-            Ok(r) => {
-                for call in owed {
-                    self.deliver(call);
-                }
-                Some(r)
-            }
-            Err(payload) => {
-                self.shared.report_panic(
-                    ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed.")),
-                    payload,
-                );
-                self.force_close(Some(io::Error::other(format!(
-                    "protocol.{what}() panicked"
-                ))));
-                None
-            }
-        }
+        protocol_slot::with(self, what, f)
     }
 
     fn read_ready(self: &Arc<Self>, local: &dyn Local) {
@@ -187,7 +200,7 @@ impl Inner {
                 .state
                 .with(|s| {
                     s.read_queued = false;
-                    if s.closing || !s.made {
+                    if s.closing || !s.slot.is_made() {
                         return None;
                     }
                     s.registration.as_ref().map(|r| r.io().clone())
@@ -243,26 +256,7 @@ impl Inner {
     /// Makes a call on the protocol now, or once its current callback
     /// returns.
     fn deliver(self: &Arc<Self>, call: Owed) {
-        let what = match call {
-            Owed::Error(_) => "error_received",
-            Owed::Pause => "pause_writing",
-            Owed::Resume => "resume_writing",
-        };
-        let mut call = Some(call);
-        let made = self.with_protocol(what, |p| match call.take().expect("called once") {
-            Owed::Error(e) => p.error_received(e),
-            Owed::Pause => p.pause_writing(),
-            Owed::Resume => p.resume_writing(),
-        });
-        if made.is_none() {
-            if let Some(call) = call {
-                self.state.with(|s| {
-                    if !s.lost {
-                        s.owed.push_back(call);
-                    }
-                });
-            }
-        }
+        protocol_slot::call(self, call);
     }
 
     fn queue_read(self: &Arc<Self>) {
@@ -404,21 +398,8 @@ impl Inner {
         }
         let inner = self.clone();
         let _ = self.shared.call_soon(None, Location::caller(), move || {
-            let protocol = inner.state.with(|s| {
-                close_socket(s);
-                s.protocol.take().filter(|_| s.made)
-            });
-            if let Some(Some(mut p)) = protocol {
-                if let Err(payload) =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| p.connection_lost(error)))
-                {
-                    inner.shared.report_panic(
-                        ExceptionContext::new("Exception in callback protocol.connection_lost()"),
-                        payload,
-                    );
-                }
-                crate::util::drop_quietly(p, "a protocol");
-            }
+            inner.state.with(close_socket);
+            protocol_slot::connection_lost(&inner, |p| p.connection_lost(error));
         });
     }
 }
@@ -447,7 +428,7 @@ impl DatagramTransport {
                 State {
                     sock: Some(sock),
                     registration: None,
-                    protocol: Some(protocol),
+                    slot: ProtocolSlot::new(protocol),
                     buffer: VecDeque::new(),
                     buffer_size: 0,
                     high: DEFAULT_HIGH_WATER,
@@ -455,9 +436,7 @@ impl DatagramTransport {
                     protocol_paused: false,
                     closing: false,
                     lost: false,
-                    made: false,
                     read_queued: false,
-                    owed: VecDeque::new(),
                     conn_lost_sends: 0,
                 },
             ),
@@ -477,11 +456,7 @@ impl DatagramTransport {
         let queued = event_loop.call_soon(move || {
             // Connected from here on: `connection_lost` follows, whatever
             // `connection_made` does.
-            t.inner.state.with(|s| s.made = true);
-            if t.inner
-                .with_protocol("connection_made", |p| p.connection_made(t.clone()))
-                .is_some()
-            {
+            if protocol_slot::connection_made(&t.inner, |p| p.connection_made(t.clone())) {
                 t.inner.queue_read();
             }
             if let Some(made) = made {
@@ -585,7 +560,7 @@ impl DatagramTransport {
     pub fn set_protocol(&self, protocol: impl DatagramProtocol) {
         let protocol: Box<dyn DatagramProtocol> = Box::new(protocol);
         self.on_loop(move |inner| {
-            let old = inner.state.with(|s| s.protocol.replace(protocol));
+            let old = inner.state.with(|s| s.slot.replace(protocol));
             crate::util::drop_quietly(old, "a protocol");
         });
     }
@@ -597,7 +572,9 @@ impl DatagramTransport {
     pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         self.inner
             .with_protocol("get_protocol", |p| {
-                (p as &mut dyn std::any::Any).downcast_mut::<P>().map(f)
+                (p.as_mut() as &mut dyn std::any::Any)
+                    .downcast_mut::<P>()
+                    .map(f)
             })
             .flatten()
     }

@@ -9,6 +9,7 @@ pub(crate) mod dns;
 mod endpoint;
 pub(crate) mod pipe;
 pub(crate) mod protocol;
+pub(crate) mod protocol_slot;
 mod sendfile;
 pub(crate) mod server;
 mod sock;

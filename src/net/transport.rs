@@ -31,6 +31,7 @@
 
 use super::endpoint::Endpoint;
 use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
+use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use super::tls::{Handshake, TlsInfo, TlsLayer};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -48,7 +49,7 @@ use socket2::{SockAddr, SockRef, Socket};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -152,37 +153,35 @@ impl WriteBuffer {
     }
 }
 
-/// Flow-control calls owed to a protocol that was busy (inside one of its
-/// own callbacks) when they became due.
+/// The calls a stream protocol may be owed (see `net::protocol_slot`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Owed {
-    Nothing,
+enum Flow {
     Pause,
     Resume,
 }
 
-impl Owed {
-    /// What is owed once `next` also comes due: a pause and a resume
-    /// cancel out (the protocol never saw the first).
-    fn then(self, next: Owed) -> Owed {
-        match (self, next) {
-            (Owed::Pause, Owed::Resume) | (Owed::Resume, Owed::Pause) => Owed::Nothing,
-            (_, next) => next,
+impl OwedCall for Flow {
+    fn name(&self) -> &'static str {
+        match self {
+            Flow::Pause => "pause_writing",
+            Flow::Resume => "resume_writing",
         }
+    }
+
+    fn cancelled_by(&self, next: &Flow) -> bool {
+        self != next
     }
 }
 
 struct StreamState {
     endpoint: Option<Endpoint>,
     registration: Option<Registration>,
-    /// Out of the slot while one of its callbacks runs.
-    protocol: Option<StreamProtocol>,
+    slot: ProtocolSlot<StreamProtocol, Flow>,
     buffer: WriteBuffer,
     high: usize,
     low: usize,
     /// `pause_writing` was called and `resume_writing` not yet.
     protocol_paused: bool,
-    owed: Owed,
     reading_paused: bool,
     closing: bool,
     /// `write_eof` was called: the write side shuts once the buffer drains.
@@ -190,8 +189,6 @@ struct StreamState {
     eof_written: bool,
     /// The peer's EOF was received.
     eof_received: bool,
-    /// `connection_made` was delivered.
-    made: bool,
     /// `connection_lost` is queued or delivered.
     lost: bool,
     /// Writes attempted after the connection was lost.
@@ -308,19 +305,20 @@ impl IoHandler for Handler {
 
     fn loop_closed(&mut self) {
         // The loop is not running: connection_lost is called right here.
-        let protocol = self.0.state.with(|s| {
-            s.lost = true;
-            s.closing = true;
-            s.buffer.clear();
-            close_socket(s);
-            (s.protocol.take().filter(|_| s.made), s.on_lost.take())
-        });
+        let on_lost = self
+            .0
+            .state
+            .with(|s| {
+                s.lost = true;
+                s.closing = true;
+                s.buffer.clear();
+                close_socket(s);
+                s.on_lost.take()
+            })
+            .flatten();
         self.0.closing.store(true, Ordering::Release);
-        let (protocol, on_lost) = protocol.unwrap_or((None, None));
         self.0.wake_drained();
-        if let Some(mut protocol) = protocol {
-            protocol.connection_lost(None);
-        }
+        protocol_slot::connection_lost(&self.0, |p| p.connection_lost(None));
         if let Some(on_lost) = on_lost {
             on_lost();
         }
@@ -343,6 +341,38 @@ fn close_socket(s: &mut StreamState) {
     }
 }
 
+impl SlotOwner for Inner {
+    type Protocol = StreamProtocol;
+    type Call = Flow;
+    type State = StreamState;
+
+    const NAME: &'static str = "protocol";
+
+    fn cell(&self) -> &LoopCell<StreamState> {
+        &self.state
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn slot(s: &mut StreamState) -> &mut ProtocolSlot<StreamProtocol, Flow> {
+        &mut s.slot
+    }
+
+    fn make(protocol: &mut StreamProtocol, call: Flow) {
+        match call {
+            Flow::Pause => protocol.pause_writing(),
+            Flow::Resume => protocol.resume_writing(),
+        }
+    }
+
+    fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
+        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload);
+        self.force_close(Some(error));
+    }
+}
+
 impl Inner {
     fn is_loop_thread(&self) -> bool {
         self.state.accessible()
@@ -357,87 +387,39 @@ impl Inner {
         );
     }
 
-    /// Runs `f` on the protocol, taken out of the state (so it may call
-    /// the transport), catching a panic; then puts it back, unless it was
-    /// replaced or the connection is gone, and delivers flow-control calls
-    /// that came due meanwhile. Returns `None` if the protocol was not
-    /// available (busy, or gone).
+    /// Runs `f` on the protocol (see `net::protocol_slot`).
     fn with_protocol<R>(
         self: &Arc<Self>,
         what: &'static str,
         f: impl FnOnce(&mut StreamProtocol) -> R,
     ) -> Option<R> {
-        let mut protocol = self.state.with(|s| s.protocol.take()).flatten()?;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut protocol)));
-        let owed = self.state.with(|s| {
-            let owed = std::mem::replace(&mut s.owed, Owed::Nothing);
-            let put_back = s.protocol.is_none() && !(s.lost && s.endpoint.is_none());
-            if put_back {
-                s.protocol = Some(protocol);
-                (owed, None)
-            } else {
-                (owed, Some(protocol))
-            }
-        });
-        let (owed, replaced) = owed.unwrap_or((Owed::Nothing, None));
-        crate::util::drop_quietly(replaced, "a protocol");
-        match outcome {
-            Ok(r) => {
-                self.deliver(owed);
-                Some(r)
-            }
-            Err(payload) => {
-                let ctx =
-                    ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed."));
-                self.shared.report_panic(ctx, payload);
-                self.force_close(Some(io::Error::other(format!(
-                    "protocol.{what}() panicked"
-                ))));
-                None
-            }
-        }
+        protocol_slot::with(self, what, f)
     }
 
-    /// Calls `pause_writing` / `resume_writing` now, or marks it owed if
-    /// the protocol is busy.
-    fn deliver(self: &Arc<Self>, owed: Owed) {
-        match owed {
-            Owed::Nothing => {}
-            Owed::Pause => {
-                if self
-                    .with_protocol("pause_writing", |p| p.pause_writing())
-                    .is_none()
-                {
-                    self.state.with(|s| s.owed = s.owed.then(Owed::Pause));
-                }
-            }
-            Owed::Resume => {
-                if self
-                    .with_protocol("resume_writing", |p| p.resume_writing())
-                    .is_none()
-                {
-                    self.state.with(|s| s.owed = s.owed.then(Owed::Resume));
-                }
-            }
+    /// Calls `pause_writing` / `resume_writing` now, or owes it if the
+    /// protocol is busy.
+    fn deliver(self: &Arc<Self>, flow: Option<Flow>) {
+        if let Some(flow) = flow {
+            protocol_slot::call(self, flow);
         }
     }
 
     /// After the buffer grew: is `pause_writing` due? (loop side)
-    fn check_pause(s: &mut StreamState) -> Owed {
+    fn check_pause(s: &mut StreamState) -> Option<Flow> {
         if !s.protocol_paused && s.buffer.len > s.high {
             s.protocol_paused = true;
-            return Owed::Pause;
+            return Some(Flow::Pause);
         }
-        Owed::Nothing
+        None
     }
 
     /// After the buffer shrank: is `resume_writing` due? (loop side)
-    fn check_resume(s: &mut StreamState) -> Owed {
+    fn check_resume(s: &mut StreamState) -> Option<Flow> {
         if s.protocol_paused && s.buffer.len <= s.low {
             s.protocol_paused = false;
-            return Owed::Resume;
+            return Some(Flow::Resume);
         }
-        Owed::Nothing
+        None
     }
 
     // ----- reading ---------------------------------------------------------------------
@@ -455,7 +437,7 @@ impl Inner {
                 // A TLS handshake reads whatever the protocol's state.
                 match s.handshaking() {
                     true => open.then_some(true),
-                    false => (open && s.made && !s.reading_paused).then_some(false),
+                    false => (open && s.slot.is_made() && !s.reading_paused).then_some(false),
                 }
             });
             let Some(Some(handshaking)) = ready else {
@@ -518,7 +500,7 @@ impl Inner {
                 .state
                 .with(|s| {
                     matches!(
-                        s.protocol,
+                        s.slot.peek(),
                         Some(StreamProtocol::Buffered(_) | StreamProtocol::Stream(_))
                     )
                 })
@@ -712,7 +694,6 @@ impl Inner {
             let tls = s.tls.as_mut()?;
             let _ = self.tls_info.set(tls.info());
             let call_made = std::mem::replace(&mut tls.call_made, false);
-            s.made = true;
             Some((call_made, tls.timer.take(), s.made_future.take()))
         });
         let Some(Some((call_made, timer, made))) = taken else {
@@ -725,10 +706,7 @@ impl Inner {
             let t = Transport {
                 inner: self.clone(),
             };
-            if self
-                .with_protocol("connection_made", |p| p.connection_made(t))
-                .is_none()
-            {
+            if !protocol_slot::connection_made(self, |p| p.connection_made(t)) {
                 // It panicked and the transport is closing: the start
                 // fails with the connection.
                 self.state.with(|s| s.made_future = made);
@@ -814,10 +792,10 @@ impl Inner {
     fn write_ready(self: &Arc<Self>) {
         let outcome = self.state.with(|s| {
             let Some(endpoint) = &s.endpoint else {
-                return Ok(Owed::Nothing);
+                return Ok(None);
             };
             if s.buffer.len == 0 {
-                return Ok(Owed::Nothing);
+                return Ok(None);
             }
             let io = s.registration.as_ref().map(|r| r.io().clone());
             let event = io.as_ref().and_then(|io| io.ready_now(Direction::Write));
@@ -954,7 +932,7 @@ impl Inner {
             }
             let total: usize = data.iter().map(|d| d.len()).sum();
             if total == 0 {
-                return Ok(Owed::Nothing);
+                return Ok(None);
             }
             if self.kind == Kind::ReadPipe {
                 return Err(Error::InvalidState("a read pipe transport cannot write"));
@@ -974,10 +952,10 @@ impl Inner {
                         }
                     ));
                 }
-                return Ok(Owed::Nothing);
+                return Ok(None);
             }
             let Some(endpoint) = &s.endpoint else {
-                return Ok(Owed::Nothing);
+                return Ok(None);
             };
             let mut sent = 0;
             // The immediate send took all it was offered, yet buffers were
@@ -1018,7 +996,7 @@ impl Inner {
                     }
                 }
                 if sent == total {
-                    return Ok(Owed::Nothing);
+                    return Ok(None);
                 }
                 flush_now = sent == slices.iter().map(|b| b.len()).sum::<usize>();
             }
@@ -1171,10 +1149,9 @@ impl Inner {
                         tls.failure = error.as_ref().map(super::tls::duplicate_error);
                     }
                 }
-                (s.protocol.take(), s.on_lost.take(), unmade, timers)
+                (s.on_lost.take(), unmade, timers)
             });
-            let (protocol, on_lost, unmade, timers) =
-                taken.unwrap_or((None, None, None, Vec::new()));
+            let (on_lost, unmade, timers) = taken.unwrap_or((None, None, Vec::new()));
             for timer in timers {
                 timer.cancel();
             }
@@ -1183,20 +1160,7 @@ impl Inner {
                     .set_exception(Arc::new(io::Error::from(io::ErrorKind::ConnectionAborted)));
             }
             inner.wake_drained();
-            let made = inner.state.with(|s| s.made).unwrap_or(false);
-            // A protocol never told of the connection hears nothing of its
-            // end either.
-            if let Some(mut protocol) = protocol.filter(|_| made) {
-                if let Err(payload) =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| protocol.connection_lost(error)))
-                {
-                    inner.shared.report_panic(
-                        ExceptionContext::new("Exception in callback protocol.connection_lost()"),
-                        payload,
-                    );
-                }
-                crate::util::drop_quietly(protocol, "a protocol");
-            }
+            protocol_slot::connection_lost(&inner, |p| p.connection_lost(error));
             if let Some(on_lost) = on_lost {
                 on_lost();
             }
@@ -1280,18 +1244,16 @@ impl Transport {
                 StreamState {
                     endpoint: Some(endpoint),
                     registration: None,
-                    protocol: Some(protocol),
+                    slot: ProtocolSlot::new(protocol),
                     buffer: WriteBuffer::default(),
                     high: DEFAULT_HIGH_WATER,
                     low: DEFAULT_HIGH_WATER / 4,
                     protocol_paused: false,
-                    owed: Owed::Nothing,
                     reading_paused: false,
                     closing: false,
                     eof_requested: false,
                     eof_written: false,
                     eof_received: false,
-                    made: false,
                     lost: false,
                     conn_lost_writes: 0,
                     read_queued: false,
@@ -1328,18 +1290,10 @@ impl Transport {
                     // From here on the protocol is connected:
                     // `connection_lost` follows whatever happens (a panic
                     // in `connection_made` included).
-                    let made = t
-                        .inner
-                        .state
-                        .with(|s| {
-                            s.made = true;
-                            s.made_future.take()
-                        })
-                        .flatten();
-                    let called = t
-                        .inner
-                        .with_protocol("connection_made", |p| p.connection_made(t.clone()));
-                    if called.is_some() {
+                    let made = t.inner.state.with(|s| s.made_future.take()).flatten();
+                    let called =
+                        protocol_slot::connection_made(&t.inner, |p| p.connection_made(t.clone()));
+                    if called {
                         // Data may have arrived already.
                         t.inner.queue_read();
                     }
@@ -1552,7 +1506,7 @@ impl Transport {
                 // asyncio checks for a pause only.
                 Inner::check_pause(s)
             });
-            inner.deliver(owed.unwrap_or(Owed::Nothing));
+            inner.deliver(owed.flatten());
         });
         Ok(())
     }
@@ -1629,7 +1583,7 @@ impl Transport {
 
     fn replace_protocol(&self, protocol: StreamProtocol) {
         self.on_loop(move |inner| {
-            let old = inner.state.with(|s| s.protocol.replace(protocol));
+            let old = inner.state.with(|s| s.slot.replace(protocol));
             crate::util::drop_quietly(old, "a protocol");
         });
     }
@@ -1704,7 +1658,7 @@ impl Transport {
                 if s.sendfile {
                     return Err(Error::InvalidState("sendfile is in progress"));
                 }
-                if !s.made {
+                if !s.slot.is_made() {
                     return Err(Error::InvalidState("the transport is not connected yet"));
                 }
                 s.made_future = Some(made);

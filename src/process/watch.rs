@@ -339,15 +339,14 @@ impl ChildTable {
         if !started {
             let pipe = SignalPipe::open(libc::SIGCHLD)?;
             let table = Arc::downgrade(&self.sigchld);
-            let watched = SignalPipe::watch(pipe.read, event_loop, move |_| {
-                match table.upgrade() {
+            let watched =
+                SignalPipe::watch(pipe.read, event_loop, move |_| match table.upgrade() {
                     Some(table) => {
                         reap_table(&table);
                         true
                     }
                     None => false,
-                }
-            });
+                });
             if let Err(e) = watched {
                 signal_hook::low_level::unregister(pipe.id);
                 return Err(e);
