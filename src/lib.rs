@@ -76,16 +76,17 @@ pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default
 pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, TimerHandle};
 pub use net::connect::{ConnectOptions, DatagramOptions};
+pub use net::datagram::DatagramProtocol;
 pub use net::datagram::DatagramTransport;
 pub use net::dns::{AddrInfo, AddrInfoHints};
-pub use net::protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use net::extra::ExtraInfo;
+pub use net::flow::DEFAULT_HIGH_WATER;
 pub use net::server::{Server, ServerOptions};
+pub use net::start_tls::StartTlsOptions;
 pub use net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
 pub use net::tcp::{TcpListener, TcpStream};
-pub use net::tls::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTlsOptions, TlsContext,
-};
-pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
+pub use net::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TlsContext};
+pub use net::transport::{BufferedProtocol, Protocol, Transport};
 pub use policy::{
     DefaultEventLoopPolicy, EventLoopPolicy, get_event_loop, get_event_loop_policy,
     get_running_loop, new_event_loop, set_event_loop, set_event_loop_policy,

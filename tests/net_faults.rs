@@ -513,3 +513,46 @@ fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
         assert!(log.get().contains(&Ev::Made));
     });
 }
+
+#[test]
+fn a_write_eof_during_sendfile_takes_effect_once_the_file_went() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (port, peer) = reading_peer(Some(go_rx));
+        // More than any socket buffer: the send cannot finish unread.
+        let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 241) as u8).collect();
+        let file = common::file_with("sendfile-eof", &content);
+        let log = Log::new();
+        let (tx, rx) = mpsc::channel();
+        let rec = Rec::new(&log).sending(&tx);
+        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+            .unwrap()
+            .unwrap();
+        let t = rx.recv_timeout(LIMIT).unwrap();
+        let lp2 = lp.clone();
+        let sent = lp
+            .run_until_complete(async {
+                let sending = {
+                    let (lp3, t3) = (lp2.clone(), t.clone());
+                    lp2.create_task(async move { lp3.sendfile(&t3, &file, 0, None, true).await })
+                        .unwrap()
+                };
+                evloop::sleep(Duration::ZERO).await.unwrap();
+                assert!(!sending.done());
+                // The half-close waits for the file: shutting the write
+                // side now would cut it short.
+                t.write_eof().unwrap();
+                go_tx.send(()).unwrap();
+                sending.await.unwrap()
+            })
+            .unwrap();
+        assert_eq!(sent.unwrap(), content.len() as u64);
+        // The peer's read ends at the EOF that followed the file.
+        let got = peer.join().unwrap();
+        assert_eq!(got.len(), content.len());
+        assert!(got == content);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+    });
+}

@@ -4,9 +4,9 @@
 //! (`net::transport`): any thread may call it; off the loop's thread the
 //! operation is posted to the loop.
 
-use super::protocol::DatagramProtocol;
+use super::extra::ExtraInfo;
+use super::flow::DEFAULT_HIGH_WATER;
 use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
-use super::transport::DEFAULT_HIGH_WATER;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
@@ -16,12 +16,44 @@ use crate::readiness::{
 };
 use crate::sched::Local;
 use socket2::{SockAddr, Socket};
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A datagram protocol (asyncio: `asyncio.DatagramProtocol`).
+pub trait DatagramProtocol: Any + Send {
+    /// The endpoint is ready (asyncio: `connection_made`).
+    fn connection_made(&mut self, transport: DatagramTransport) {
+        let _ = transport;
+    }
+
+    /// A datagram arrived from `addr` (asyncio: `datagram_received`).
+    fn datagram_received(&mut self, data: &[u8], addr: SockAddr) {
+        let _ = (data, addr);
+    }
+
+    /// A send or receive failed (asyncio: `error_received`), e.g. an ICMP
+    /// "port unreachable" reported on a connected endpoint. The endpoint
+    /// stays open.
+    fn error_received(&mut self, error: io::Error) {
+        let _ = error;
+    }
+
+    /// The endpoint was closed (asyncio: `connection_lost`).
+    fn connection_lost(&mut self, error: Option<io::Error>) {
+        let _ = error;
+    }
+
+    /// As [`Protocol::pause_writing`](crate::Protocol::pause_writing) (the send buffer is over its mark).
+    fn pause_writing(&mut self) {}
+
+    /// As [`Protocol::resume_writing`](crate::Protocol::resume_writing).
+    fn resume_writing(&mut self) {}
+}
 
 /// The largest datagram one read takes (asyncio: 256 KiB).
 const MAX_DATAGRAM: usize = 256 * 1024;
@@ -543,8 +575,7 @@ impl DatagramTransport {
     }
 
     /// asyncio's `get_extra_info`: `"sockname"`, `"peername"`, `"socket"`.
-    pub fn get_extra_info(&self, name: &str) -> Option<super::transport::ExtraInfo> {
-        use super::transport::ExtraInfo;
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
             "sockname" => self.sockname().map(ExtraInfo::Address),
             "peername" => self.peername().map(ExtraInfo::Address),
@@ -572,9 +603,7 @@ impl DatagramTransport {
     pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         self.inner
             .with_protocol("get_protocol", |p| {
-                (p.as_mut() as &mut dyn std::any::Any)
-                    .downcast_mut::<P>()
-                    .map(f)
+                (p.as_mut() as &mut dyn Any).downcast_mut::<P>().map(f)
             })
             .flatten()
     }

@@ -1,8 +1,9 @@
 //! [`StreamReader`]: asyncio's `StreamReader`.
 
-use super::core::{Flow, State, StreamCore, copy_io_error};
+use super::core::{Flow, State, StreamCore};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
+use crate::net::io_error::copy_io_error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
