@@ -71,7 +71,9 @@ pub use event_loop::{
     BoxFuture, DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, TaskFactory, TaskSpec,
     WeakEventLoop,
 };
-pub use exception::{ExceptionContext, HandleInfo, TaskInfo, default_exception_handler};
+pub use exception::{
+    ExceptionContext, HandleInfo, TaskInfo, TransportInfo, default_exception_handler,
+};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, TimerHandle};

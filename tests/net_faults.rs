@@ -14,10 +14,37 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// What a report to the exception handler said: the message, the error's
+/// text, and whether it named the stream transport involved.
+#[derive(Debug, Clone, PartialEq)]
+struct Report {
+    message: String,
+    error: Option<String>,
+    transport: bool,
+}
+
+fn record_reports(lp: &EventLoop) -> Log<Report> {
+    let log = Log::new();
+    let l = log.clone();
+    lp.set_exception_handler(Some(std::sync::Arc::new(move |_, ctx| {
+        l.push(Report {
+            message: ctx.message.clone(),
+            error: ctx.error.as_ref().map(|e| e.to_string()),
+            transport: ctx
+                .transport
+                .as_ref()
+                .and_then(|t| t.downcast::<evloop::Transport>())
+                .is_some(),
+        });
+    })));
+    log
+}
+
 #[test]
 fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -43,6 +70,8 @@ fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
         run_until(&lp, LIMIT, || lost(&log).is_some());
         assert_eq!(lost(&log), Some(Some(ErrorKind::ConnectionReset)));
         assert!(t.is_closing());
+        // A peer gone is an OSError: asyncio only logs it, in debug mode.
+        assert!(reports.get().is_empty(), "{:?}", reports.get());
     });
 }
 
@@ -554,5 +583,86 @@ fn a_write_eof_during_sendfile_takes_effect_once_the_file_went() {
         assert!(got == content);
         t.close();
         run_until(&lp, LIMIT, || lost(&log).is_some());
+    });
+}
+
+/// A buffered protocol whose `get_buffer` has no room to give.
+struct NoRoom(Log<Ev>);
+
+impl evloop::BufferedProtocol for NoRoom {
+    fn get_buffer(&mut self, _size_hint: usize) -> &mut [u8] {
+        &mut []
+    }
+    fn buffer_updated(&mut self, _nbytes: usize) {
+        self.0.push(Ev::Data(Vec::new()));
+    }
+    fn connection_lost(&mut self, error: Option<std::io::Error>) {
+        self.0.push(Ev::Lost(error.map(|e| e.kind())));
+    }
+}
+
+#[test]
+fn an_empty_buffer_from_get_buffer_is_a_reported_fatal_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
+        let port = common::net::peer(|mut s| {
+            s.write_all(b"data").unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        });
+        let log = Log::new();
+        let l = log.clone();
+        let t = lp
+            .run_until_complete(lp.create_buffered_connection(
+                move || NoRoom(l),
+                Some("127.0.0.1"),
+                port,
+                ConnectOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio: RuntimeError('get_buffer() returned an empty buffer'),
+        // through _fatal_error to the exception handler.
+        assert_eq!(
+            reports.get(),
+            vec![Report {
+                message: "Fatal error: protocol.get_buffer() call failed.".into(),
+                error: Some("get_buffer() returned an empty buffer".into()),
+                transport: true,
+            }]
+        );
+        assert_eq!(log.get(), vec![Ev::Lost(Some(ErrorKind::Other))]);
+        assert!(t.is_closing());
+    });
+}
+
+#[test]
+fn a_read_pipe_reports_a_failed_read_that_a_socket_would_only_log() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
+        let (ours, theirs) = common::net::tcp_pair();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.connect_read_pipe(move || rec, ours))
+            .unwrap()
+            .unwrap();
+        // SO_LINGER 0: the close resets the connection, and our read
+        // fails with ECONNRESET.
+        let theirs = socket2::Socket::from(theirs);
+        theirs.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(theirs);
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio's _UnixReadPipeTransport reports every read error but
+        // EIO (its socket transport would only log this one).
+        assert_eq!(lost(&log), Some(Some(ErrorKind::ConnectionReset)));
+        let reports = reports.get();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].message, "Fatal read error on pipe transport");
+        assert!(reports[0].transport);
+        assert!(t.is_closing());
     });
 }

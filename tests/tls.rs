@@ -710,6 +710,18 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
+        let reports = Log::new();
+        let r = reports.clone();
+        lp.set_exception_handler(Some(Arc::new(move |_, ctx| {
+            r.push((
+                ctx.message.clone(),
+                ctx.error.as_ref().map(|e| e.to_string()),
+                ctx.transport
+                    .as_ref()
+                    .and_then(|t| t.downcast::<evloop::Transport>())
+                    .is_some(),
+            ));
+        })));
         let server = serve_tls(&lp, tls_server_options(&pki), Echo::default);
         let mut roots = RootCertStore::empty();
         roots.add(pki.cert.clone()).unwrap();
@@ -739,6 +751,12 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.to_string(), "a TLS callback panicked", "{err:?}");
+        // Not an OSError: asyncio's _fatal_error reports it.
+        let reports = reports.get();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].0, "SSL handshake failed");
+        assert_eq!(reports[0].1.as_deref(), Some("a TLS callback panicked"));
+        assert!(reports[0].2, "the report names the transport");
         // The loop goes on: a good client still connects.
         let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
             Rec::new(&Log::new())

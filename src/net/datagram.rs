@@ -10,6 +10,7 @@ use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
+use crate::exception::TransportInfo;
 use crate::loop_cell::LoopCell;
 use crate::readiness::{
     Direction, ERROR, IoHandler, READABLE, Registration, ScheduledIo, WRITABLE,
@@ -206,7 +207,10 @@ impl SlotOwner for Inner {
     }
 
     fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
-        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload);
+        let transport = TransportInfo::new(DatagramTransport {
+            inner: self.clone(),
+        });
+        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload, transport);
         self.force_close(Some(error));
     }
 }

@@ -25,7 +25,7 @@
 
 use crate::error::PanicPayload;
 use crate::event_loop::shared::Shared;
-use crate::exception::ExceptionContext;
+use crate::exception::{ExceptionContext, TransportInfo};
 use crate::loop_cell::LoopCell;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -265,15 +265,17 @@ pub(crate) fn connection_lost<O: SlotOwner>(owner: &Arc<O>, f: impl FnOnce(&mut 
 }
 
 /// Reports a failed protocol callback as asyncio's transports do ("Fatal
-/// error: protocol.data_received() call failed."), and returns the error
-/// the connection is then closed with.
+/// error: protocol.data_received() call failed.", with the transport),
+/// and returns the error the connection is then closed with.
 pub(crate) fn report_fatal_panic(
     shared: &Shared,
     what: &'static str,
     payload: PanicPayload,
+    transport: TransportInfo,
 ) -> io::Error {
     shared.report_panic(
-        ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed.")),
+        ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed."))
+            .with_transport(transport),
         payload,
     );
     io::Error::other(format!("protocol.{what}() panicked"))

@@ -41,7 +41,7 @@
 //! transport, on the loop's thread, in the middle of a read: they must not
 //! call the transport or the loop, and must not block (every connection
 //! of the loop would wait). A panic in one fails its connection with
-//! "a TLS callback panicked".
+//! "a TLS callback panicked", reported to the exception handler.
 
 use crate::error::Error;
 use crate::net::endpoint::Endpoint;
@@ -66,7 +66,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// transport is busy; a call would be refused or posted), and must not
 /// block (every connection of the loop waits meanwhile; do slow work such
 /// as an OCSP fetch ahead of time, or on the executor). A panic in one
-/// fails its connection ("a TLS callback panicked").
+/// fails its connection ("a TLS callback panicked"), reported to the
+/// exception handler ("SSL handshake failed").
 #[derive(Clone, Debug)]
 pub enum TlsContext {
     /// Connect as a client, verifying the server as the config says.

@@ -6,8 +6,9 @@
 //! and the descriptor closes when it runs.
 
 use super::state::{Conn, Inner, Io, Kind, StreamState, WriteSide};
+use crate::exception::{ExceptionContext, TransportInfo};
 use crate::net::endpoint::Endpoint;
-use crate::net::io_error::copy_io_error;
+use crate::net::io_error::{copy_io_error, is_os_error};
 use crate::net::protocol_slot;
 use std::io;
 use std::panic::Location;
@@ -66,18 +67,26 @@ impl Inner {
         }
     }
 
-    /// asyncio's `_fatal_error`: an I/O error ends the connection.
+    /// asyncio's `_fatal_error`: the error ends the connection
+    /// (`connection_lost(error)`), and is reported to the exception
+    /// handler with `message` and the transport, unless it is one asyncio
+    /// only logs in debug mode: an `OSError` for a socket, TLS or a write
+    /// pipe (`selector_events`, `sslproto`, `_UnixWritePipeTransport`), an
+    /// `EIO` for a read pipe (`_UnixReadPipeTransport`, which reports every
+    /// other error).
     pub(super) fn fatal_error(self: &Arc<Self>, error: io::Error, message: &str) {
-        // asyncio logs these unless they are the peer going away.
-        if !matches!(
-            error.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::TimedOut
-        ) && self.shared.debug.load(Ordering::Relaxed)
-        {
-            tracing::debug!(target: "evloop", "{message}: {error}");
+        let quiet = match self.kind {
+            Kind::ReadPipe => error.raw_os_error() == Some(libc::EIO),
+            Kind::Socket | Kind::WritePipe => is_os_error(&error),
+        };
+        if !quiet {
+            self.shared.call_exception_handler(
+                ExceptionContext::new(message)
+                    .with_error(Arc::new(copy_io_error(&error)))
+                    .with_transport(TransportInfo::new(self.handle())),
+            );
+        } else if self.shared.debug.load(Ordering::Relaxed) {
+            tracing::debug!(target: "evloop", "{:?}: {message}: {error}", self.handle());
         }
         self.force_close(Some(error));
     }

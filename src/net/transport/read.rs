@@ -30,6 +30,8 @@ enum Read {
     WouldBlock,
     Eof,
     Failed(io::Error),
+    /// The buffered protocol's `get_buffer` returned an empty buffer.
+    EmptyBuffer,
     /// Reading stopped (closed, paused, or the protocol is gone).
     Stopped,
 }
@@ -144,6 +146,14 @@ impl Inner {
                     self.fatal_error(e, self.fatal_message(true));
                     return;
                 }
+                Read::EmptyBuffer => {
+                    // asyncio's RuntimeError, reported as a failed call.
+                    self.fatal_error(
+                        io::Error::other("get_buffer() returned an empty buffer"),
+                        "Fatal error: protocol.get_buffer() call failed.",
+                    );
+                    return;
+                }
                 Read::Stopped => return,
             }
         }
@@ -224,9 +234,7 @@ impl Inner {
                 StreamProtocol::Buffered(p) => {
                     let buf = p.get_buffer(READ_SIZE);
                     if buf.is_empty() {
-                        return Read::Failed(io::Error::other(
-                            "get_buffer() returned an empty buffer",
-                        ));
+                        return Read::EmptyBuffer;
                     }
                     let len = buf.len();
                     // The socket is reached through the state; the buffer

@@ -15,6 +15,7 @@
 use super::buffer::WriteBuffer;
 use super::protocol::StreamProtocol;
 use crate::event_loop::shared::Shared;
+use crate::exception::TransportInfo;
 use crate::future::LoopFuture;
 use crate::handle::TimerHandle;
 use crate::loop_cell::LoopCell;
@@ -333,7 +334,8 @@ impl SlotOwner for Inner {
     }
 
     fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
-        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload);
+        let transport = TransportInfo::new(self.handle());
+        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload, transport);
         self.force_close(Some(error));
     }
 }
