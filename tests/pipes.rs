@@ -5,7 +5,7 @@
 mod common;
 
 use common::net::{Ev, Rec, lost, received, run_until};
-use common::{Log, within};
+use common::{Log, capture_tracing, within};
 use evloop::{Error, EventLoop, ExtraInfo, Transport};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -371,5 +371,35 @@ fn a_write_pipe_whose_reader_goes_as_it_starts_closes_cleanly_and_never_reads() 
             assert_eq!(log.get(), vec![Ev::Made, Ev::Lost(None)]);
             assert!(t.is_closing());
         }
+    });
+}
+
+#[test]
+fn writes_after_a_write_pipe_closed_are_dropped_and_warned_from_the_sixth() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let (_r, w) = pipe();
+        let t = write_transport(&lp, &log, w);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio's pipe does not count its close as a lost write (its
+        // socket does, and warns from the fifth).
+        let warning = "pipe closed by peer or os.write(pipe, data) raised exception.";
+        let (_, five) = capture_tracing(|| {
+            lp.run_until_complete(async {
+                for _ in 0..5 {
+                    t.write(b"gone").unwrap();
+                }
+            })
+            .unwrap()
+        });
+        assert!(!five.contains(warning), "{five}");
+        let (_, sixth) = capture_tracing(|| {
+            lp.run_until_complete(async { t.write(b"gone").unwrap() })
+                .unwrap()
+        });
+        assert!(sixth.contains(warning), "{sixth}");
+        assert_eq!(t.get_write_buffer_size(), 0);
     });
 }

@@ -8,7 +8,7 @@ mod common;
 
 use common::net::{Echo, Ev, Rec, lost, received, run_until};
 use common::tls::{pki, pki_with_alpn, provider, tls_client_options, tls_server_options};
-use common::{Log, within};
+use common::{Log, capture_tracing, within};
 use evloop::rustls::pki_types::CertificateDer;
 use evloop::rustls::{self, ClientConfig, RootCertStore};
 use evloop::{
@@ -522,32 +522,42 @@ fn tls_options_without_ssl_are_refused_with_asyncios_words() {
     });
 }
 
+/// A TLS server transport left closing: its client stops reading, and it
+/// writes far more than the socket buffers hold, then closes. Returns
+/// the server, the client, the server's transport and its log.
+fn stuck_closing(
+    lp: &EventLoop,
+    options: ServerOptions,
+    pki: &common::tls::Pki,
+) -> (evloop::Server, Transport, Transport, Log<Ev>) {
+    let server_log = Log::new();
+    let slog = server_log.clone();
+    let (tx, rx) = mpsc::channel();
+    let server = serve_tls(lp, options, move || Rec::new(&slog).sending(&tx));
+    let client = connect_tls(lp, port_of(&server), tls_client_options(pki), || {
+        Rec::new(&Log::new())
+    })
+    .unwrap();
+    client.pause_reading();
+    run_until(lp, LIMIT, || server_log.len() == 1);
+    let accepted = rx.recv_timeout(LIMIT).unwrap();
+    lp.run_until_complete(async {
+        accepted.write(&vec![9u8; 16 * 1024 * 1024]).unwrap();
+        accepted.close();
+    })
+    .unwrap();
+    assert!(accepted.is_closing() && accepted.get_write_buffer_size() > 0);
+    (server, client, accepted, server_log)
+}
+
 #[test]
 fn a_closing_tls_connection_whose_peer_stops_reading_is_aborted_after_the_shutdown_timeout() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
-        let server_log = Log::new();
-        let slog = server_log.clone();
-        let (tx, rx) = mpsc::channel();
         let mut options = tls_server_options(&pki);
         options.ssl_shutdown_timeout = Some(Duration::from_millis(200));
-        let server = serve_tls(&lp, options, move || Rec::new(&slog).sending(&tx));
-        let client = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
-            Rec::new(&Log::new())
-        })
-        .unwrap();
-        // The client stops reading; the server writes far more than the
-        // socket buffers hold, then closes.
-        client.pause_reading();
-        run_until(&lp, LIMIT, || server_log.len() == 1);
-        let accepted = rx.recv_timeout(LIMIT).unwrap();
-        lp.run_until_complete(async {
-            accepted.write(&vec![9u8; 16 * 1024 * 1024]).unwrap();
-            accepted.close();
-        })
-        .unwrap();
-        assert!(accepted.get_write_buffer_size() > 0);
+        let (server, client, accepted, server_log) = stuck_closing(&lp, options, &pki);
         // Without the timeout this would wait for the client forever.
         run_until(&lp, LIMIT, || lost(&server_log).is_some());
         assert_eq!(lost(&server_log), Some(Some(std::io::ErrorKind::TimedOut)));
@@ -763,6 +773,38 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
         })
         .unwrap();
         t.close();
+        server.close();
+    });
+}
+
+#[test]
+fn writes_after_a_tls_close_are_warned_as_asyncios_ssl_transport_counts_them() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        // The server's close cannot finish: its transport stays closing
+        // (asyncio's SHUTDOWN state).
+        let (server, client, accepted, server_log) =
+            stuck_closing(&lp, tls_server_options(&pki), &pki);
+        let warning = "SSL connection is closed";
+        let write = |n: usize| {
+            capture_tracing(|| {
+                lp.run_until_complete(async {
+                    for _ in 0..n {
+                        accepted.write(b"late").unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .1
+        };
+        // Closing, not yet lost: asyncio's counter starts at 0.
+        let five = write(5);
+        assert!(!five.contains(warning), "{five}");
+        let sixth = write(1);
+        assert!(sixth.contains(warning), "{sixth}");
+        assert!(lost(&server_log).is_none());
+        client.abort();
         server.close();
     });
 }

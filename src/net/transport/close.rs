@@ -164,7 +164,15 @@ impl Inner {
     /// Queues `connection_lost` (asyncio calls it through `call_soon`);
     /// the descriptor is closed when it runs.
     pub(super) fn call_connection_lost(self: &Arc<Self>, error: Option<io::Error>) {
-        if self.state.with(|s| s.conn.lose()) != Some(true) {
+        let first = self.state.with(|s| {
+            let first = s.conn.lose();
+            // asyncio's socket transport counts its end as a lost write.
+            if first && self.kind == Kind::Socket && s.tls.is_none() {
+                s.lost_writes += 1;
+            }
+            first
+        });
+        if first != Some(true) {
             return;
         }
         let inner = self.clone();
@@ -175,6 +183,11 @@ impl Inner {
                 inner.publish(s);
                 let mut timers = Vec::new();
                 let unmade = s.start.take();
+                if s.tls.is_some() {
+                    // asyncio's SSL protocol counts its connection_lost
+                    // as a lost write.
+                    s.lost_writes += 1;
+                }
                 if let Some(tls) = &mut s.tls {
                     timers.extend(tls.handshake.take().and_then(|h| h.timer));
                     timers.extend(tls.shutdown_timer.take());

@@ -215,7 +215,8 @@ pub(super) struct StreamState {
     pub(super) buffer: WriteBuffer,
     pub(super) flow: WriteFlow,
     /// asyncio's `_conn_lost` counter: writes dropped after the
-    /// connection ended (warned about from the fifth on).
+    /// connection ended, plus one for the end itself where asyncio counts
+    /// it (see `Inner::drop_lost_write`).
     pub(super) lost_writes: usize,
     /// Waiters for the buffer to drain (`loop.sendfile`, a stream
     /// writer's flush).

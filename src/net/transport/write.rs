@@ -142,11 +142,15 @@ impl Inner {
         }))
     }
 
-    /// A write after the connection ended is dropped; asyncio warns from
-    /// the fifth on, each time.
+    /// A write after the connection ended is dropped, and warned about
+    /// once asyncio's counter reached its threshold. asyncio counts the
+    /// end itself as one lost write for a socket (its `close` / `abort`)
+    /// and for TLS (once `connection_lost` ran), not for a pipe: a socket
+    /// warns from the fifth dropped write on, a pipe from the sixth.
     pub(super) fn drop_lost_write(&self, s: &mut StreamState) {
+        let warn = s.lost_writes >= CONNLOST_WARN_AFTER;
         s.lost_writes += 1;
-        if s.lost_writes >= CONNLOST_WARN_AFTER {
+        if warn {
             crate::util::log_warning(format_args!(
                 "{}",
                 match (self.kind, s.tls.is_some()) {
