@@ -49,6 +49,7 @@ pub use protocol::{BufferedProtocol, Protocol};
 pub(crate) use protocol::{ReaderProtocol, StreamProtocol};
 pub(crate) use state::Kind;
 pub use state::Transport;
+pub(crate) use write::closing;
 
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -239,9 +240,12 @@ impl Transport {
     /// takes it. Never blocks. Writes after the connection is lost are
     /// dropped and counted (asyncio warns "socket.send() raised exception."
     /// after five); a write error closes the transport and reaches
-    /// `connection_lost`. Error: [`Error::InvalidState`] after
-    /// [`Transport::write_eof`]. Off the loop's thread the bytes are copied
-    /// and the write is posted to the loop.
+    /// `connection_lost`. Errors, asyncio's `RuntimeError`s:
+    /// [`Error::Runtime`] after [`Transport::write_eof`] ("Cannot call
+    /// write() after write_eof()") and while `loop.sendfile` sends ("unable
+    /// to write; sendfile is in progress"); [`Error::InvalidState`] on a
+    /// read pipe. Off the loop's thread the bytes are copied and the write
+    /// is posted to the loop.
     pub fn write(&self, data: &[u8]) -> Result<(), Error> {
         if self.inner.is_loop_thread() {
             return self.inner.write_on_loop(&[data]);
@@ -283,11 +287,15 @@ impl Transport {
     /// Closes the write side once the buffer is sent (asyncio:
     /// `write_eof`); the peer reads EOF. Writing afterwards is an error
     /// on a socket; a write pipe has nothing but a write side, so this
-    /// closes it (as asyncio) and later writes are dropped. Error:
-    /// [`Error::InvalidState`] on a read pipe.
+    /// closes it (as asyncio) and later writes are dropped. Errors:
+    /// [`Error::Runtime`] for TLS ("SSL doesn't support half-closes",
+    /// asyncio's `NotImplementedError`), [`Error::InvalidState`] on a read
+    /// pipe. Called while `loop.sendfile` sends, it takes effect once the
+    /// file went.
     pub fn write_eof(&self) -> Result<(), Error> {
         if self.inner.tls.load(Ordering::Acquire) {
-            return Err(Error::InvalidState("SSL doesn't support half-closes"));
+            // asyncio: NotImplementedError, a RuntimeError.
+            return Err(Error::Runtime("SSL doesn't support half-closes".into()));
         }
         match self.inner.kind {
             Kind::Socket => {}

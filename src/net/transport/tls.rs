@@ -6,6 +6,7 @@
 //! upgrade of a plain transport.
 
 use super::state::{Handshaking, Inner, Kind, TlsState, Transport, WriteSide};
+use super::write::{closing, sendfile_in_progress};
 use crate::error::Error;
 use crate::future::LoopFuture;
 use crate::handle::TimerHandle;
@@ -181,9 +182,7 @@ impl Inner {
     pub(super) fn write_tls(self: &Arc<Self>, data: &[&[u8]]) -> Result<(), Error> {
         let cipher = self.state.with(|s| {
             if matches!(s.write, WriteSide::Sendfile { .. }) {
-                return Err(Error::InvalidState(
-                    "unable to write; sendfile is in progress",
-                ));
+                return Err(sendfile_in_progress());
             }
             let total: usize = data.iter().map(|d| d.len()).sum();
             if total == 0 {
@@ -304,10 +303,10 @@ impl Transport {
                     return Err(Error::InvalidState("the transport is already TLS"));
                 }
                 if !s.conn.is_open() {
-                    return Err(Error::InvalidState("Transport is closing"));
+                    return Err(closing());
                 }
                 if matches!(s.write, WriteSide::Sendfile { .. }) {
-                    return Err(Error::InvalidState("sendfile is in progress"));
+                    return Err(sendfile_in_progress());
                 }
                 if !s.slot.is_made() {
                     return Err(Error::InvalidState("the transport is not connected yet"));

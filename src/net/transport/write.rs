@@ -31,13 +31,11 @@ impl Inner {
         let outcome = self.state.with(|s| {
             match s.write {
                 WriteSide::Open => {}
-                WriteSide::Sendfile { .. } => {
-                    return Err(Error::InvalidState(
-                        "unable to write; sendfile is in progress",
-                    ));
-                }
+                WriteSide::Sendfile { .. } => return Err(sendfile_in_progress()),
                 WriteSide::EofRequested | WriteSide::EofWritten => {
-                    return Err(Error::InvalidState("Cannot call write() after write_eof()"));
+                    return Err(Error::Runtime(
+                        "Cannot call write() after write_eof()".into(),
+                    ));
                 }
             }
             let total: usize = data.iter().map(|d| d.len()).sum();
@@ -220,6 +218,18 @@ impl Inner {
     }
 }
 
+/// asyncio's RuntimeError for a write while `loop.sendfile` holds the
+/// write side.
+pub(super) fn sendfile_in_progress() -> Error {
+    Error::Runtime("unable to write; sendfile is in progress".into())
+}
+
+/// asyncio's RuntimeError for a transport that is closing (`loop.sendfile`,
+/// `loop.start_tls`).
+pub(crate) fn closing() -> Error {
+    Error::Runtime("Transport is closing".into())
+}
+
 /// What an immediate send left to buffer.
 enum Sent {
     All,
@@ -243,15 +253,17 @@ impl Transport {
             .state
             .with(|s| {
                 if !s.conn.is_open() {
-                    return Err(Error::InvalidState("Transport is closing"));
+                    return Err(closing());
                 }
                 match s.write {
                     WriteSide::Open => {}
                     WriteSide::Sendfile { .. } => {
-                        return Err(Error::InvalidState("sendfile is already in progress"));
+                        return Err(Error::Runtime("sendfile is already in progress".into()));
                     }
                     WriteSide::EofRequested | WriteSide::EofWritten => {
-                        return Err(Error::InvalidState("Cannot call write() after write_eof()"));
+                        return Err(Error::Runtime(
+                            "Cannot call write() after write_eof()".into(),
+                        ));
                     }
                 }
                 if s.tls.is_some() {
@@ -262,7 +274,7 @@ impl Transport {
                 let sock = s
                     .conn
                     .endpoint()
-                    .ok_or(Error::InvalidState("Transport is closing"))?
+                    .ok_or_else(closing)?
                     .socket()
                     .ok_or_else(|| {
                         Error::SendfileNotAvailable("the transport is not a socket".into())
