@@ -81,7 +81,7 @@ pub use net::connect::{ConnectOptions, DatagramOptions};
 pub use net::datagram::DatagramProtocol;
 pub use net::datagram::DatagramTransport;
 pub use net::dns::{AddrInfo, AddrInfoHints};
-pub use net::extra::ExtraInfo;
+pub use net::extra::{ExtraInfo, TransportFd};
 pub use net::flow::DEFAULT_HIGH_WATER;
 pub use net::server::{Server, ServerOptions};
 pub use net::start_tls::StartTlsOptions;

@@ -78,7 +78,10 @@ fn transport_reports_addresses_socket_and_limits() {
             t.get_extra_info("sockname"),
             Some(ExtraInfo::Address(_))
         ));
-        assert!(matches!(t.get_extra_info("socket"), Some(ExtraInfo::Fd(fd)) if fd >= 0));
+        let Some(ExtraInfo::Socket(sock)) = t.get_extra_info("socket") else {
+            panic!("socket: {:?}", t.get_extra_info("socket"));
+        };
+        assert!(sock.is_socket());
         assert!(t.get_extra_info("cipher").is_none());
         assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
         t.set_write_buffer_limits(Some(1000), None).unwrap();
@@ -100,8 +103,27 @@ fn transport_reports_addresses_socket_and_limits() {
         assert_eq!(nodelay, Some(true));
         assert_eq!(t.get_loop().unwrap(), lp);
         assert!(t.is_reading());
+        // The socket is lent while the transport is open, on the loop's
+        // thread: its own address, through the handle.
+        assert!(sock.with_socket(|s| s.local_addr().unwrap()).is_none());
+        let addr = lp
+            .run_until_complete(async { sock.with_socket(|s| s.local_addr().unwrap()) })
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(addr), t.sockname());
         t.abort();
         run_until(&lp, LIMIT, || lost(&log).is_some());
+        // Closed: no number that may name another connection by now.
+        assert!(t.get_extra_info("socket").is_none());
+        let after = lp
+            .run_until_complete(async {
+                (
+                    sock.with_socket(|s| s.local_addr().is_ok()),
+                    sock.with_fd(|_| ()),
+                )
+            })
+            .unwrap();
+        assert_eq!(after, (None, None));
         server.close();
     });
 }

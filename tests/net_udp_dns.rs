@@ -492,3 +492,38 @@ fn set_protocol_switches_where_datagrams_go_and_with_protocol_reaches_it() {
         assert!(!first_log.get().iter().any(|e| matches!(e, Dg::Lost)));
     });
 }
+
+#[test]
+fn a_datagram_endpoint_lends_its_socket_only_while_open() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let d = dg(&log, false);
+        let t = lp
+            .run_until_complete(lp.create_datagram_endpoint(
+                move || d,
+                DatagramOptions {
+                    local_addr: local(0),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        let Some(evloop::ExtraInfo::Socket(sock)) = t.get_extra_info("socket") else {
+            panic!("socket: {:?}", t.get_extra_info("socket"));
+        };
+        let addr = lp
+            .run_until_complete(async { sock.with_socket(|s| s.local_addr().unwrap()) })
+            .unwrap();
+        assert_eq!(addr, t.sockname());
+        t.close();
+        run_until(&lp, LIMIT, || {
+            log.get().iter().any(|e| matches!(e, Dg::Lost))
+        });
+        assert!(t.get_extra_info("socket").is_none());
+        let after = lp
+            .run_until_complete(async { sock.with_socket(|_| ()) })
+            .unwrap();
+        assert!(after.is_none(), "the closed socket is lent no more");
+    });
+}

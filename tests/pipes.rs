@@ -47,7 +47,24 @@ fn a_read_pipe_delivers_data_then_eof_then_connection_lost() {
         let log = Log::new();
         let (r, mut w) = pipe();
         let t = read_transport(&lp, &log, r);
-        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Fd(_))));
+        let Some(ExtraInfo::Pipe(fd)) = t.get_extra_info("pipe") else {
+            panic!("pipe: {:?}", t.get_extra_info("pipe"));
+        };
+        assert!(!fd.is_socket());
+        // The descriptor is lent while the transport is open: a FIFO.
+        let fifo = lp
+            .run_until_complete(async {
+                fd.with_fd(|fd| {
+                    // Safety: an all-zero `stat` is valid for fstat to fill.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    // Safety: `fd` is open for the call; `st` is valid.
+                    let rc = unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut st) };
+                    rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+                })
+            })
+            .unwrap();
+        assert_eq!(fifo, Some(true));
+        assert!(fd.with_socket(|_| ()).is_none(), "a pipe is no socket");
         assert!(t.get_extra_info("socket").is_none());
         assert!(t.get_extra_info("peername").is_none());
         assert!(!t.can_write_eof());
@@ -63,6 +80,12 @@ fn a_read_pipe_delivers_data_then_eof_then_connection_lost() {
         // eof_received answers.
         assert_eq!(&events[events.len() - 2..], &[Ev::Eof, Ev::Lost(None)]);
         assert!(t.is_closing());
+        assert!(t.get_extra_info("pipe").is_none());
+        assert!(
+            lp.run_until_complete(async { fd.with_fd(|_| ()) })
+                .unwrap()
+                .is_none()
+        );
     });
 }
 
@@ -115,7 +138,7 @@ fn a_write_pipe_writes_and_write_eof_closes_it() {
         let t = write_transport(&lp, &log, w);
         assert!(t.can_write_eof());
         assert!(!t.is_reading());
-        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Fd(_))));
+        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Pipe(_))));
         lp.run_until_complete(async {
             t.write(b"one ").unwrap();
             t.writelines([&b"two "[..], b"three"]).unwrap();

@@ -4,7 +4,7 @@
 //! (`net::transport`): any thread may call it; off the loop's thread the
 //! operation is posted to the loop.
 
-use super::extra::ExtraInfo;
+use super::extra::{ExtraInfo, FdSource, TransportFd, with_socket_of};
 use super::flow::DEFAULT_HIGH_WATER;
 use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use crate::error::Error;
@@ -176,6 +176,16 @@ fn send_one(sock: &Socket, data: &[u8], addr: Option<&SockAddr>) -> Sent {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Sent::Failed(e),
         }
+    }
+}
+
+impl FdSource for Inner {
+    fn dup_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.state
+            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
+            .flatten()?
+            .ok()
+            .map(Into::into)
     }
 }
 
@@ -578,12 +588,16 @@ impl DatagramTransport {
         self.inner.remote.clone()
     }
 
-    /// asyncio's `get_extra_info`: `"sockname"`, `"peername"`, `"socket"`.
+    /// asyncio's `get_extra_info`: `"sockname"`, `"peername"` (addresses),
+    /// `"socket"` (the socket, lent while the endpoint is open:
+    /// [`TransportFd`]; `None` once it is closing).
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
             "sockname" => self.sockname().map(ExtraInfo::Address),
             "peername" => self.peername().map(ExtraInfo::Address),
-            "socket" => Some(ExtraInfo::Fd(self.inner.fd)),
+            "socket" if !self.is_closing() => {
+                Some(ExtraInfo::Socket(TransportFd::new(&self.inner, true)))
+            }
             _ => None,
         }
     }
@@ -620,15 +634,7 @@ impl DatagramTransport {
     /// The socket, for options asyncio does not expose (loop thread only;
     /// `None` elsewhere or once closed). Do not close it or read from it.
     pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
-        // `f` is user code: it runs on a duplicate of the socket (the same
-        // endpoint and options), outside the transport's state.
-        let dup = self
-            .inner
-            .state
-            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
-            .flatten()?
-            .ok()?;
-        Some(f(socket2::SockRef::from(&dup)))
+        with_socket_of(&*self.inner, f)
     }
 }
 

@@ -56,7 +56,7 @@ use crate::event_loop::EventLoop;
 use crate::exception::ExceptionContext;
 use crate::loop_cell::LoopCell;
 use crate::net::endpoint::Endpoint;
-use crate::net::extra::ExtraInfo;
+use crate::net::extra::{ExtraInfo, FdSource, TransportFd, with_socket_of};
 use crate::net::flow::{DEFAULT_HIGH_WATER, WriteFlow};
 use crate::net::protocol_slot::{self, ProtocolSlot};
 use crate::net::tls::TlsLayer;
@@ -71,6 +71,15 @@ use socket2::{SockAddr, SockRef, Socket};
 use state::{Conn, Inner, Io, ReadSide, StreamState, WriteSide};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+
+impl FdSource for Inner {
+    fn dup_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.state
+            .with(|s| s.conn.endpoint().map(Endpoint::dup_fd))
+            .flatten()?
+            .ok()
+    }
+}
 
 /// The transport's side of its registration.
 struct Handler(Arc<Inner>);
@@ -159,6 +168,7 @@ impl Transport {
             sockname: sock.and_then(|s| s.local_addr().ok()),
             fd: raw,
             kind,
+            is_socket: sock.is_some(),
             state: LoopCell::new(
                 shared.id(),
                 StreamState {
@@ -425,19 +435,23 @@ impl Transport {
     }
 
     /// asyncio's `get_extra_info(name)`: for a socket `"peername"`,
-    /// `"sockname"` (an address) and `"socket"` (the fd); for a pipe
-    /// `"pipe"` (the fd); once a TLS handshake completed, `"peercert"`
-    /// (the peer's certificate chain, DER), `"cipher"` and
+    /// `"sockname"` (an address) and `"socket"` (the socket, lent while
+    /// the transport is open: [`TransportFd`]); for a pipe `"pipe"` (its
+    /// descriptor, lent the same way); once a TLS handshake completed,
+    /// `"peercert"` (the peer's certificate chain, DER), `"cipher"` and
     /// `"tls_version"` (names), `"alpn_protocol"` (the protocol ALPN
-    /// chose, if any); `None` for other names.
+    /// chose, if any); `None` for other names, and for `"socket"` and
+    /// `"pipe"` once the transport is closing.
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         let socket = self.inner.kind == Kind::Socket;
+        let open = !self.is_closing();
+        let fd = || TransportFd::new(&self.inner, self.inner.is_socket);
         let tls = self.inner.tls_info.get();
         match name {
             "peername" => self.peername().map(ExtraInfo::Address),
             "sockname" => self.sockname().map(ExtraInfo::Address),
-            "socket" if socket => Some(ExtraInfo::Fd(self.inner.fd)),
-            "pipe" if !socket => Some(ExtraInfo::Fd(self.inner.fd)),
+            "socket" if socket && open => Some(ExtraInfo::Socket(fd())),
+            "pipe" if !socket && open => Some(ExtraInfo::Pipe(fd())),
             "peercert" => tls
                 .filter(|t| !t.peer_certificates.is_empty())
                 .map(|t| ExtraInfo::Certificates(t.peer_certificates.clone())),
@@ -508,21 +522,10 @@ impl Transport {
     /// (loop thread only; `None` elsewhere, once closed, or for a pipe).
     /// Do not close it or read from it.
     pub fn with_socket<R>(&self, f: impl FnOnce(SockRef<'_>) -> R) -> Option<R> {
-        // `f` is user code: it runs on a duplicate of the socket (the same
-        // connection and options) outside the transport's state, so that
-        // it may call the transport.
-        let dup = self
-            .inner
-            .state
-            .with(|s| {
-                s.conn
-                    .endpoint()
-                    .and_then(Endpoint::socket)
-                    .map(|sock| sock.try_clone())
-            })
-            .flatten()?
-            .ok()?;
-        Some(f(SockRef::from(&dup)))
+        if !self.inner.is_socket {
+            return None;
+        }
+        with_socket_of(&*self.inner, f)
     }
 }
 

@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub(super) sockname: Option<SockAddr>,
     pub(super) fd: RawFd,
     pub(super) kind: Kind,
+    /// The descriptor is a socket (a pipe transport may drive one).
+    pub(super) is_socket: bool,
     /// Set once the transport is TLS (at its start, or by `start_tls`).
     pub(super) tls: AtomicBool,
     /// What the TLS handshake negotiated, once it completed.
