@@ -429,3 +429,40 @@ fn writes_after_a_write_pipe_closed_are_dropped_and_warned_from_the_sixth() {
         assert_eq!(t.get_write_buffer_size(), 0);
     });
 }
+
+#[test]
+fn writes_from_another_thread_count_at_once_and_drive_flow_control() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let (mut r, w) = pipe();
+        let t = write_transport(&lp, &log, w);
+        t.set_write_buffer_limits(Some(16 * 1024), None).unwrap();
+        // The loop is held while another thread writes 32 KiB, twice the
+        // high mark; the pipe (64 KiB) would take each write at once.
+        let t2 = t.clone();
+        let writer = common::while_loop_held(&lp, move || {
+            for _ in 0..4 {
+                t2.write(&[7; 8192]).unwrap();
+            }
+            t2.get_write_buffer_size()
+        });
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; 32 * 1024];
+            r.read_exact(&mut got).unwrap();
+            // The read end stays open: the transport is not closed.
+            (got, r)
+        });
+        run_until(&lp, LIMIT, || reader.is_finished());
+        // Counted the moment they were written, not when the loop got to
+        // them.
+        assert_eq!(writer.join().unwrap(), 32 * 1024);
+        let (got, _r) = reader.join().unwrap();
+        assert_eq!(got, vec![7; 32 * 1024]);
+        run_until(&lp, LIMIT, || log.get().contains(&Ev::Resume));
+        // Over the mark while they waited: pause_writing, then
+        // resume_writing once the loop sent them.
+        assert_eq!(log.get(), vec![Ev::Made, Ev::Pause, Ev::Resume]);
+        assert_eq!(t.get_write_buffer_size(), 0);
+    });
+}

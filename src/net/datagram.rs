@@ -5,7 +5,7 @@
 //! operation is posted to the loop.
 
 use super::extra::{ExtraInfo, FdSource, TransportFd, with_socket_of};
-use super::flow::DEFAULT_HIGH_WATER;
+use super::flow::{PostedBytes, PostedWrite, WriteFlow};
 use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -68,9 +68,7 @@ struct State {
     /// Datagrams waiting for room: bytes and destination.
     buffer: VecDeque<(Vec<u8>, Option<SockAddr>)>,
     buffer_size: usize,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
+    flow: WriteFlow,
     closing: bool,
     lost: bool,
     read_queued: bool,
@@ -109,6 +107,8 @@ struct Inner {
     state: LoopCell<State>,
     closing: AtomicBool,
     buffer_size: AtomicUsize,
+    /// Datagrams sent from other threads, not yet applied by the loop.
+    posted: PostedBytes,
     /// The connected peer (`remote_addr`), if any.
     remote: Option<SockAddr>,
     sockname: Option<SockAddr>,
@@ -225,7 +225,23 @@ impl SlotOwner for Inner {
     }
 }
 
+impl AsRef<PostedBytes> for Inner {
+    fn as_ref(&self) -> &PostedBytes {
+        &self.posted
+    }
+}
+
 impl Inner {
+    /// Is `pause_writing` due, counting what other threads posted?
+    fn pause_due(&self, s: &mut State) -> bool {
+        s.flow.pause_due(s.buffer_size + self.posted.get())
+    }
+
+    /// Is `resume_writing` due, counting what other threads posted?
+    fn resume_due(&self, s: &mut State) -> bool {
+        s.flow.resume_due(s.buffer_size + self.posted.get())
+    }
+
     fn publish(&self, s: &State) {
         self.buffer_size.store(s.buffer_size, Ordering::Release);
         self.closing.store(s.closing, Ordering::Release);
@@ -339,11 +355,7 @@ impl Inner {
                 s.buffer_size -= data.len();
             }
             self.publish(s);
-            if s.protocol_paused && s.buffer_size <= s.low {
-                s.protocol_paused = false;
-                return true;
-            }
-            false
+            self.resume_due(s)
         });
         for e in errors {
             self.deliver(Owed::Error(e));
@@ -382,7 +394,9 @@ impl Inner {
             };
             if s.buffer.is_empty() {
                 match send_one(sock, data, addr.as_ref()) {
-                    Sent::All => return Ok((None, false)),
+                    // Datagrams posted from other threads may be over the
+                    // mark.
+                    Sent::All => return Ok((None, self.pause_due(s))),
                     Sent::Failed(e) => return Ok((Some(e), false)),
                     Sent::WouldBlock => {}
                 }
@@ -390,11 +404,7 @@ impl Inner {
             s.buffer.push_back((data.to_vec(), addr));
             s.buffer_size += data.len();
             self.publish(s);
-            if !s.protocol_paused && s.buffer_size > s.high {
-                s.protocol_paused = true;
-                return Ok((None, true));
-            }
-            Ok((None, false))
+            Ok((None, self.pause_due(s)))
         });
         match outcome {
             Some(Ok((error, pause))) => {
@@ -477,9 +487,7 @@ impl DatagramTransport {
                     slot: ProtocolSlot::new(protocol),
                     buffer: VecDeque::new(),
                     buffer_size: 0,
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
+                    flow: WriteFlow::default(),
                     closing: false,
                     lost: false,
                     read_queued: false,
@@ -489,6 +497,7 @@ impl DatagramTransport {
             shared,
             closing: AtomicBool::new(false),
             buffer_size: AtomicUsize::new(0),
+            posted: PostedBytes::default(),
         });
         registration.set_handler(Box::new(Handler(inner.clone())))?;
         inner
@@ -549,10 +558,21 @@ impl DatagramTransport {
                 )));
             }
         }
+        // Counted at once (the buffer's size and flow control see it),
+        // given back when the loop applies it or drops it unrun.
+        let send = PostedWrite::new(&self.inner, data.len());
         let data = data.to_vec();
-        self.on_loop(move |inner| {
-            let _ = inner.sendto_on_loop(&data, addr);
-        });
+        let _ = self
+            .inner
+            .shared
+            .call_soon(None, std::panic::Location::caller(), move || {
+                let inner = send.apply();
+                let _ = inner.sendto_on_loop(&data, addr);
+                let resume = inner.state.with(|s| inner.resume_due(s));
+                if resume == Some(true) {
+                    inner.deliver(Owed::Resume);
+                }
+            });
         Ok(())
     }
 
@@ -573,9 +593,11 @@ impl DatagramTransport {
     }
 
     /// Bytes of datagrams queued and not yet sent (asyncio:
-    /// `get_write_buffer_size`).
+    /// `get_write_buffer_size`), counting at once those sent from other
+    /// threads that the loop has not applied yet (flow control counts
+    /// them too).
     pub fn get_write_buffer_size(&self) -> usize {
-        self.inner.buffer_size.load(Ordering::Acquire)
+        self.inner.buffer_size.load(Ordering::Acquire) + self.inner.posted.get()
     }
 
     /// The local address.

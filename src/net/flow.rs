@@ -3,6 +3,8 @@
 //! hears `pause_writing`, at or below the low mark `resume_writing`.
 
 use crate::error::Error;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// asyncio's default high-water mark for a transport's write buffer.
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -59,4 +61,52 @@ impl WriteFlow {
         self.paused &= !due;
         due
     }
+}
+
+/// Bytes written from other threads and posted to the loop, counted from
+/// the post until the loop applies them, so that the write buffer's size
+/// and flow control see them at once (a thread that writes faster than
+/// the loop applies would otherwise never be told to stop).
+#[derive(Default)]
+pub(crate) struct PostedBytes(AtomicUsize);
+
+impl PostedBytes {
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One posted write's share of [`PostedBytes`], given back when dropped:
+/// when the loop applies the write, or when a closing loop drops it unrun.
+pub(crate) struct PostedWrite<T: AsRef<PostedBytes>> {
+    owner: Arc<T>,
+    len: usize,
+}
+
+impl<T: AsRef<PostedBytes>> PostedWrite<T> {
+    pub(crate) fn new(owner: &Arc<T>, len: usize) -> PostedWrite<T> {
+        counter(&**owner).fetch_add(len, Ordering::AcqRel);
+        PostedWrite {
+            owner: owner.clone(),
+            len,
+        }
+    }
+
+    /// The transport, and the count given back: the loop is applying the
+    /// write, whose bytes are its own to count from here on.
+    pub(crate) fn apply(self) -> Arc<T> {
+        let owner = self.owner.clone();
+        drop(self);
+        owner
+    }
+}
+
+impl<T: AsRef<PostedBytes>> Drop for PostedWrite<T> {
+    fn drop(&mut self) {
+        counter(&*self.owner).fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
+
+fn counter<T: AsRef<PostedBytes>>(owner: &T) -> &AtomicUsize {
+    &<T as AsRef<PostedBytes>>::as_ref(owner).0
 }

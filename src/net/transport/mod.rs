@@ -53,11 +53,10 @@ pub(crate) use write::closing;
 
 use crate::error::Error;
 use crate::event_loop::EventLoop;
-use crate::exception::ExceptionContext;
 use crate::loop_cell::LoopCell;
 use crate::net::endpoint::Endpoint;
 use crate::net::extra::{ExtraInfo, FdSource, TransportFd, with_socket_of};
-use crate::net::flow::{DEFAULT_HIGH_WATER, WriteFlow};
+use crate::net::flow::{DEFAULT_HIGH_WATER, PostedBytes, PostedWrite, WriteFlow};
 use crate::net::protocol_slot::{self, ProtocolSlot};
 use crate::net::tls::TlsLayer;
 use crate::readiness::{
@@ -69,6 +68,7 @@ use buffer::WriteBuffer;
 use close::close_socket;
 use socket2::{SockAddr, SockRef, Socket};
 use state::{Conn, Inner, Io, ReadSide, StreamState, WriteSide};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -194,6 +194,7 @@ impl Transport {
             closing: AtomicBool::new(false),
             reading: AtomicBool::new(kind != Kind::WritePipe),
             buffer_size: AtomicUsize::new(0),
+            posted: PostedBytes::default(),
             high: AtomicUsize::new(DEFAULT_HIGH_WATER),
             low: AtomicUsize::new(DEFAULT_HIGH_WATER / 4),
         });
@@ -281,17 +282,22 @@ impl Transport {
         Ok(())
     }
 
+    /// A write from another thread: counted at once (the buffer's size
+    /// and flow control see it), applied on the loop in order.
+    #[track_caller]
     fn post_write(&self, owned: Vec<Vec<u8>>) {
-        self.on_loop(move |inner| {
-            let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_slice()).collect();
-            if let Err(e) = inner.write_on_loop(&slices) {
-                inner
-                    .shared
-                    .call_exception_handler(ExceptionContext::new(format!(
-                        "transport.write() from another thread failed: {e}"
-                    )));
-            }
-        });
+        let len = owned.iter().map(Vec::len).sum();
+        let write = PostedWrite::new(&self.inner, len);
+        // Unrun (the loop closed), the write gives its count back as it
+        // drops.
+        let _ = self
+            .inner
+            .shared
+            .call_soon(None, Location::caller(), move || {
+                let inner = write.apply();
+                let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_slice()).collect();
+                inner.apply_posted(&slices);
+            });
     }
 
     /// Closes the write side once the buffer is sent (asyncio:
@@ -413,7 +419,7 @@ impl Transport {
             let owed = inner.state.with(|s| {
                 s.flow.set(high, low);
                 // asyncio checks for a pause only.
-                Inner::check_pause(s)
+                inner.check_pause(s)
             });
             inner.deliver(owed.flatten());
         });
@@ -429,9 +435,12 @@ impl Transport {
         )
     }
 
-    /// Bytes buffered and not yet sent (asyncio: `get_write_buffer_size`).
+    /// Bytes buffered and not yet sent (asyncio: `get_write_buffer_size`),
+    /// counting at once what other threads wrote and the loop has not
+    /// applied yet: flow control counts those too, so `pause_writing`
+    /// comes once writes from any thread pile up over the high mark.
     pub fn get_write_buffer_size(&self) -> usize {
-        self.inner.buffer_size.load(Ordering::Acquire)
+        self.inner.buffer_size.load(Ordering::Acquire) + self.inner.posted.get()
     }
 
     /// asyncio's `get_extra_info(name)`: for a socket `"peername"`,

@@ -20,7 +20,7 @@ use crate::future::LoopFuture;
 use crate::handle::TimerHandle;
 use crate::loop_cell::LoopCell;
 use crate::net::endpoint::Endpoint;
-use crate::net::flow::WriteFlow;
+use crate::net::flow::{PostedBytes, WriteFlow};
 use crate::net::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use crate::net::tls::{TlsInfo, TlsLayer};
 use crate::readiness::Registration;
@@ -63,6 +63,8 @@ pub(super) struct Inner {
     pub(super) closing: AtomicBool,
     pub(super) reading: AtomicBool,
     pub(super) buffer_size: AtomicUsize,
+    /// Written from other threads, not yet applied by the loop.
+    pub(super) posted: PostedBytes,
     pub(super) high: AtomicUsize,
     pub(super) low: AtomicUsize,
     // ----- fixed at the start
@@ -255,6 +257,12 @@ impl StreamState {
         self.tls
             .as_ref()
             .is_some_and(|tls| tls.session.is_handshaking())
+    }
+}
+
+impl AsRef<PostedBytes> for Inner {
+    fn as_ref(&self) -> &PostedBytes {
+        &self.posted
     }
 }
 

@@ -7,6 +7,7 @@
 use super::buffer::MAX_IOVECS;
 use super::state::{Flow, Inner, Kind, StreamState, Transport, WriteSide};
 use crate::error::Error;
+use crate::exception::ExceptionContext;
 use crate::readiness::Direction;
 use socket2::Socket;
 use std::io::{self, IoSlice};
@@ -60,7 +61,9 @@ impl Inner {
                 }),
             };
             let Sent::Some(sent) = sent else {
-                return Ok(None);
+                // Nothing buffered, yet writes posted from other threads
+                // may be over the mark.
+                return Ok(self.check_pause(s));
             };
             // Buffer what did not go.
             let mut skip = sent.skip;
@@ -77,7 +80,7 @@ impl Inner {
                     s.buffer.flush(&io.endpoint).map_err(Error::Io)?;
                 }
             }
-            let owed = Self::check_pause(s);
+            let owed = self.check_pause(s);
             self.publish(s);
             Ok(owed)
         });
@@ -175,7 +178,7 @@ impl Inner {
             if let (false, Some(ev)) = (done, event) {
                 ready.clear(Direction::Write, ev);
             }
-            let owed = Self::check_resume(s);
+            let owed = self.check_resume(s);
             self.publish(s);
             Ok(owed)
         });
@@ -207,14 +210,42 @@ impl Inner {
         crate::waiters::wake_all(wakers);
     }
 
+    /// What flow control counts: the buffer, and what other threads
+    /// posted that the loop has not applied yet.
+    fn pending(&self, s: &StreamState) -> usize {
+        s.buffer.len() + self.posted.get()
+    }
+
     /// After the buffer grew: is `pause_writing` due? (loop side)
-    pub(super) fn check_pause(s: &mut StreamState) -> Option<Flow> {
-        s.flow.pause_due(s.buffer.len()).then_some(Flow::Pause)
+    pub(super) fn check_pause(&self, s: &mut StreamState) -> Option<Flow> {
+        let pending = self.pending(s);
+        s.flow.pause_due(pending).then_some(Flow::Pause)
     }
 
     /// After the buffer shrank: is `resume_writing` due? (loop side)
-    pub(super) fn check_resume(s: &mut StreamState) -> Option<Flow> {
-        s.flow.resume_due(s.buffer.len()).then_some(Flow::Resume)
+    pub(super) fn check_resume(&self, s: &mut StreamState) -> Option<Flow> {
+        let pending = self.pending(s);
+        s.flow.resume_due(pending).then_some(Flow::Resume)
+    }
+
+    /// A write posted from another thread, applied on the loop: its bytes
+    /// leave the posted count and go through the ordinary path; then
+    /// `resume_writing` may be due (what was posted may have gone at
+    /// once). An error goes to the exception handler, the caller being
+    /// gone.
+    pub(super) fn apply_posted(self: &Arc<Self>, data: &[&[u8]]) {
+        if let Err(e) = self.write_on_loop(data) {
+            self.shared
+                .call_exception_handler(ExceptionContext::new(format!(
+                    "transport.write() from another thread failed: {e}"
+                )));
+        }
+        let owed = self.state.with(|s| {
+            let owed = self.check_resume(s);
+            self.publish(s);
+            owed
+        });
+        self.deliver(owed.flatten());
     }
 }
 
