@@ -85,7 +85,7 @@ pub use net::extra::{ExtraInfo, TransportFd};
 pub use net::flow::DEFAULT_HIGH_WATER;
 pub use net::server::{Server, ServerOptions};
 pub use net::start_tls::StartTlsOptions;
-pub use net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
+pub use net::streams::{DEFAULT_LIMIT, StreamFeeder, StreamReader, StreamWriter};
 pub use net::tcp::{TcpListener, TcpStream};
 pub use net::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TlsContext};
 pub use net::transport::{BufferedProtocol, Protocol, Transport};

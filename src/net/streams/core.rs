@@ -289,6 +289,18 @@ impl StreamCore {
         Ok(())
     }
 
+    /// The transport whose reading follows the reader (asyncio:
+    /// `set_transport`).
+    pub(crate) fn set_transport(&self, transport: &Transport) -> Result<(), Error> {
+        self.with(|s| match s.transport {
+            Some(_) => Err(Error::InvalidState("Transport already set")),
+            None => {
+                s.transport = Some(transport.clone());
+                Ok(())
+            }
+        })?
+    }
+
     /// Marks the end of the stream (asyncio: `feed_eof`).
     pub(crate) fn feed_eof(&self) -> Result<(), Error> {
         let mut wake = None;

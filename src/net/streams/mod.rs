@@ -9,12 +9,14 @@
 //! finds its bytes buffered returns without touching the loop.
 
 pub(crate) mod core;
+mod feeder;
 mod protocol;
 mod reader;
 mod writer;
 
 pub use self::core::DEFAULT_LIMIT;
 pub(crate) use self::protocol::StreamReaderProtocol;
+pub use feeder::StreamFeeder;
 pub use reader::StreamReader;
 pub use writer::StreamWriter;
 
