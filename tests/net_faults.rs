@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{Echo, Ev, Rec, lost, reading_peer, received, run_until};
+use common::net::{Echo, Ev, Rec, connect_rec, lost, reading_peer, received, run_until};
 use common::{Log, capture_tracing, within};
 use evloop::{ConnectOptions, Error, EventLoop, ServerOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -56,13 +56,7 @@ fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
             s.set_linger(Some(Duration::ZERO)).unwrap();
             drop(s);
         });
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
+        let (t, log) = connect_rec(&lp, port);
         lp.run_until_complete(async { t.write(b"unread").unwrap() })
             .unwrap();
         go_tx.send(()).unwrap();
@@ -471,25 +465,34 @@ fn several_loops_share_a_port_with_reuse_port() {
     });
 }
 
+/// A connection (its protocol logging to the returned log) to a peer
+/// that reads nothing until the sender fires, then everything until EOF,
+/// which its thread returns.
+fn connect_to_a_stalled_reader(
+    lp: &EventLoop,
+) -> (
+    evloop::Transport,
+    Log<Ev>,
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<Vec<u8>>,
+) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (port, peer) = reading_peer(Some(go_rx));
+    let (t, log) = connect_rec(lp, port);
+    (t, log, go_tx, peer)
+}
+
 #[test]
 fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
         // Not reading until the test has seen sendfile in progress.
-        let (port, peer) = reading_peer(Some(go_rx));
+        let (t, log, go_tx, peer) = connect_to_a_stalled_reader(&lp);
         // More than any socket buffer: the send cannot finish unread.
         let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 251) as u8).collect();
         let path = std::env::temp_dir().join(format!("evloop-sendfile-{}", std::process::id()));
         std::fs::write(&path, &content).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
         let lp2 = lp.clone();
         let sent = lp
             .run_until_complete(async {
@@ -551,18 +554,10 @@ fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
 fn a_write_eof_during_sendfile_takes_effect_once_the_file_went() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (port, peer) = reading_peer(Some(go_rx));
+        let (t, log, go_tx, peer) = connect_to_a_stalled_reader(&lp);
         // More than any socket buffer: the send cannot finish unread.
         let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 241) as u8).collect();
         let file = common::file_with("sendfile-eof", &content);
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
         let lp2 = lp.clone();
         let sent = lp
             .run_until_complete(async {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{Collect, Echo, Ev, Rec, lost, reading_peer, received, run_until};
+use common::net::{Collect, Echo, Ev, Rec, connect_rec, lost, reading_peer, received, run_until};
 use common::{Log, record_exceptions, within};
 use evloop::{Error, EventLoop, ExtraInfo, Protocol, ServerOptions, Transport};
 use std::io::{Read, Write};
@@ -306,13 +306,7 @@ fn pause_reading_holds_data_until_resume_reading() {
             // Keep the connection until the test says so.
             go_rx.recv().unwrap();
         });
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
+        let (t, log) = connect_rec(&lp, port);
         // On the loop's thread, so that it acts at once (from elsewhere it
         // is posted, and races with the data).
         lp.run_until_complete(async { t.pause_reading() }).unwrap();
