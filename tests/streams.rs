@@ -792,12 +792,17 @@ fn a_protocol_of_ones_own_feeds_a_reader_with_asyncios_flow_control() {
 fn a_fed_reader_fails_with_the_error_its_protocol_was_lost_with() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let port = peer(|s| {
-            // SO_LINGER 0: the close resets the connection.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let port = peer(move |s| {
+            // Once the client is connected (a reset before would fail the
+            // connect itself), SO_LINGER 0: the close resets the
+            // connection.
+            go_rx.recv_timeout(LIMIT).unwrap();
             let s = socket2::Socket::from(s);
             s.set_linger(Some(Duration::ZERO)).unwrap();
         });
         let (mut reader, _t) = fed_reader(&lp, port, 1024);
+        go_tx.send(()).unwrap();
         let err = lp
             .run_until_complete(async { reader.read(100).await })
             .unwrap()
