@@ -2,8 +2,10 @@
 //! with nobody to report to (asyncio's `call_exception_handler` context).
 
 use crate::error::{PanicPayload, SharedError, panic_message};
+use std::any::Any;
 use std::fmt;
 use std::panic::Location;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Which task an [`ExceptionContext`] is about.
@@ -48,10 +50,55 @@ impl fmt::Display for HandleInfo {
     }
 }
 
+/// The transport an [`ExceptionContext`] is about (asyncio's `transport`
+/// key; its `protocol` key is the protocol inside, which
+/// `Transport::with_protocol` reaches).
+///
+/// ```
+/// use evloop::{ExceptionContext, Transport};
+///
+/// fn closing_transport(ctx: &ExceptionContext) -> Option<&Transport> {
+///     ctx.transport.as_ref()?.downcast::<Transport>()
+/// }
+/// ```
+#[derive(Clone)]
+pub struct TransportInfo {
+    handle: Arc<dyn Any + Send + Sync>,
+    description: String,
+}
+
+impl TransportInfo {
+    /// `transport` (a handle the report keeps), described by its `Debug`.
+    pub(crate) fn new<T: Any + Send + Sync + fmt::Debug>(transport: T) -> TransportInfo {
+        TransportInfo {
+            description: format!("{transport:?}"),
+            handle: Arc::new(transport),
+        }
+    }
+
+    /// The transport, if it is a `T`: a [`Transport`](crate::Transport)
+    /// or a [`DatagramTransport`](crate::DatagramTransport).
+    pub fn downcast<T: Any>(&self) -> Option<&T> {
+        self.handle.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Display for TransportInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl fmt::Debug for TransportInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
 /// The details of an error reported to the exception handler.
 ///
 /// asyncio passes a dict with `message`, `exception`, `handle`, `task`,
-/// `future`; these are its typed fields.
+/// `future`, `transport`, `protocol`; these are its typed fields.
 ///
 /// ```
 /// use evloop::EventLoop;
@@ -85,6 +132,9 @@ pub struct ExceptionContext {
     pub handle: Option<HandleInfo>,
     /// The task involved.
     pub task: Option<TaskInfo>,
+    /// The transport involved: a transport's fatal error, or a failed
+    /// protocol callback.
+    pub transport: Option<TransportInfo>,
 }
 
 impl ExceptionContext {
@@ -96,6 +146,7 @@ impl ExceptionContext {
             error: None,
             handle: None,
             task: None,
+            transport: None,
         }
     }
 
@@ -123,6 +174,12 @@ impl ExceptionContext {
         self
     }
 
+    /// Attaches the transport involved.
+    pub(crate) fn with_transport(mut self, transport: TransportInfo) -> ExceptionContext {
+        self.transport = Some(transport);
+        self
+    }
+
     /// The panic message, if the report carries a panic whose payload is a
     /// string.
     pub fn panic_message(&self) -> Option<&str> {
@@ -138,6 +195,9 @@ impl fmt::Display for ExceptionContext {
         }
         if let Some(t) = &self.task {
             write!(f, "\ntask: {t}")?;
+        }
+        if let Some(t) = &self.transport {
+            write!(f, "\ntransport: {t}")?;
         }
         if let Some(p) = &self.panic {
             write!(f, "\npanic: {}", panic_message(p))?;
@@ -157,6 +217,7 @@ impl fmt::Debug for ExceptionContext {
             .field("error", &self.error)
             .field("handle", &self.handle)
             .field("task", &self.task)
+            .field("transport", &self.transport)
             .finish()
     }
 }

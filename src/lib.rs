@@ -71,21 +71,24 @@ pub use event_loop::{
     BoxFuture, DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, TaskFactory, TaskSpec,
     WeakEventLoop,
 };
-pub use exception::{ExceptionContext, HandleInfo, TaskInfo, default_exception_handler};
+pub use exception::{
+    ExceptionContext, HandleInfo, TaskInfo, TransportInfo, default_exception_handler,
+};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
 pub use handle::{CallbackId, Handle, TimerHandle};
 pub use net::connect::{ConnectOptions, DatagramOptions};
+pub use net::datagram::DatagramProtocol;
 pub use net::datagram::DatagramTransport;
 pub use net::dns::{AddrInfo, AddrInfoHints};
-pub use net::protocol::{BufferedProtocol, DatagramProtocol, Protocol};
+pub use net::extra::{ExtraInfo, TransportFd};
+pub use net::flow::DEFAULT_HIGH_WATER;
 pub use net::server::{Server, ServerOptions};
-pub use net::streams::{DEFAULT_LIMIT, StreamReader, StreamWriter};
+pub use net::start_tls::StartTlsOptions;
+pub use net::streams::{DEFAULT_LIMIT, StreamFeeder, StreamReader, StreamWriter};
 pub use net::tcp::{TcpListener, TcpStream};
-pub use net::tls::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTlsOptions, TlsContext,
-};
-pub use net::transport::{DEFAULT_HIGH_WATER, ExtraInfo, Transport};
+pub use net::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TlsContext};
+pub use net::transport::{BufferedProtocol, Protocol, Transport};
 #[cfg(feature = "native-roots")]
 pub use net::trust::default_client_config;
 pub use policy::{

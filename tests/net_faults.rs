@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{Echo, Ev, Rec, lost, reading_peer, received, run_until};
+use common::net::{Echo, Ev, Rec, connect_rec, lost, reading_peer, received, run_until};
 use common::{Log, capture_tracing, within};
 use evloop::{ConnectOptions, Error, EventLoop, ServerOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -14,10 +14,37 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// What a report to the exception handler said: the message, the error's
+/// text, and whether it named the stream transport involved.
+#[derive(Debug, Clone, PartialEq)]
+struct Report {
+    message: String,
+    error: Option<String>,
+    transport: bool,
+}
+
+fn record_reports(lp: &EventLoop) -> Log<Report> {
+    let log = Log::new();
+    let l = log.clone();
+    lp.set_exception_handler(Some(std::sync::Arc::new(move |_, ctx| {
+        l.push(Report {
+            message: ctx.message.clone(),
+            error: ctx.error.as_ref().map(|e| e.to_string()),
+            transport: ctx
+                .transport
+                .as_ref()
+                .and_then(|t| t.downcast::<evloop::Transport>())
+                .is_some(),
+        });
+    })));
+    log
+}
+
 #[test]
 fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -29,13 +56,7 @@ fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
             s.set_linger(Some(Duration::ZERO)).unwrap();
             drop(s);
         });
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
+        let (t, log) = connect_rec(&lp, port);
         lp.run_until_complete(async { t.write(b"unread").unwrap() })
             .unwrap();
         go_tx.send(()).unwrap();
@@ -43,6 +64,8 @@ fn a_reset_by_the_peer_reaches_connection_lost_with_the_error() {
         run_until(&lp, LIMIT, || lost(&log).is_some());
         assert_eq!(lost(&log), Some(Some(ErrorKind::ConnectionReset)));
         assert!(t.is_closing());
+        // A peer gone is an OSError: asyncio only logs it, in debug mode.
+        assert!(reports.get().is_empty(), "{:?}", reports.get());
     });
 }
 
@@ -442,25 +465,34 @@ fn several_loops_share_a_port_with_reuse_port() {
     });
 }
 
+/// A connection (its protocol logging to the returned log) to a peer
+/// that reads nothing until the sender fires, then everything until EOF,
+/// which its thread returns.
+fn connect_to_a_stalled_reader(
+    lp: &EventLoop,
+) -> (
+    evloop::Transport,
+    Log<Ev>,
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<Vec<u8>>,
+) {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (port, peer) = reading_peer(Some(go_rx));
+    let (t, log) = connect_rec(lp, port);
+    (t, log, go_tx, peer)
+}
+
 #[test]
 fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
     within(LIMIT, || {
         let lp = EventLoop::new().unwrap();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
         // Not reading until the test has seen sendfile in progress.
-        let (port, peer) = reading_peer(Some(go_rx));
+        let (t, log, go_tx, peer) = connect_to_a_stalled_reader(&lp);
         // More than any socket buffer: the send cannot finish unread.
         let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 251) as u8).collect();
         let path = std::env::temp_dir().join(format!("evloop-sendfile-{}", std::process::id()));
         std::fs::write(&path, &content).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
         let lp2 = lp.clone();
         let sent = lp
             .run_until_complete(async {
@@ -474,9 +506,9 @@ fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
                 assert!(!sending.done());
                 // Writes are refused while the file goes.
                 let refused = t.write(b"x").unwrap_err();
-                assert_eq!(
-                    refused.to_string(),
-                    "unable to write; sendfile is in progress"
+                assert!(
+                    matches!(&refused, Error::Runtime(m) if m == "unable to write; sendfile is in progress"),
+                    "{refused:?}"
                 );
                 assert!(!t.is_reading(), "reading pauses during sendfile");
                 go_tx.send(()).unwrap();
@@ -508,7 +540,11 @@ fn sendfile_sends_the_range_moves_the_offset_and_guards_the_transport() {
             .run_until_complete(lp.sendfile(&t, &file, 0, None, true))
             .unwrap()
             .unwrap_err();
-        assert_eq!(err.to_string(), "Transport is closing");
+        // asyncio's RuntimeError.
+        assert!(
+            matches!(&err, Error::Runtime(m) if m == "Transport is closing"),
+            "{err:?}"
+        );
         std::fs::remove_file(&path).unwrap();
         assert!(log.get().contains(&Ev::Made));
     });
@@ -703,5 +739,121 @@ fn unix_path_errors_read_as_pythons() {
         assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
         std::fs::remove_file(&plain).unwrap();
         lp.close().unwrap();
+    });
+}
+
+#[test]
+fn a_write_eof_during_sendfile_takes_effect_once_the_file_went() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let (t, log, go_tx, peer) = connect_to_a_stalled_reader(&lp);
+        // More than any socket buffer: the send cannot finish unread.
+        let content: Vec<u8> = (0..32_000_000u32).map(|i| (i % 241) as u8).collect();
+        let file = common::file_with("sendfile-eof", &content);
+        let lp2 = lp.clone();
+        let sent = lp
+            .run_until_complete(async {
+                let sending = {
+                    let (lp3, t3) = (lp2.clone(), t.clone());
+                    lp2.create_task(async move { lp3.sendfile(&t3, &file, 0, None, true).await })
+                        .unwrap()
+                };
+                evloop::sleep(Duration::ZERO).await.unwrap();
+                assert!(!sending.done());
+                // The half-close waits for the file: shutting the write
+                // side now would cut it short.
+                t.write_eof().unwrap();
+                go_tx.send(()).unwrap();
+                sending.await.unwrap()
+            })
+            .unwrap();
+        assert_eq!(sent.unwrap(), content.len() as u64);
+        // The peer's read ends at the EOF that followed the file.
+        let got = peer.join().unwrap();
+        assert_eq!(got.len(), content.len());
+        assert!(got == content);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+    });
+}
+
+/// A buffered protocol whose `get_buffer` has no room to give.
+struct NoRoom(Log<Ev>);
+
+impl evloop::BufferedProtocol for NoRoom {
+    fn get_buffer(&mut self, _size_hint: usize) -> &mut [u8] {
+        &mut []
+    }
+    fn buffer_updated(&mut self, _nbytes: usize) {
+        self.0.push(Ev::Data(Vec::new()));
+    }
+    fn connection_lost(&mut self, error: Option<std::io::Error>) {
+        self.0.push(Ev::Lost(error.map(|e| e.kind())));
+    }
+}
+
+#[test]
+fn an_empty_buffer_from_get_buffer_is_a_reported_fatal_error() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
+        let port = common::net::peer(|mut s| {
+            s.write_all(b"data").unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        });
+        let log = Log::new();
+        let l = log.clone();
+        let t = lp
+            .run_until_complete(lp.create_buffered_connection(
+                move || NoRoom(l),
+                Some("127.0.0.1"),
+                port,
+                ConnectOptions::default(),
+            ))
+            .unwrap()
+            .unwrap();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio: RuntimeError('get_buffer() returned an empty buffer'),
+        // through _fatal_error to the exception handler.
+        assert_eq!(
+            reports.get(),
+            vec![Report {
+                message: "Fatal error: protocol.get_buffer() call failed.".into(),
+                error: Some("get_buffer() returned an empty buffer".into()),
+                transport: true,
+            }]
+        );
+        assert_eq!(log.get(), vec![Ev::Lost(Some(ErrorKind::Other))]);
+        assert!(t.is_closing());
+    });
+}
+
+#[test]
+fn a_read_pipe_reports_a_failed_read_that_a_socket_would_only_log() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let reports = record_reports(&lp);
+        let (ours, theirs) = common::net::tcp_pair();
+        let log = Log::new();
+        let rec = Rec::new(&log);
+        let t = lp
+            .run_until_complete(lp.connect_read_pipe(move || rec, ours))
+            .unwrap()
+            .unwrap();
+        // SO_LINGER 0: the close resets the connection, and our read
+        // fails with ECONNRESET.
+        let theirs = socket2::Socket::from(theirs);
+        theirs.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(theirs);
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio's _UnixReadPipeTransport reports every read error but
+        // EIO (its socket transport would only log this one).
+        assert_eq!(lost(&log), Some(Some(ErrorKind::ConnectionReset)));
+        let reports = reports.get();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].message, "Fatal read error on pipe transport");
+        assert!(reports[0].transport);
+        assert!(t.is_closing());
     });
 }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::net::{Collect, Echo, Ev, Rec, lost, reading_peer, received, run_until};
+use common::net::{Collect, Echo, Ev, Rec, connect_rec, lost, reading_peer, received, run_until};
 use common::{Log, record_exceptions, within};
-use evloop::{EventLoop, ExtraInfo, Protocol, ServerOptions, Transport};
+use evloop::{Error, EventLoop, ExtraInfo, Protocol, ServerOptions, Transport};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -78,7 +78,10 @@ fn transport_reports_addresses_socket_and_limits() {
             t.get_extra_info("sockname"),
             Some(ExtraInfo::Address(_))
         ));
-        assert!(matches!(t.get_extra_info("socket"), Some(ExtraInfo::Fd(fd)) if fd >= 0));
+        let Some(ExtraInfo::Socket(sock)) = t.get_extra_info("socket") else {
+            panic!("socket: {:?}", t.get_extra_info("socket"));
+        };
+        assert!(sock.is_socket());
         assert!(t.get_extra_info("cipher").is_none());
         assert_eq!(t.get_write_buffer_limits(), (16 * 1024, 64 * 1024));
         t.set_write_buffer_limits(Some(1000), None).unwrap();
@@ -100,8 +103,27 @@ fn transport_reports_addresses_socket_and_limits() {
         assert_eq!(nodelay, Some(true));
         assert_eq!(t.get_loop().unwrap(), lp);
         assert!(t.is_reading());
+        // The socket is lent while the transport is open, on the loop's
+        // thread: its own address, through the handle.
+        assert!(sock.with_socket(|s| s.local_addr().unwrap()).is_none());
+        let addr = lp
+            .run_until_complete(async { sock.with_socket(|s| s.local_addr().unwrap()) })
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(addr), t.sockname());
         t.abort();
         run_until(&lp, LIMIT, || lost(&log).is_some());
+        // Closed: no number that may name another connection by now.
+        assert!(t.get_extra_info("socket").is_none());
+        let after = lp
+            .run_until_complete(async {
+                (
+                    sock.with_socket(|s| s.local_addr().is_ok()),
+                    sock.with_fd(|_| ()),
+                )
+            })
+            .unwrap();
+        assert_eq!(after, (None, None));
         server.close();
     });
 }
@@ -241,8 +263,9 @@ fn eof_received_false_closes_and_true_keeps_writing() {
                 lp.run_until_complete(async {
                     t.write(b"reply").unwrap();
                     t.write_eof().unwrap();
+                    // asyncio's RuntimeError.
                     assert!(
-                        t.write(b"more").is_err(),
+                        matches!(t.write(b"more"), Err(Error::Runtime(m)) if m == "Cannot call write() after write_eof()"),
                         "write after write_eof is refused"
                     );
                 })
@@ -283,13 +306,7 @@ fn pause_reading_holds_data_until_resume_reading() {
             // Keep the connection until the test says so.
             go_rx.recv().unwrap();
         });
-        let log = Log::new();
-        let (tx, rx) = mpsc::channel();
-        let rec = Rec::new(&log).sending(&tx);
-        lp.run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
-            .unwrap()
-            .unwrap();
-        let t = rx.recv_timeout(LIMIT).unwrap();
+        let (t, log) = connect_rec(&lp, port);
         // On the loop's thread, so that it acts at once (from elsewhere it
         // is posted, and races with the data).
         lp.run_until_complete(async { t.pause_reading() }).unwrap();

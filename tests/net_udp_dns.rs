@@ -492,3 +492,85 @@ fn set_protocol_switches_where_datagrams_go_and_with_protocol_reaches_it() {
         assert!(!first_log.get().iter().any(|e| matches!(e, Dg::Lost)));
     });
 }
+
+#[test]
+fn a_datagram_endpoint_lends_its_socket_only_while_open() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let d = dg(&log, false);
+        let t = lp
+            .run_until_complete(lp.create_datagram_endpoint(
+                move || d,
+                DatagramOptions {
+                    local_addr: local(0),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        let Some(evloop::ExtraInfo::Socket(sock)) = t.get_extra_info("socket") else {
+            panic!("socket: {:?}", t.get_extra_info("socket"));
+        };
+        let addr = lp
+            .run_until_complete(async { sock.with_socket(|s| s.local_addr().unwrap()) })
+            .unwrap();
+        assert_eq!(addr, t.sockname());
+        t.close();
+        run_until(&lp, LIMIT, || {
+            log.get().iter().any(|e| matches!(e, Dg::Lost))
+        });
+        assert!(t.get_extra_info("socket").is_none());
+        let after = lp
+            .run_until_complete(async { sock.with_socket(|_| ()) })
+            .unwrap();
+        assert!(after.is_none(), "the closed socket is lent no more");
+    });
+}
+
+/// Records flow control.
+struct Flow(Log<&'static str>);
+
+impl evloop::DatagramProtocol for Flow {
+    fn pause_writing(&mut self) {
+        self.0.push("pause");
+    }
+    fn resume_writing(&mut self) {
+        self.0.push("resume");
+    }
+}
+
+#[test]
+fn datagrams_sent_from_another_thread_count_at_once_and_drive_flow_control() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let log = Log::new();
+        let l = log.clone();
+        let t = lp
+            .run_until_complete(lp.create_datagram_endpoint(
+                move || Flow(l),
+                DatagramOptions {
+                    remote_addr: Some(sink.local_addr().unwrap()),
+                    ..Default::default()
+                },
+            ))
+            .unwrap()
+            .unwrap();
+        // The loop is held while another thread sends 80 KiB, over the
+        // 64 KiB mark; the socket would take each datagram at once.
+        let t2 = t.clone();
+        let sender = common::while_loop_held(&lp, move || {
+            for _ in 0..80 {
+                t2.sendto(&[1; 1024], None).unwrap();
+            }
+            t2.get_write_buffer_size()
+        });
+        run_until(&lp, LIMIT, || sender.is_finished());
+        assert_eq!(sender.join().unwrap(), 80 * 1024);
+        run_until(&lp, LIMIT, || log.len() == 2);
+        assert_eq!(log.get(), vec!["pause", "resume"]);
+        assert_eq!(t.get_write_buffer_size(), 0);
+        t.close();
+    });
+}

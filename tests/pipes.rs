@@ -5,7 +5,7 @@
 mod common;
 
 use common::net::{Ev, Rec, lost, received, run_until};
-use common::{Log, within};
+use common::{Log, capture_tracing, within};
 use evloop::{Error, EventLoop, ExtraInfo, Transport};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -47,7 +47,24 @@ fn a_read_pipe_delivers_data_then_eof_then_connection_lost() {
         let log = Log::new();
         let (r, mut w) = pipe();
         let t = read_transport(&lp, &log, r);
-        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Fd(_))));
+        let Some(ExtraInfo::Pipe(fd)) = t.get_extra_info("pipe") else {
+            panic!("pipe: {:?}", t.get_extra_info("pipe"));
+        };
+        assert!(!fd.is_socket());
+        // The descriptor is lent while the transport is open: a FIFO.
+        let fifo = lp
+            .run_until_complete(async {
+                fd.with_fd(|fd| {
+                    // Safety: an all-zero `stat` is valid for fstat to fill.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    // Safety: `fd` is open for the call; `st` is valid.
+                    let rc = unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut st) };
+                    rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO
+                })
+            })
+            .unwrap();
+        assert_eq!(fifo, Some(true));
+        assert!(fd.with_socket(|_| ()).is_none(), "a pipe is no socket");
         assert!(t.get_extra_info("socket").is_none());
         assert!(t.get_extra_info("peername").is_none());
         assert!(!t.can_write_eof());
@@ -63,6 +80,12 @@ fn a_read_pipe_delivers_data_then_eof_then_connection_lost() {
         // eof_received answers.
         assert_eq!(&events[events.len() - 2..], &[Ev::Eof, Ev::Lost(None)]);
         assert!(t.is_closing());
+        assert!(t.get_extra_info("pipe").is_none());
+        assert!(
+            lp.run_until_complete(async { fd.with_fd(|_| ()) })
+                .unwrap()
+                .is_none()
+        );
     });
 }
 
@@ -115,7 +138,7 @@ fn a_write_pipe_writes_and_write_eof_closes_it() {
         let t = write_transport(&lp, &log, w);
         assert!(t.can_write_eof());
         assert!(!t.is_reading());
-        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Fd(_))));
+        assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Pipe(_))));
         lp.run_until_complete(async {
             t.write(b"one ").unwrap();
             t.writelines([&b"two "[..], b"three"]).unwrap();
@@ -328,7 +351,10 @@ fn sendfile_over_a_write_pipe_uses_asyncios_fallback() {
             .run_until_complete(lp.sendfile(&t, &file, 0, None, false))
             .unwrap()
             .unwrap_err();
-        assert!(matches!(err, Error::SendfileNotAvailable(_)), "{err:?}");
+        assert!(
+            matches!(&err, Error::Runtime(m) if m.starts_with("fallback is disabled and native sendfile is not supported for transport")),
+            "{err:?}"
+        );
         let sent = lp
             .run_until_complete(lp.sendfile(&t, &file, 0, None, true))
             .unwrap()
@@ -371,5 +397,72 @@ fn a_write_pipe_whose_reader_goes_as_it_starts_closes_cleanly_and_never_reads() 
             assert_eq!(log.get(), vec![Ev::Made, Ev::Lost(None)]);
             assert!(t.is_closing());
         }
+    });
+}
+
+#[test]
+fn writes_after_a_write_pipe_closed_are_dropped_and_warned_from_the_sixth() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let (_r, w) = pipe();
+        let t = write_transport(&lp, &log, w);
+        t.close();
+        run_until(&lp, LIMIT, || lost(&log).is_some());
+        // asyncio's pipe does not count its close as a lost write (its
+        // socket does, and warns from the fifth).
+        let warning = "pipe closed by peer or os.write(pipe, data) raised exception.";
+        let (_, five) = capture_tracing(|| {
+            lp.run_until_complete(async {
+                for _ in 0..5 {
+                    t.write(b"gone").unwrap();
+                }
+            })
+            .unwrap()
+        });
+        assert!(!five.contains(warning), "{five}");
+        let (_, sixth) = capture_tracing(|| {
+            lp.run_until_complete(async { t.write(b"gone").unwrap() })
+                .unwrap()
+        });
+        assert!(sixth.contains(warning), "{sixth}");
+        assert_eq!(t.get_write_buffer_size(), 0);
+    });
+}
+
+#[test]
+fn writes_from_another_thread_count_at_once_and_drive_flow_control() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::new();
+        let (mut r, w) = pipe();
+        let t = write_transport(&lp, &log, w);
+        t.set_write_buffer_limits(Some(16 * 1024), None).unwrap();
+        // The loop is held while another thread writes 32 KiB, twice the
+        // high mark; the pipe (64 KiB) would take each write at once.
+        let t2 = t.clone();
+        let writer = common::while_loop_held(&lp, move || {
+            for _ in 0..4 {
+                t2.write(&[7; 8192]).unwrap();
+            }
+            t2.get_write_buffer_size()
+        });
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; 32 * 1024];
+            r.read_exact(&mut got).unwrap();
+            // The read end stays open: the transport is not closed.
+            (got, r)
+        });
+        run_until(&lp, LIMIT, || reader.is_finished());
+        // Counted the moment they were written, not when the loop got to
+        // them.
+        assert_eq!(writer.join().unwrap(), 32 * 1024);
+        let (got, _r) = reader.join().unwrap();
+        assert_eq!(got, vec![7; 32 * 1024]);
+        run_until(&lp, LIMIT, || log.get().contains(&Ev::Resume));
+        // Over the mark while they waited: pause_writing, then
+        // resume_writing once the loop sent them.
+        assert_eq!(log.get(), vec![Ev::Made, Ev::Pause, Ev::Resume]);
+        assert_eq!(t.get_write_buffer_size(), 0);
     });
 }

@@ -834,3 +834,110 @@ fn two_tasks_accepting_on_one_listener_each_get_a_connection() {
         lp.close().unwrap();
     });
 }
+
+/// A stream protocol of one's own: feeds what arrives into a reader, as
+/// asyncio's StreamReaderProtocol does, and hands its transport out.
+struct Feed {
+    feeder: evloop::StreamFeeder,
+    transports: std::sync::mpsc::Sender<evloop::Transport>,
+}
+
+impl evloop::Protocol for Feed {
+    fn connection_made(&mut self, transport: evloop::Transport) {
+        self.feeder.set_transport(&transport).unwrap();
+        // asyncio asserts that a transport is set once.
+        assert!(matches!(
+            self.feeder.set_transport(&transport),
+            Err(Error::InvalidState("Transport already set"))
+        ));
+        self.transports.send(transport).unwrap();
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.feeder.feed_data(data).unwrap();
+    }
+    fn eof_received(&mut self) -> bool {
+        self.feeder.feed_eof().unwrap();
+        false
+    }
+    fn connection_lost(&mut self, error: Option<std::io::Error>) {
+        match error {
+            Some(e) => self.feeder.set_exception(e).unwrap(),
+            None => self.feeder.feed_eof().unwrap(),
+        }
+    }
+}
+
+/// A reader of `limit` fed by a [`Feed`] over a connection to `port`;
+/// the connection's transport.
+fn fed_reader(lp: &EventLoop, port: u16, limit: usize) -> (StreamReader, evloop::Transport) {
+    let reader = StreamReader::new(lp, limit).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let feed = Feed {
+        feeder: reader.feeder(),
+        transports: tx,
+    };
+    lp.run_until_complete(lp.create_connection(move || feed, "127.0.0.1", port))
+        .unwrap()
+        .unwrap();
+    (reader, rx.recv_timeout(LIMIT).unwrap())
+}
+
+#[test]
+fn a_protocol_of_ones_own_feeds_a_reader_with_asyncios_flow_control() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let content: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 253) as u8).collect();
+        let sent = content.clone();
+        let port = peer(move |mut s| {
+            s.write_all(b"first line\n").unwrap();
+            s.write_all(&sent).unwrap();
+            // Open until the reader has all of it, then EOF.
+            done_rx.recv_timeout(LIMIT).unwrap();
+        });
+        let (mut reader, t) = fed_reader(&lp, port, 1024);
+        lp.run_until_complete(async {
+            assert_eq!(reader.readline().await.unwrap(), b"first line\n");
+            // More than twice the limit buffered: the transport stops
+            // reading until the reader catches up.
+            while t.is_reading() {
+                evloop::sleep(Duration::from_millis(1)).await.unwrap();
+            }
+            assert!(reader.buffered() > 2 * 1024);
+            let got = reader.readexactly(content.len()).await.unwrap();
+            assert!(got == content, "the bytes arrived changed");
+            assert!(t.is_reading(), "reading resumed as the reader drained");
+            done_tx.send(()).unwrap();
+            assert_eq!(reader.read_until_eof().await.unwrap(), b"");
+            assert!(reader.at_eof());
+        })
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_fed_reader_fails_with_the_error_its_protocol_was_lost_with() {
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let port = peer(move |s| {
+            // Once the client is connected (a reset before would fail the
+            // connect itself), SO_LINGER 0: the close resets the
+            // connection.
+            go_rx.recv_timeout(LIMIT).unwrap();
+            let s = socket2::Socket::from(s);
+            s.set_linger(Some(Duration::ZERO)).unwrap();
+        });
+        let (mut reader, _t) = fed_reader(&lp, port, 1024);
+        go_tx.send(()).unwrap();
+        let err = lp
+            .run_until_complete(async { reader.read(100).await })
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{err:?}"
+        );
+        assert!(reader.exception().is_some());
+    });
+}

@@ -272,7 +272,7 @@ fn a_named_fifo_works_with_connect_read_pipe_and_connect_write_pipe() {
             .unwrap()
             .unwrap();
         for t in [&reader, &writer] {
-            assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Fd(_))));
+            assert!(matches!(t.get_extra_info("pipe"), Some(ExtraInfo::Pipe(_))));
             assert!(t.get_extra_info("socket").is_none());
         }
         assert!(reader.is_reading());

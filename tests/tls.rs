@@ -8,7 +8,7 @@ mod common;
 
 use common::net::{Echo, Ev, Rec, lost, received, run_until};
 use common::tls::{pki, pki_with_alpn, provider, tls_client_options, tls_server_options};
-use common::{Log, within};
+use common::{Log, capture_tracing, within};
 use evloop::rustls::pki_types::CertificateDer;
 use evloop::rustls::{self, ClientConfig, RootCertStore};
 use evloop::{
@@ -67,7 +67,10 @@ fn a_tls_echo_through_protocols_with_extra_info_and_close_notify() {
         let _made: Transport = rx.recv_timeout(LIMIT).unwrap();
         assert!(t.is_tls());
         assert!(!t.can_write_eof());
-        assert!(matches!(t.write_eof(), Err(Error::InvalidState(_))));
+        // asyncio: NotImplementedError, a RuntimeError.
+        assert!(
+            matches!(t.write_eof(), Err(Error::Runtime(m)) if m == "SSL doesn't support half-closes")
+        );
         match t.get_extra_info("peercert") {
             Some(ExtraInfo::Certificates(chain)) => assert_eq!(chain[0], pki.cert.as_ref()),
             other => panic!("{other:?}"),
@@ -522,32 +525,42 @@ fn tls_options_without_ssl_are_refused_with_asyncios_words() {
     });
 }
 
+/// A TLS server transport left closing: its client stops reading, and it
+/// writes far more than the socket buffers hold, then closes. Returns
+/// the server, the client, the server's transport and its log.
+fn stuck_closing(
+    lp: &EventLoop,
+    options: ServerOptions,
+    pki: &common::tls::Pki,
+) -> (evloop::Server, Transport, Transport, Log<Ev>) {
+    let server_log = Log::new();
+    let slog = server_log.clone();
+    let (tx, rx) = mpsc::channel();
+    let server = serve_tls(lp, options, move || Rec::new(&slog).sending(&tx));
+    let client = connect_tls(lp, port_of(&server), tls_client_options(pki), || {
+        Rec::new(&Log::new())
+    })
+    .unwrap();
+    client.pause_reading();
+    run_until(lp, LIMIT, || server_log.len() == 1);
+    let accepted = rx.recv_timeout(LIMIT).unwrap();
+    lp.run_until_complete(async {
+        accepted.write(&vec![9u8; 16 * 1024 * 1024]).unwrap();
+        accepted.close();
+    })
+    .unwrap();
+    assert!(accepted.is_closing() && accepted.get_write_buffer_size() > 0);
+    (server, client, accepted, server_log)
+}
+
 #[test]
 fn a_closing_tls_connection_whose_peer_stops_reading_is_aborted_after_the_shutdown_timeout() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
-        let server_log = Log::new();
-        let slog = server_log.clone();
-        let (tx, rx) = mpsc::channel();
         let mut options = tls_server_options(&pki);
         options.ssl_shutdown_timeout = Some(Duration::from_millis(200));
-        let server = serve_tls(&lp, options, move || Rec::new(&slog).sending(&tx));
-        let client = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
-            Rec::new(&Log::new())
-        })
-        .unwrap();
-        // The client stops reading; the server writes far more than the
-        // socket buffers hold, then closes.
-        client.pause_reading();
-        run_until(&lp, LIMIT, || server_log.len() == 1);
-        let accepted = rx.recv_timeout(LIMIT).unwrap();
-        lp.run_until_complete(async {
-            accepted.write(&vec![9u8; 16 * 1024 * 1024]).unwrap();
-            accepted.close();
-        })
-        .unwrap();
-        assert!(accepted.get_write_buffer_size() > 0);
+        let (server, client, accepted, server_log) = stuck_closing(&lp, options, &pki);
         // Without the timeout this would wait for the client forever.
         run_until(&lp, LIMIT, || lost(&server_log).is_some());
         assert_eq!(lost(&server_log), Some(Some(std::io::ErrorKind::TimedOut)));
@@ -648,7 +661,10 @@ fn sendfile_over_tls_goes_through_the_session() {
             .run_until_complete(lp.sendfile(&t, &file, 0, None, false))
             .unwrap()
             .unwrap_err();
-        assert!(matches!(err, Error::SendfileNotAvailable(_)), "{err:?}");
+        assert!(
+            matches!(&err, Error::Runtime(m) if m.starts_with("fallback is disabled and native sendfile is not supported for transport")),
+            "{err:?}"
+        );
         let sent = lp
             .run_until_complete(lp.sendfile(&t, &file, 100, None, true))
             .unwrap()
@@ -710,6 +726,18 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
     within(LIMIT, || {
         let pki = pki();
         let lp = EventLoop::new().unwrap();
+        let reports = Log::new();
+        let r = reports.clone();
+        lp.set_exception_handler(Some(Arc::new(move |_, ctx| {
+            r.push((
+                ctx.message.clone(),
+                ctx.error.as_ref().map(|e| e.to_string()),
+                ctx.transport
+                    .as_ref()
+                    .and_then(|t| t.downcast::<evloop::Transport>())
+                    .is_some(),
+            ));
+        })));
         let server = serve_tls(&lp, tls_server_options(&pki), Echo::default);
         let mut roots = RootCertStore::empty();
         roots.add(pki.cert.clone()).unwrap();
@@ -739,12 +767,50 @@ fn a_panicking_certificate_verifier_fails_the_connection_not_the_loop() {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.to_string(), "a TLS callback panicked", "{err:?}");
+        // Not an OSError: asyncio's _fatal_error reports it.
+        let reports = reports.get();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].0, "SSL handshake failed");
+        assert_eq!(reports[0].1.as_deref(), Some("a TLS callback panicked"));
+        assert!(reports[0].2, "the report names the transport");
         // The loop goes on: a good client still connects.
         let t = connect_tls(&lp, port_of(&server), tls_client_options(&pki), || {
             Rec::new(&Log::new())
         })
         .unwrap();
         t.close();
+        server.close();
+    });
+}
+
+#[test]
+fn writes_after_a_tls_close_are_warned_as_asyncios_ssl_transport_counts_them() {
+    within(LIMIT, || {
+        let pki = pki();
+        let lp = EventLoop::new().unwrap();
+        // The server's close cannot finish: its transport stays closing
+        // (asyncio's SHUTDOWN state).
+        let (server, client, accepted, server_log) =
+            stuck_closing(&lp, tls_server_options(&pki), &pki);
+        let warning = "SSL connection is closed";
+        let write = |n: usize| {
+            capture_tracing(|| {
+                lp.run_until_complete(async {
+                    for _ in 0..n {
+                        accepted.write(b"late").unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .1
+        };
+        // Closing, not yet lost: asyncio's counter starts at 0.
+        let five = write(5);
+        assert!(!five.contains(warning), "{five}");
+        let sixth = write(1);
+        assert!(sixth.contains(warning), "{sixth}");
+        assert!(lost(&server_log).is_none());
+        client.abort();
         server.close();
     });
 }

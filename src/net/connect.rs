@@ -2,12 +2,12 @@
 //! `create_connection` with happy eyeballs, `create_unix_connection`,
 //! `connect_accepted_socket`, `create_datagram_endpoint`.
 
+use super::datagram::DatagramProtocol;
 use super::datagram::DatagramTransport;
 use super::dns::{AddrInfo, AddrInfoHints};
 use super::endpoint::Endpoint;
-use super::protocol::{BufferedProtocol, DatagramProtocol, Protocol, StreamProtocol};
 use super::tls::{TlsContext, TlsLayer};
-use super::transport::{Kind, Transport};
+use super::transport::{BufferedProtocol, Kind, Protocol, StreamProtocol, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::runners::Sleep;

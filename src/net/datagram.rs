@@ -4,24 +4,57 @@
 //! (`net::transport`): any thread may call it; off the loop's thread the
 //! operation is posted to the loop.
 
-use super::protocol::DatagramProtocol;
-use super::transport::DEFAULT_HIGH_WATER;
+use super::extra::{ExtraInfo, FdSource, TransportFd, with_socket_of};
+use super::flow::{PostedBytes, PostedWrite, WriteFlow};
+use super::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
-use crate::exception::ExceptionContext;
+use crate::exception::TransportInfo;
 use crate::loop_cell::LoopCell;
 use crate::readiness::{
     Direction, ERROR, IoHandler, READABLE, Registration, ScheduledIo, WRITABLE,
 };
 use crate::sched::Local;
 use socket2::{SockAddr, Socket};
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A datagram protocol (asyncio: `asyncio.DatagramProtocol`).
+pub trait DatagramProtocol: Any + Send {
+    /// The endpoint is ready (asyncio: `connection_made`).
+    fn connection_made(&mut self, transport: DatagramTransport) {
+        let _ = transport;
+    }
+
+    /// A datagram arrived from `addr` (asyncio: `datagram_received`).
+    fn datagram_received(&mut self, data: &[u8], addr: SockAddr) {
+        let _ = (data, addr);
+    }
+
+    /// A send or receive failed (asyncio: `error_received`), e.g. an ICMP
+    /// "port unreachable" reported on a connected endpoint. The endpoint
+    /// stays open.
+    fn error_received(&mut self, error: io::Error) {
+        let _ = error;
+    }
+
+    /// The endpoint was closed (asyncio: `connection_lost`).
+    fn connection_lost(&mut self, error: Option<io::Error>) {
+        let _ = error;
+    }
+
+    /// As [`Protocol::pause_writing`](crate::Protocol::pause_writing) (the send buffer is over its mark).
+    fn pause_writing(&mut self) {}
+
+    /// As [`Protocol::resume_writing`](crate::Protocol::resume_writing).
+    fn resume_writing(&mut self) {}
+}
 
 /// The largest datagram one read takes (asyncio: 256 KiB).
 const MAX_DATAGRAM: usize = 256 * 1024;
@@ -31,30 +64,42 @@ const READS_PER_EVENT: usize = 16;
 struct State {
     sock: Option<Socket>,
     registration: Option<Registration>,
-    protocol: Option<Box<dyn DatagramProtocol>>,
+    slot: ProtocolSlot<Box<dyn DatagramProtocol>, Owed>,
     /// Datagrams waiting for room: bytes and destination.
     buffer: VecDeque<(Vec<u8>, Option<SockAddr>)>,
     buffer_size: usize,
-    high: usize,
-    low: usize,
-    protocol_paused: bool,
+    flow: WriteFlow,
     closing: bool,
     lost: bool,
-    made: bool,
     read_queued: bool,
-    /// Calls that came due while the protocol was busy in one of its own
-    /// callbacks, delivered in order when it returns.
-    owed: VecDeque<Owed>,
     /// Datagrams sent after the endpoint was lost.
     conn_lost_sends: usize,
 }
 
 /// A protocol call that waits for the protocol to be free (asyncio calls
-/// protocols re-entrantly; a Rust protocol is `&mut` inside its callback).
+/// protocols re-entrantly; a Rust protocol is `&mut` inside its callback;
+/// see `net::protocol_slot`).
 enum Owed {
     Error(io::Error),
     Pause,
     Resume,
+}
+
+impl OwedCall for Owed {
+    fn name(&self) -> &'static str {
+        match self {
+            Owed::Error(_) => "error_received",
+            Owed::Pause => "pause_writing",
+            Owed::Resume => "resume_writing",
+        }
+    }
+
+    fn cancelled_by(&self, next: &Owed) -> bool {
+        matches!(
+            (self, next),
+            (Owed::Pause, Owed::Resume) | (Owed::Resume, Owed::Pause)
+        )
+    }
 }
 
 struct Inner {
@@ -62,6 +107,8 @@ struct Inner {
     state: LoopCell<State>,
     closing: AtomicBool,
     buffer_size: AtomicUsize,
+    /// Datagrams sent from other threads, not yet applied by the loop.
+    posted: PostedBytes,
     /// The connected peer (`remote_addr`), if any.
     remote: Option<SockAddr>,
     sockname: Option<SockAddr>,
@@ -89,18 +136,15 @@ impl IoHandler for Handler {
     }
 
     fn loop_closed(&mut self) {
-        let protocol = self.0.state.with(|s| {
+        // The loop is not running: connection_lost is called right here.
+        self.0.state.with(|s| {
             s.lost = true;
             s.closing = true;
             s.buffer.clear();
             close_socket(s);
-            // Never told of the connection: not told of its end either.
-            s.protocol.take().filter(|_| s.made)
         });
         self.0.closing.store(true, Ordering::Release);
-        if let Some(Some(mut p)) = protocol {
-            p.connection_lost(None);
-        }
+        protocol_slot::connection_lost(&self.0, |p| p.connection_lost(None));
     }
 }
 
@@ -135,50 +179,81 @@ fn send_one(sock: &Socket, data: &[u8], addr: Option<&SockAddr>) -> Sent {
     }
 }
 
+impl FdSource for Inner {
+    fn dup_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.state
+            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
+            .flatten()?
+            .ok()
+            .map(Into::into)
+    }
+}
+
+impl SlotOwner for Inner {
+    type Protocol = Box<dyn DatagramProtocol>;
+    type Call = Owed;
+    type State = State;
+
+    const NAME: &'static str = "protocol";
+
+    fn cell(&self) -> &LoopCell<State> {
+        &self.state
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn slot(s: &mut State) -> &mut ProtocolSlot<Box<dyn DatagramProtocol>, Owed> {
+        &mut s.slot
+    }
+
+    fn make(protocol: &mut Box<dyn DatagramProtocol>, call: Owed) {
+        match call {
+            Owed::Error(e) => protocol.error_received(e),
+            Owed::Pause => protocol.pause_writing(),
+            Owed::Resume => protocol.resume_writing(),
+        }
+    }
+
+    fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
+        let transport = TransportInfo::new(DatagramTransport {
+            inner: self.clone(),
+        });
+        let error = protocol_slot::report_fatal_panic(&self.shared, what, payload, transport);
+        self.force_close(Some(error));
+    }
+}
+
+impl AsRef<PostedBytes> for Inner {
+    fn as_ref(&self) -> &PostedBytes {
+        &self.posted
+    }
+}
+
 impl Inner {
+    /// Is `pause_writing` due, counting what other threads posted?
+    fn pause_due(&self, s: &mut State) -> bool {
+        s.flow.pause_due(s.buffer_size + self.posted.get())
+    }
+
+    /// Is `resume_writing` due, counting what other threads posted?
+    fn resume_due(&self, s: &mut State) -> bool {
+        s.flow.resume_due(s.buffer_size + self.posted.get())
+    }
+
     fn publish(&self, s: &State) {
         self.buffer_size.store(s.buffer_size, Ordering::Release);
         self.closing.store(s.closing, Ordering::Release);
     }
 
-    /// Runs `f` on the protocol, taken out of the state, catching panics.
+    /// Runs `f` on the protocol (see `net::protocol_slot`).
     fn with_protocol<R>(
         self: &Arc<Self>,
         what: &'static str,
-        f: impl FnOnce(&mut dyn DatagramProtocol) -> R,
+        f: impl FnOnce(&mut Box<dyn DatagramProtocol>) -> R,
     ) -> Option<R> {
-        let mut protocol = self.state.with(|s| s.protocol.take()).flatten()?;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(protocol.as_mut())));
-        let (owed, leftover) = self
-            .state
-            .with(|s| {
-                if s.protocol.is_none() && !(s.lost && s.sock.is_none()) {
-                    s.protocol = Some(protocol);
-                    (std::mem::take(&mut s.owed), None)
-                } else {
-                    (VecDeque::new(), Some(protocol))
-                }
-            })
-            .unwrap_or_default();
-        crate::util::drop_quietly(leftover, "a protocol");
-        match outcome {
-            Ok(r) => {
-                for call in owed {
-                    self.deliver(call);
-                }
-                Some(r)
-            }
-            Err(payload) => {
-                self.shared.report_panic(
-                    ExceptionContext::new(format!("Fatal error: protocol.{what}() call failed.")),
-                    payload,
-                );
-                self.force_close(Some(io::Error::other(format!(
-                    "protocol.{what}() panicked"
-                ))));
-                None
-            }
-        }
+        protocol_slot::with(self, what, f)
     }
 
     fn read_ready(self: &Arc<Self>, local: &dyn Local) {
@@ -187,7 +262,7 @@ impl Inner {
                 .state
                 .with(|s| {
                     s.read_queued = false;
-                    if s.closing || !s.made {
+                    if s.closing || !s.slot.is_made() {
                         return None;
                     }
                     s.registration.as_ref().map(|r| r.io().clone())
@@ -243,26 +318,7 @@ impl Inner {
     /// Makes a call on the protocol now, or once its current callback
     /// returns.
     fn deliver(self: &Arc<Self>, call: Owed) {
-        let what = match call {
-            Owed::Error(_) => "error_received",
-            Owed::Pause => "pause_writing",
-            Owed::Resume => "resume_writing",
-        };
-        let mut call = Some(call);
-        let made = self.with_protocol(what, |p| match call.take().expect("called once") {
-            Owed::Error(e) => p.error_received(e),
-            Owed::Pause => p.pause_writing(),
-            Owed::Resume => p.resume_writing(),
-        });
-        if made.is_none() {
-            if let Some(call) = call {
-                self.state.with(|s| {
-                    if !s.lost {
-                        s.owed.push_back(call);
-                    }
-                });
-            }
-        }
+        protocol_slot::call(self, call);
     }
 
     fn queue_read(self: &Arc<Self>) {
@@ -299,11 +355,7 @@ impl Inner {
                 s.buffer_size -= data.len();
             }
             self.publish(s);
-            if s.protocol_paused && s.buffer_size <= s.low {
-                s.protocol_paused = false;
-                return true;
-            }
-            false
+            self.resume_due(s)
         });
         for e in errors {
             self.deliver(Owed::Error(e));
@@ -342,7 +394,9 @@ impl Inner {
             };
             if s.buffer.is_empty() {
                 match send_one(sock, data, addr.as_ref()) {
-                    Sent::All => return Ok((None, false)),
+                    // Datagrams posted from other threads may be over the
+                    // mark.
+                    Sent::All => return Ok((None, self.pause_due(s))),
                     Sent::Failed(e) => return Ok((Some(e), false)),
                     Sent::WouldBlock => {}
                 }
@@ -350,11 +404,7 @@ impl Inner {
             s.buffer.push_back((data.to_vec(), addr));
             s.buffer_size += data.len();
             self.publish(s);
-            if !s.protocol_paused && s.buffer_size > s.high {
-                s.protocol_paused = true;
-                return Ok((None, true));
-            }
-            Ok((None, false))
+            Ok((None, self.pause_due(s)))
         });
         match outcome {
             Some(Ok((error, pause))) => {
@@ -404,21 +454,8 @@ impl Inner {
         }
         let inner = self.clone();
         let _ = self.shared.call_soon(None, Location::caller(), move || {
-            let protocol = inner.state.with(|s| {
-                close_socket(s);
-                s.protocol.take().filter(|_| s.made)
-            });
-            if let Some(Some(mut p)) = protocol {
-                if let Err(payload) =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| p.connection_lost(error)))
-                {
-                    inner.shared.report_panic(
-                        ExceptionContext::new("Exception in callback protocol.connection_lost()"),
-                        payload,
-                    );
-                }
-                crate::util::drop_quietly(p, "a protocol");
-            }
+            inner.state.with(close_socket);
+            protocol_slot::connection_lost(&inner, |p| p.connection_lost(error));
         });
     }
 }
@@ -447,23 +484,20 @@ impl DatagramTransport {
                 State {
                     sock: Some(sock),
                     registration: None,
-                    protocol: Some(protocol),
+                    slot: ProtocolSlot::new(protocol),
                     buffer: VecDeque::new(),
                     buffer_size: 0,
-                    high: DEFAULT_HIGH_WATER,
-                    low: DEFAULT_HIGH_WATER / 4,
-                    protocol_paused: false,
+                    flow: WriteFlow::default(),
                     closing: false,
                     lost: false,
-                    made: false,
                     read_queued: false,
-                    owed: VecDeque::new(),
                     conn_lost_sends: 0,
                 },
             ),
             shared,
             closing: AtomicBool::new(false),
             buffer_size: AtomicUsize::new(0),
+            posted: PostedBytes::default(),
         });
         registration.set_handler(Box::new(Handler(inner.clone())))?;
         inner
@@ -477,11 +511,7 @@ impl DatagramTransport {
         let queued = event_loop.call_soon(move || {
             // Connected from here on: `connection_lost` follows, whatever
             // `connection_made` does.
-            t.inner.state.with(|s| s.made = true);
-            if t.inner
-                .with_protocol("connection_made", |p| p.connection_made(t.clone()))
-                .is_some()
-            {
+            if protocol_slot::connection_made(&t.inner, |p| p.connection_made(t.clone())) {
                 t.inner.queue_read();
             }
             if let Some(made) = made {
@@ -528,10 +558,21 @@ impl DatagramTransport {
                 )));
             }
         }
+        // Counted at once (the buffer's size and flow control see it),
+        // given back when the loop applies it or drops it unrun.
+        let send = PostedWrite::new(&self.inner, data.len());
         let data = data.to_vec();
-        self.on_loop(move |inner| {
-            let _ = inner.sendto_on_loop(&data, addr);
-        });
+        let _ = self
+            .inner
+            .shared
+            .call_soon(None, std::panic::Location::caller(), move || {
+                let inner = send.apply();
+                let _ = inner.sendto_on_loop(&data, addr);
+                let resume = inner.state.with(|s| inner.resume_due(s));
+                if resume == Some(true) {
+                    inner.deliver(Owed::Resume);
+                }
+            });
         Ok(())
     }
 
@@ -552,9 +593,11 @@ impl DatagramTransport {
     }
 
     /// Bytes of datagrams queued and not yet sent (asyncio:
-    /// `get_write_buffer_size`).
+    /// `get_write_buffer_size`), counting at once those sent from other
+    /// threads that the loop has not applied yet (flow control counts
+    /// them too).
     pub fn get_write_buffer_size(&self) -> usize {
-        self.inner.buffer_size.load(Ordering::Acquire)
+        self.inner.buffer_size.load(Ordering::Acquire) + self.inner.posted.get()
     }
 
     /// The local address.
@@ -567,13 +610,16 @@ impl DatagramTransport {
         self.inner.remote.clone()
     }
 
-    /// asyncio's `get_extra_info`: `"sockname"`, `"peername"`, `"socket"`.
-    pub fn get_extra_info(&self, name: &str) -> Option<super::transport::ExtraInfo> {
-        use super::transport::ExtraInfo;
+    /// asyncio's `get_extra_info`: `"sockname"`, `"peername"` (addresses),
+    /// `"socket"` (the socket, lent while the endpoint is open:
+    /// [`TransportFd`]; `None` once it is closing).
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
             "sockname" => self.sockname().map(ExtraInfo::Address),
             "peername" => self.peername().map(ExtraInfo::Address),
-            "socket" => Some(ExtraInfo::Fd(self.inner.fd)),
+            "socket" if !self.is_closing() => {
+                Some(ExtraInfo::Socket(TransportFd::new(&self.inner, true)))
+            }
             _ => None,
         }
     }
@@ -585,7 +631,7 @@ impl DatagramTransport {
     pub fn set_protocol(&self, protocol: impl DatagramProtocol) {
         let protocol: Box<dyn DatagramProtocol> = Box::new(protocol);
         self.on_loop(move |inner| {
-            let old = inner.state.with(|s| s.protocol.replace(protocol));
+            let old = inner.state.with(|s| s.slot.replace(protocol));
             crate::util::drop_quietly(old, "a protocol");
         });
     }
@@ -597,7 +643,7 @@ impl DatagramTransport {
     pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
         self.inner
             .with_protocol("get_protocol", |p| {
-                (p as &mut dyn std::any::Any).downcast_mut::<P>().map(f)
+                (p.as_mut() as &mut dyn Any).downcast_mut::<P>().map(f)
             })
             .flatten()
     }
@@ -610,15 +656,7 @@ impl DatagramTransport {
     /// The socket, for options asyncio does not expose (loop thread only;
     /// `None` elsewhere or once closed). Do not close it or read from it.
     pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
-        // `f` is user code: it runs on a duplicate of the socket (the same
-        // endpoint and options), outside the transport's state.
-        let dup = self
-            .inner
-            .state
-            .with(|s| s.sock.as_ref().map(|sock| sock.try_clone()))
-            .flatten()?
-            .ok()?;
-        Some(f(socket2::SockRef::from(&dup)))
+        with_socket_of(&*self.inner, f)
     }
 }
 

@@ -49,6 +49,14 @@ impl Endpoint {
         !matches!(self, Endpoint::Device(_))
     }
 
+    /// A duplicate of the descriptor (`get_extra_info`'s handle lends it).
+    pub(crate) fn dup_fd(&self) -> io::Result<OwnedFd> {
+        match self {
+            Endpoint::Socket(s) => s.try_clone().map(OwnedFd::from),
+            Endpoint::Pipe(fd) | Endpoint::Device(fd) => fd.try_clone(),
+        }
+    }
+
     pub(crate) fn socket(&self) -> Option<&Socket> {
         match self {
             Endpoint::Socket(s) => Some(s),

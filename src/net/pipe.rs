@@ -16,8 +16,7 @@
 //! then on: closing the transport closes it.
 
 use super::endpoint::Endpoint;
-use super::protocol::{Protocol, StreamProtocol};
-use super::transport::{Kind, Transport};
+use super::transport::{Kind, Protocol, StreamProtocol, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use socket2::Socket;

@@ -34,14 +34,19 @@ impl EventLoop {
     /// the bytes sent. Whatever the transport had buffered is sent first.
     /// Uses `sendfile(2)`; with `fallback` (asyncio's default) a file the
     /// kernel cannot send that way, or a transport that cannot take it
-    /// (TLS, a pipe), is read and written instead, without it that is
-    /// [`Error::SendfileNotAvailable`]. The file's offset ends
-    /// just past the bytes sent. Await it on the loop's thread.
+    /// (TLS, a pipe), is read and written instead; without it a file the
+    /// kernel refuses is [`Error::SendfileNotAvailable`], a transport that
+    /// cannot take `sendfile(2)` an [`Error::Runtime`] (as asyncio). The
+    /// file's offset ends just past the bytes sent. Await it on the loop's
+    /// thread.
     ///
-    /// Errors: [`Error::InvalidState`] for a closing transport ("Transport
-    /// is closing") or one already sending a file; [`Error::Io`] if the
-    /// connection fails or ends meanwhile; [`Error::InvalidArgument`] for
-    /// a `count` of 0; [`Error::WrongThread`].
+    /// Errors: [`Error::Runtime`] (asyncio's `RuntimeError`) for a
+    /// closing transport ("Transport is closing"), one already sending a
+    /// file, and `fallback` refused where `sendfile(2)` cannot serve
+    /// ("fallback is disabled and native sendfile is not supported for
+    /// transport ..."); [`Error::Io`] if the connection fails or ends
+    /// meanwhile; [`Error::InvalidArgument`] for a `count` of 0;
+    /// [`Error::WrongThread`].
     pub async fn sendfile(
         &self,
         transport: &Transport,
@@ -59,9 +64,10 @@ impl EventLoop {
             // TLS (the bytes must be encrypted) or a pipe: asyncio's
             // fallback, or its refusal.
             if !fallback {
-                return Err(Error::SendfileNotAvailable(
-                    "the transport does not support sendfile(2)".into(),
-                ));
+                return Err(Error::Runtime(format!(
+                    "fallback is disabled and native sendfile is not supported for \
+                     transport {transport:?}"
+                )));
             }
             return self
                 .sendfile_by_writes(transport, file, offset, count)
@@ -92,7 +98,7 @@ impl EventLoop {
     ) -> Result<u64, Error> {
         use std::io::{Seek, SeekFrom};
         if transport.is_closing() {
-            return Err(Error::InvalidState("Transport is closing"));
+            return Err(super::transport::closing());
         }
         transport.drained().await?;
         let end = match count {

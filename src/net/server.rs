@@ -2,9 +2,8 @@
 //! `create_unix_server`, and the [`Server`] they return.
 
 use super::dns::AddrInfoHints;
-use super::protocol::{BufferedProtocol, Protocol, StreamProtocol};
 use super::tls::{TlsContext, TlsLayer};
-use super::transport::Transport;
+use super::transport::{BufferedProtocol, Protocol, StreamProtocol, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;

@@ -1,5 +1,7 @@
 //! TLS for stream transports (asyncio's `ssl=` and `start_tls`), on
-//! rustls with the ring provider.
+//! rustls with the ring provider: a connection's session ([`TlsLayer`]),
+//! which the transport runs between its socket and its protocol (its side
+//! is `net::transport::tls`; `net::start_tls` upgrades a transport).
 //!
 //! # Where it sits
 //! asyncio layers TLS as a protocol (`SSLProtocol`) under a second,
@@ -32,9 +34,18 @@
 //!   The peer's `close_notify`, or its end of the stream without one,
 //!   is the end of the stream: `eof_received`, then `connection_lost`
 //!   (a TLS stream cannot be half-closed, as in asyncio).
+//!
+//! # Callbacks in the configurations
+//! The rustls configurations' callbacks (certificate verifiers, server
+//! certificate resolvers, key logs, session stores) run inside the
+//! transport, on the loop's thread, in the middle of a read: they must not
+//! call the transport or the loop, and must not block (every connection
+//! of the loop would wait). A panic in one fails its connection with
+//! "a TLS callback panicked", reported to the exception handler.
 
-use super::endpoint::Endpoint;
 use crate::error::Error;
+use crate::net::endpoint::Endpoint;
+use crate::net::io_error::tls_error;
 use rustls::pki_types::ServerName;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -47,6 +58,16 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The TLS side of a connection: a rustls client or server configuration
 /// (asyncio's `SSLContext`).
+///
+/// The configuration's callbacks (certificate verifiers, server
+/// certificate resolvers, key logs, session stores, ticketers) run inside
+/// the transport, on the loop's thread, in the middle of a read or a
+/// handshake step: they must not call the transport or the loop (the
+/// transport is busy; a call would be refused or posted), and must not
+/// block (every connection of the loop waits meanwhile; do slow work such
+/// as an OCSP fetch ahead of time, or on the executor). A panic in one
+/// fails its connection ("a TLS callback panicked"), reported to the
+/// exception handler ("SSL handshake failed").
 #[derive(Clone, Debug)]
 pub enum TlsContext {
     /// Connect as a client, verifying the server as the config says.
@@ -75,24 +96,6 @@ pub(crate) enum Handshake {
     Eof,
 }
 
-/// A rustls error as an I/O error (what `connection_lost` carries; the
-/// rustls error is its inner error).
-pub(crate) fn tls_error(e: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
-}
-
-/// A second copy of a connection's error (`io::Error` is not `Clone`):
-/// the same rustls error inside, or the same OS code, or kind and text.
-pub(crate) fn duplicate_error(e: &io::Error) -> io::Error {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => tls_error(tls.clone()),
-        None => crate::net::streams::core::copy_io_error(e),
-    }
-}
-
 /// How much ciphertext one socket read takes at most: rustls itself asks
 /// for 4 KiB at a time, which would cost a system call per 4 KiB.
 const CIPHER_READ: usize = 64 * 1024;
@@ -115,20 +118,10 @@ pub(crate) struct TlsLayer {
     /// buffer, or the call did not need the socket at all.
     socket_full: bool,
     close_notify_sent: bool,
-    /// Reused for each write's ciphertext.
-    pub(crate) out_buf: Vec<u8>,
-    /// `connection_made` is due when the handshake completes (not after
-    /// `start_tls`, as asyncio).
-    pub(crate) call_made: bool,
+    /// How long the handshake may take (the transport's timer).
     pub(crate) handshake_timeout: Duration,
+    /// How long closing waits for the peer (the transport's timer).
     pub(crate) shutdown_timeout: Duration,
-    /// The handshake timer, cancelled when it completes.
-    pub(crate) timer: Option<crate::handle::TimerHandle>,
-    /// The shutdown timer of a closing connection, cancelled when it
-    /// ends.
-    pub(crate) shutdown_timer: Option<crate::handle::TimerHandle>,
-    /// Why the connection failed before its handshake completed.
-    pub(crate) failure: Option<io::Error>,
 }
 
 impl TlsLayer {
@@ -182,8 +175,6 @@ impl TlsLayer {
             peer_closed: false,
             socket_full: false,
             close_notify_sent: false,
-            out_buf: Vec::new(),
-            call_made: true,
             handshake_timeout: positive(
                 handshake_timeout,
                 DEFAULT_HANDSHAKE_TIMEOUT,
@@ -194,9 +185,6 @@ impl TlsLayer {
                 DEFAULT_SHUTDOWN_TIMEOUT,
                 "ssl_shutdown_timeout",
             )?,
-            timer: None,
-            shutdown_timer: None,
-            failure: None,
         })
     }
 
@@ -389,78 +377,6 @@ impl TlsLayer {
                 .protocol_version()
                 .and_then(|v| v.as_str())
                 .map(|v| v.replace('_', ".")),
-        }
-    }
-}
-
-/// The options of [`EventLoop::start_tls`](crate::EventLoop::start_tls)
-/// (asyncio's keyword arguments of `loop.start_tls`).
-#[derive(Clone, Debug, Default)]
-pub struct StartTlsOptions {
-    /// The name the server's certificate must carry; required for a
-    /// client.
-    pub server_hostname: Option<String>,
-    /// How long the handshake may take (asyncio's default: 60 s).
-    pub ssl_handshake_timeout: Option<Duration>,
-    /// How long closing waits for the peer to take the rest (asyncio's
-    /// default: 30 s).
-    pub ssl_shutdown_timeout: Option<Duration>,
-}
-
-impl crate::event_loop::EventLoop {
-    /// Upgrades a connected stream transport to TLS (asyncio:
-    /// `loop.start_tls(transport, protocol, sslcontext)`): a client or a
-    /// server handshake per `context`, over the same connection. Returns
-    /// once the handshake completed; from then on the transport's
-    /// protocol reads and writes plaintext. asyncio returns a new
-    /// transport and takes the protocol to use; evloop upgrades the
-    /// transport in place (the returned handle is the same transport) and
-    /// keeps its protocol, which is not told `connection_made` again
-    /// (replace it with `set_protocol` if needed). Bytes that arrived
-    /// before the upgrade were already delivered as plaintext, as in
-    /// asyncio.
-    ///
-    /// Errors: [`Error::Tls`] for a failed handshake (a certificate that
-    /// does not verify, a peer that speaks no TLS); [`Error::Io`] with
-    /// `ConnectionAborted` ("SSL handshake is taking longer than 60.0
-    /// seconds: aborting the connection") or the connection's own error;
-    /// [`Error::InvalidState`] for a transport that is closing, already
-    /// TLS or sending a file; [`Error::InvalidArgument`] for a pipe
-    /// transport or a client without `server_hostname`;
-    /// [`Error::WrongThread`]. The connection is closed on a failed
-    /// handshake; a refusal before it starts (a transport that is already
-    /// TLS, closing, or busy) leaves the connection as it was.
-    pub async fn start_tls(
-        &self,
-        transport: &super::transport::Transport,
-        context: TlsContext,
-        options: StartTlsOptions,
-    ) -> Result<super::transport::Transport, Error> {
-        let tls = TlsLayer::new(
-            &context,
-            options.server_hostname.as_deref(),
-            options.ssl_handshake_timeout,
-            options.ssl_shutdown_timeout,
-        )?;
-        let made = self.create_future();
-        transport.upgrade(tls, made.clone())?;
-        /// Closes the connection if the caller gives up mid-handshake.
-        struct Abort<'a>(Option<&'a super::transport::Transport>);
-        impl Drop for Abort<'_> {
-            fn drop(&mut self) {
-                if let Some(t) = self.0.take() {
-                    t.abort();
-                }
-            }
-        }
-        let mut guard = Abort(Some(transport));
-        let outcome = made.await;
-        guard.0 = None;
-        match outcome {
-            Ok(()) => Ok(transport.clone()),
-            Err(_) => Err(transport
-                .take_start_failure()
-                .map_or(Error::Closed, Error::from_connection)),
         }
     }
 }

@@ -24,10 +24,9 @@ pub use transport::SubprocessTransport;
 
 use crate::error::Error;
 use crate::event_loop::EventLoop;
-use crate::net::protocol::StreamProtocol;
 use crate::net::streams::StreamReaderProtocol;
 use crate::net::streams::core::StreamCore;
-use crate::net::transport::Kind;
+use crate::net::transport::{Kind, StreamProtocol};
 use std::any::Any;
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -4,10 +4,12 @@
 //! The state lives in a [`LoopCell`] (the loop's thread only); what other
 //! threads may ask (the pid, the return code, whether it is closing) is
 //! published in atomics, and signals go through the child's own lock (see
-//! `watch`). Protocol calls made before `connection_made` are queued and
-//! delivered after it, in order, as asyncio's `_pending_calls`;
-//! `connection_lost` follows once the child has exited *and* every pipe
-//! has closed, and wakes whoever waits for the child.
+//! `watch`). The protocol sits in a `net::protocol_slot`: calls made
+//! before `connection_made` wait for it, in order (asyncio's
+//! `_pending_calls`), and so do calls that come while the protocol is busy
+//! in one of its callbacks; `connection_lost` follows once the child has
+//! exited *and* every pipe has closed, and wakes whoever waits for the
+//! child.
 
 use super::SubprocessProtocol;
 use super::watch::SharedChild;
@@ -16,12 +18,11 @@ use crate::event_loop::EventLoop;
 use crate::event_loop::shared::Shared;
 use crate::exception::ExceptionContext;
 use crate::loop_cell::LoopCell;
-use crate::net::protocol::Protocol;
-use crate::net::transport::Transport;
+use crate::net::protocol_slot::{self, OwedCall, ProtocolSlot, SlotOwner};
+use crate::net::transport::{Protocol, Transport};
 use crate::waiters::WakerList;
-use std::collections::VecDeque;
 use std::io;
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -29,10 +30,9 @@ use std::task::{Context, Poll};
 /// `returncode` while the child runs.
 const RUNNING: i64 = i64::MIN;
 
-/// A protocol call, queued while `connection_made` is pending or the
+/// A protocol call, owed while `connection_made` is pending or the
 /// protocol is busy.
-enum Call {
-    Made,
+pub(crate) enum Call {
     Data(i32, Vec<u8>),
     PipeLost(i32, Option<io::Error>),
     Exited,
@@ -40,16 +40,22 @@ enum Call {
     Resume,
 }
 
-impl Call {
+impl OwedCall for Call {
     fn name(&self) -> &'static str {
         match self {
-            Call::Made => "connection_made",
             Call::Data(..) => "pipe_data_received",
             Call::PipeLost(..) => "pipe_connection_lost",
             Call::Exited => "process_exited",
             Call::Pause => "pause_writing",
             Call::Resume => "resume_writing",
         }
+    }
+
+    fn cancelled_by(&self, next: &Call) -> bool {
+        matches!(
+            (self, next),
+            (Call::Pause, Call::Resume) | (Call::Resume, Call::Pause)
+        )
     }
 }
 
@@ -61,23 +67,13 @@ pub(crate) enum ChildEvent {
     LoopClosed(Option<i32>),
 }
 
-struct State {
-    /// `None` while one of its callbacks runs (`busy`), and for good once
-    /// the transport finished or was abandoned.
-    protocol: Option<Box<dyn SubprocessProtocol>>,
-    busy: bool,
-    /// Calls waiting for `connection_made` (`None` once it ran).
-    pending: Option<Vec<Call>>,
-    /// Calls that came while the protocol was busy, in order; a flush is
-    /// queued while this is not empty.
-    deferred: VecDeque<Call>,
+pub(crate) struct State {
+    slot: ProtocolSlot<Box<dyn SubprocessProtocol>, Call>,
     /// The pipe is (still) connected.
     open: [bool; 3],
     returncode: Option<i32>,
     /// `connection_lost` was queued (or the transport abandoned).
     finished: bool,
-    /// `connection_lost` ran, or the transport was abandoned.
-    done: bool,
     exit_waiters: WakerList,
 }
 
@@ -105,10 +101,43 @@ pub struct SubprocessTransport {
     pub(crate) inner: Arc<SubInner>,
 }
 
-/// Where a call goes.
-enum Route<T> {
-    Now(T),
-    Queued,
+impl SlotOwner for SubInner {
+    type Protocol = Box<dyn SubprocessProtocol>;
+    type Call = Call;
+    type State = State;
+
+    const NAME: &'static str = "SubprocessProtocol";
+
+    fn cell(&self) -> &LoopCell<State> {
+        &self.state
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn slot(s: &mut State) -> &mut ProtocolSlot<Box<dyn SubprocessProtocol>, Call> {
+        &mut s.slot
+    }
+
+    fn make(protocol: &mut Box<dyn SubprocessProtocol>, call: Call) {
+        match call {
+            Call::Data(fd, data) => protocol.pipe_data_received(fd, &data),
+            Call::PipeLost(fd, e) => protocol.pipe_connection_lost(fd, e),
+            Call::Exited => protocol.process_exited(),
+            Call::Pause => protocol.pause_writing(),
+            Call::Resume => protocol.resume_writing(),
+        }
+    }
+
+    /// asyncio calls a subprocess protocol through `call_soon`: a failing
+    /// call is reported as a failing callback, and the transport goes on.
+    fn panicked(self: &Arc<Self>, what: &'static str, payload: crate::error::PanicPayload) {
+        self.shared.report_panic(
+            ExceptionContext::new(format!("Exception in callback SubprocessProtocol.{what}()")),
+            payload,
+        );
+    }
 }
 
 impl SubInner {
@@ -124,14 +153,10 @@ impl SubInner {
             state: LoopCell::new(
                 shared.id(),
                 State {
-                    protocol: Some(protocol),
-                    busy: false,
-                    pending: Some(Vec::new()),
-                    deferred: VecDeque::new(),
+                    slot: ProtocolSlot::new(protocol),
                     open,
                     returncode: None,
                     finished: false,
-                    done: false,
                     exit_waiters: WakerList::default(),
                 },
             ),
@@ -149,111 +174,28 @@ impl SubInner {
         crate::sync::lock(&self.pipes)[fd as usize] = Some(transport);
     }
 
-    /// Queues `call` if it cannot run now: before `connection_made`,
-    /// while the protocol is busy, or behind calls deferred earlier (so
-    /// that order is kept).
-    fn route<T>(self: &Arc<Self>, item: T, to_call: impl FnOnce(T) -> Call) -> Route<T> {
-        let mut flush = false;
-        let route = self
-            .state
-            .with(|s| {
-                if let Some(pending) = &mut s.pending {
-                    pending.push(to_call(item));
-                    return Route::Queued;
-                }
-                if s.busy || !s.deferred.is_empty() {
-                    flush = s.deferred.is_empty();
-                    s.deferred.push_back(to_call(item));
-                    return Route::Queued;
-                }
-                Route::Now(item)
-            })
-            .unwrap_or(Route::Queued);
-        if flush {
-            let inner = self.clone();
-            let _ = self
-                .shared
-                .call_soon(None, Location::caller(), move || inner.flush_deferred());
-        }
-        route
-    }
-
     fn call(self: &Arc<Self>, call: Call) {
-        if let Route::Now(call) = self.route(call, |c| c) {
-            self.run(call);
-        }
+        protocol_slot::call(self, call);
     }
 
     /// Pipe data: delivered from the pipe's read buffer without a copy
     /// when the protocol can take it at once.
     fn data(self: &Arc<Self>, fd: i32, data: &[u8]) {
-        if let Route::Now(data) = self.route(data, |d| Call::Data(fd, d.to_vec())) {
-            self.with_protocol("pipe_data_received", |p| p.pipe_data_received(fd, data));
-        }
+        protocol_slot::call_with(
+            self,
+            "pipe_data_received",
+            |p| p.pipe_data_received(fd, data),
+            || Some(Call::Data(fd, data.to_vec())),
+        );
     }
 
-    fn run(self: &Arc<Self>, call: Call) {
-        let transport = SubprocessTransport {
-            inner: self.clone(),
-        };
-        self.with_protocol(call.name(), move |p| match call {
-            Call::Made => p.connection_made(transport),
-            Call::Data(fd, data) => p.pipe_data_received(fd, &data),
-            Call::PipeLost(fd, e) => p.pipe_connection_lost(fd, e),
-            Call::Exited => p.process_exited(),
-            Call::Pause => p.pause_writing(),
-            Call::Resume => p.resume_writing(),
-        });
-    }
-
-    fn flush_deferred(self: &Arc<Self>) {
-        loop {
-            let call = self.state.with(|s| s.deferred.pop_front()).flatten();
-            let Some(call) = call else { return };
-            self.run(call);
-        }
-    }
-
-    /// Runs `f` on the protocol taken out of the state, catching a panic
-    /// (reported to the loop's exception handler). `false` if there is no
-    /// protocol (busy, or gone): the call is dropped.
-    fn with_protocol(
+    /// Runs `f` on the protocol (see `net::protocol_slot`).
+    fn with_protocol<R>(
         self: &Arc<Self>,
         what: &'static str,
-        f: impl FnOnce(&mut dyn SubprocessProtocol),
-    ) -> bool {
-        let taken = self.state.with(|s| {
-            if s.busy {
-                return None;
-            }
-            let p = s.protocol.take();
-            s.busy = p.is_some();
-            p
-        });
-        let Some(Some(mut protocol)) = taken else {
-            return false;
-        };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut *protocol)));
-        let gone = self
-            .state
-            .with(|s| {
-                s.busy = false;
-                if s.done {
-                    Some(protocol)
-                } else {
-                    s.protocol = Some(protocol);
-                    None
-                }
-            })
-            .flatten();
-        crate::util::drop_quietly(gone, "a protocol");
-        if let Err(payload) = outcome {
-            self.shared.report_panic(
-                ExceptionContext::new(format!("Exception in callback SubprocessProtocol.{what}()")),
-                payload,
-            );
-        }
-        true
+        f: impl FnOnce(&mut Box<dyn SubprocessProtocol>) -> R,
+    ) -> Option<R> {
+        protocol_slot::with(self, what, f)
     }
 
     /// Every pipe is connected: `connection_made`, then the calls that
@@ -261,23 +203,10 @@ impl SubInner {
     /// that the call returns with `connection_made` run, as asyncio's
     /// does, without waiting for another loop iteration).
     pub(crate) fn connected(self: &Arc<Self>) {
-        self.run(Call::Made);
-        loop {
-            let calls = self
-                .state
-                .with(|s| match s.pending.as_mut() {
-                    Some(p) if !p.is_empty() => Some(std::mem::take(p)),
-                    _ => {
-                        s.pending = None;
-                        None
-                    }
-                })
-                .flatten();
-            let Some(calls) = calls else { break };
-            for call in calls {
-                self.run(call);
-            }
-        }
+        let transport = SubprocessTransport {
+            inner: self.clone(),
+        };
+        protocol_slot::connection_made(self, |p| p.connection_made(transport));
         self.try_finish();
     }
 
@@ -312,7 +241,7 @@ impl SubInner {
             .state
             .with(|s| {
                 let ready = !s.finished
-                    && s.pending.is_none()
+                    && s.slot.is_made()
                     && s.returncode.is_some()
                     && s.open.iter().all(|open| !open);
                 if ready {
@@ -326,9 +255,7 @@ impl SubInner {
         }
         let inner = self.clone();
         let queued = self.shared.call_soon(None, Location::caller(), move || {
-            // Behind calls still deferred: connection_lost comes last.
-            inner.flush_deferred();
-            inner.with_protocol("connection_lost", |p| p.connection_lost(None));
+            protocol_slot::connection_lost(&inner, |p| p.connection_lost(None));
             inner.abandon();
         });
         if queued.is_err() {
@@ -349,18 +276,16 @@ impl SubInner {
             return;
         }
         let taken = self.state.with(|s| {
-            s.pending = None;
-            s.deferred.clear();
             s.open = [false; 3];
             s.finished = true;
-            s.done = true;
-            (s.protocol.take(), s.exit_waiters.take_all())
+            (s.slot.abandon(), s.exit_waiters.take_all())
         });
         self.done.store(true, Ordering::Release);
-        let Some((protocol, waiters)) = taken else {
+        let Some(((protocol, owed), waiters)) = taken else {
             return;
         };
         crate::util::drop_quietly(protocol, "a protocol");
+        crate::util::drop_quietly(owed, "a protocol call");
         crate::waiters::wake_all(waiters);
     }
 
@@ -473,12 +398,12 @@ impl SubprocessTransport {
     /// one of its callbacks, after `connection_lost`, or if it is not a
     /// `P`.
     pub fn with_protocol<P: 'static, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
-        let mut out = None;
-        self.inner.with_protocol("get_protocol", |p| {
-            let any: &mut dyn std::any::Any = p;
-            out = any.downcast_mut::<P>().map(f);
-        });
-        out
+        self.inner
+            .with_protocol("get_protocol", |p| {
+                let any: &mut dyn std::any::Any = p.as_mut();
+                any.downcast_mut::<P>().map(f)
+            })
+            .flatten()
     }
 
     /// The loop the transport belongs to, while it exists.
@@ -512,7 +437,7 @@ impl SubprocessTransport {
         let outcome = self.inner.state.with(|s| {
             if let Some(code) = s.returncode {
                 (Poll::Ready(Ok(code)), None)
-            } else if s.done {
+            } else if s.slot.has_ended() {
                 (Poll::Ready(Err(Error::Closed)), None)
             } else {
                 (Poll::Pending, s.exit_waiters.register(id, waker))

@@ -171,3 +171,27 @@ pub fn run_in_child(
     let _ = std::fs::remove_file(&log_path);
     Some((status, out))
 }
+
+/// Runs `f` on another thread while the thread running `lp` is held in a
+/// callback (queued now, so it runs once the loop runs): what `f` does to
+/// the loop's objects waits, posted, until `f` returns and the loop goes
+/// on. The handle gives `f`'s result.
+pub fn while_loop_held<R: Send + 'static>(
+    lp: &evloop::EventLoop,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    let limit = std::time::Duration::from_secs(30);
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    lp.call_soon(move || {
+        held_tx.send(()).unwrap();
+        go_rx.recv_timeout(limit).unwrap();
+    })
+    .unwrap();
+    std::thread::spawn(move || {
+        held_rx.recv_timeout(limit).unwrap();
+        let r = f();
+        go_tx.send(()).unwrap();
+        r
+    })
+}

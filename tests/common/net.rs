@@ -87,6 +87,18 @@ impl Protocol for Rec {
     }
 }
 
+/// A connection to 127.0.0.1:`port` whose [`Rec`] logs to the returned
+/// log.
+pub fn connect_rec(lp: &evloop::EventLoop, port: u16) -> (Transport, Log<Ev>) {
+    let log = Log::new();
+    let rec = Rec::new(&log);
+    let t = lp
+        .run_until_complete(lp.create_connection(move || rec, "127.0.0.1", port))
+        .unwrap()
+        .unwrap();
+    (t, log)
+}
+
 /// All the bytes in a log's `Data` events.
 pub fn received(log: &Log<Ev>) -> Vec<u8> {
     log.get()

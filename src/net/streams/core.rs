@@ -1,18 +1,16 @@
-//! The state a stream's reader, writer and protocol share, and the
-//! protocol that feeds it (asyncio's `StreamReaderProtocol`).
+//! The state a stream's reader, writer and protocol share.
 //!
 //! The state lives in a [`LoopCell`]: the loop's thread reaches it without
 //! a lock (the protocol from the transport's callbacks, the reader and
 //! writer from tasks), and any other thread is refused with
 //! [`Error::WrongThread`]. The reader's buffer is one `Vec` whose bytes
 //! `start..end` are unread; the transport receives straight into
-//! `end..` (lent for one `recv`, see [`StreamReaderProtocol::read_from`]),
-//! so no byte is copied between the socket and the reader.
+//! `end..` (lent for one `recv`, see [`StreamCore::read_from`]), so no
+//! byte is copied between the socket and the reader.
 //!
 //! No user code runs inside the cell: wakers are collected there and
 //! woken, and transport calls are made, after it is released.
 
-use super::writer::StreamWriter;
 use crate::error::Error;
 use crate::event_loop::shared::Shared;
 use crate::loop_cell::LoopCell;
@@ -29,15 +27,6 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 const FIRST_READ: usize = 16 * 1024;
 /// The most one read asks for (asyncio's `max_size`: 256 KiB).
 const MAX_READ: usize = 256 * 1024;
-
-/// Rebuilds an I/O error for another reader of it (`io::Error` is not
-/// `Clone`): the same OS code, or the same kind and message.
-pub(crate) fn copy_io_error(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
 
 /// asyncio's `ConnectionResetError('Connection lost')`.
 pub(crate) fn connection_lost() -> Error {
@@ -134,7 +123,7 @@ impl State {
     /// the cell is released (an `Option`, not a list: a reader reads
     /// through `&mut`, so at most one read waits, and a feed per `recv`
     /// allocates nothing).
-    fn wake_reader(&mut self) -> Option<Waker> {
+    pub(crate) fn wake_reader(&mut self) -> Option<Waker> {
         self.fed += 1;
         self.read_waker.take()
     }
@@ -225,7 +214,7 @@ impl StreamCore {
     }
 
     /// asyncio's `feed_data`'s flow control, after bytes came in.
-    fn maybe_pause(&self, s: &mut State) -> Flow {
+    pub(crate) fn maybe_pause(&self, s: &mut State) -> Flow {
         if !s.reading_paused && s.len() > 2 * self.limit {
             if let Some(t) = &s.transport {
                 s.reading_paused = true;
@@ -233,6 +222,40 @@ impl StreamCore {
             }
         }
         Flow::None
+    }
+
+    /// Lends the unread end of the reader's buffer to `recv` (the
+    /// transport's `recv` on the socket, no user code) and keeps what it
+    /// wrote. Returns the byte count and whether it filled all it was lent;
+    /// `None` if the state is out of reach.
+    pub(crate) fn read_from(
+        &self,
+        recv: &mut dyn FnMut(&mut [u8]) -> Option<io::Result<usize>>,
+    ) -> Option<io::Result<(usize, bool)>> {
+        let mut wake = None;
+        let (got, flow) = self
+            .with(|s| {
+                let spare = s.spare();
+                let offered = spare.len();
+                let got = recv(spare);
+                if let Some(Ok(n)) = got {
+                    if n > 0 {
+                        s.end += n;
+                        if n == offered {
+                            s.next_read = (s.next_read * 2).min(MAX_READ);
+                        }
+                        wake = s.wake_reader();
+                        return (Some(Ok((n, n == offered))), self.maybe_pause(s));
+                    }
+                }
+                (got.map(|r| r.map(|n| (n, false))), Flow::None)
+            })
+            .ok()?;
+        flow.apply();
+        if let Some(w) = wake {
+            w.wake();
+        }
+        got
     }
 
     /// Appends `data` (asyncio: `feed_data`).
@@ -266,6 +289,18 @@ impl StreamCore {
         Ok(())
     }
 
+    /// The transport whose reading follows the reader (asyncio:
+    /// `set_transport`).
+    pub(crate) fn set_transport(&self, transport: &Transport) -> Result<(), Error> {
+        self.with(|s| match s.transport {
+            Some(_) => Err(Error::InvalidState("Transport already set")),
+            None => {
+                s.transport = Some(transport.clone());
+                Ok(())
+            }
+        })?
+    }
+
     /// Marks the end of the stream (asyncio: `feed_eof`).
     pub(crate) fn feed_eof(&self) -> Result<(), Error> {
         let mut wake = None;
@@ -294,131 +329,5 @@ impl StreamCore {
             w.wake();
         }
         Ok(())
-    }
-}
-
-/// What a server's protocol does once connected: build the writer and
-/// start the client's task.
-/// It returns the writer, which the protocol keeps until the connection
-/// is lost (asyncio's `_stream_writer`): a client task that drops its
-/// writer early does not close the connection under its reader.
-pub(crate) type OnConnect = Box<dyn FnOnce(Arc<StreamCore>, Transport) -> StreamWriter + Send>;
-
-/// asyncio's `StreamReaderProtocol`: feeds a [`StreamCore`] from a
-/// transport.
-pub(crate) struct StreamReaderProtocol {
-    core: Arc<StreamCore>,
-    on_connect: Option<OnConnect>,
-    /// A server connection's writer, until `connection_lost`.
-    writer: Option<StreamWriter>,
-}
-
-impl StreamReaderProtocol {
-    pub(crate) fn new(core: Arc<StreamCore>, on_connect: Option<OnConnect>) -> Self {
-        StreamReaderProtocol {
-            core,
-            on_connect,
-            writer: None,
-        }
-    }
-
-    pub(crate) fn connection_made(&mut self, transport: Transport) {
-        let _ = self.core.with(|s| s.transport = Some(transport.clone()));
-        if let Some(on_connect) = self.on_connect.take() {
-            self.writer = Some(on_connect(self.core.clone(), transport));
-        }
-    }
-
-    /// Lends the unread end of the reader's buffer to `recv` (the
-    /// transport's `recv` on the socket, no user code) and keeps what it
-    /// wrote. Returns the byte count and whether it filled all it was lent;
-    /// `None` if the state is out of reach.
-    pub(crate) fn read_from(
-        &mut self,
-        recv: impl FnOnce(&mut [u8]) -> Option<io::Result<usize>>,
-    ) -> Option<io::Result<(usize, bool)>> {
-        let mut wake = None;
-        let (got, flow) = self
-            .core
-            .with(|s| {
-                let spare = s.spare();
-                let offered = spare.len();
-                let got = recv(spare);
-                if let Some(Ok(n)) = got {
-                    if n > 0 {
-                        s.end += n;
-                        if n == offered {
-                            s.next_read = (s.next_read * 2).min(MAX_READ);
-                        }
-                        wake = s.wake_reader();
-                        return (Some(Ok((n, n == offered))), self.core.maybe_pause(s));
-                    }
-                }
-                (got.map(|r| r.map(|n| (n, false))), Flow::None)
-            })
-            .ok()?;
-        flow.apply();
-        if let Some(w) = wake {
-            w.wake();
-        }
-        got
-    }
-
-    pub(crate) fn eof_received(&mut self) -> bool {
-        let _ = self.core.feed_eof();
-        // Keep the transport open: the writer may still write. Not over
-        // TLS, which cannot half-close (asyncio returns False there, which
-        // also spares the transport's warning).
-        let tls = self
-            .core
-            .with(|s| s.transport.as_ref().is_some_and(Transport::is_tls))
-            .unwrap_or(false);
-        !tls
-    }
-
-    pub(crate) fn connection_lost(&mut self, error: Option<io::Error>) {
-        let mut wake = Vec::new();
-        let (transport, old_error) = self
-            .core
-            .with(|s| {
-                let old_error = match &error {
-                    None => {
-                        s.eof = true;
-                        None
-                    }
-                    Some(e) => s.error.replace(copy_io_error(e)),
-                };
-                wake.extend(s.wake_reader());
-                s.lost = true;
-                s.lost_error = error;
-                wake.extend(s.drain_waiters.take_all());
-                wake.extend(s.closed_waiters.take_all());
-                wake.extend(s.io_write_waiters.take_all());
-                wake.extend(s.io_close_waiters.take_all());
-                // Breaks the cycle transport -> protocol -> core -> transport.
-                (s.transport.take(), old_error)
-            })
-            .unwrap_or((None, None));
-        drop(old_error);
-        drop(transport);
-        drop(self.writer.take());
-        crate::waiters::wake_all(wake);
-    }
-
-    pub(crate) fn pause_writing(&mut self) {
-        let _ = self.core.with(|s| s.write_paused = true);
-    }
-
-    pub(crate) fn resume_writing(&mut self) {
-        let wake = self
-            .core
-            .with(|s| {
-                s.write_paused = false;
-                let mut wake = s.drain_waiters.take_all();
-                wake.extend(s.io_write_waiters.take_all());
-                wake
-            })
-            .unwrap_or_default();
-        crate::waiters::wake_all(wake);
     }
 }

@@ -2,27 +2,30 @@
 //! transport, from [`EventLoop::open_connection`],
 //! [`EventLoop::start_server`] and their Unix twins.
 //!
-//! A stream is a transport whose protocol ([`core::StreamReaderProtocol`],
+//! A stream is a transport whose protocol (`protocol::StreamReaderProtocol`,
 //! asyncio's `StreamReaderProtocol`) feeds a reader's buffer and tracks
 //! the writer's flow control. The reader's buffer is filled by the
 //! transport's `recv` directly (no intermediate copy), and a read that
 //! finds its bytes buffered returns without touching the loop.
 
 pub(crate) mod core;
+mod feeder;
+mod protocol;
 mod reader;
 mod writer;
 
 pub use self::core::DEFAULT_LIMIT;
-pub(crate) use self::core::StreamReaderProtocol;
+pub(crate) use self::protocol::StreamReaderProtocol;
+pub use feeder::StreamFeeder;
 pub use reader::StreamReader;
 pub use writer::StreamWriter;
 
-use self::core::{OnConnect, StreamCore};
+use self::core::StreamCore;
+use self::protocol::OnConnect;
 use super::connect::ConnectOptions;
-use super::protocol::StreamProtocol;
 use super::server::{Factory, Server, ServerOptions};
 use super::tls::TlsLayer;
-use super::transport::Transport;
+use super::transport::{StreamProtocol, Transport};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::exception::ExceptionContext;

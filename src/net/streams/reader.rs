@@ -1,8 +1,10 @@
 //! [`StreamReader`]: asyncio's `StreamReader`.
 
-use super::core::{Flow, State, StreamCore, copy_io_error};
+use super::core::{Flow, State, StreamCore};
+use super::feeder::StreamFeeder;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
+use crate::net::io_error::copy_io_error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::task::{Context, Poll};
 
 /// The reading half of a stream (asyncio: `StreamReader`), from
 /// [`EventLoop::open_connection`], [`EventLoop::start_server`] and their
-/// Unix twins, or built with [`StreamReader::new`] and fed by hand.
+/// Unix twins, or built with [`StreamReader::new`] and fed by hand or by a
+/// protocol of one's own (through a [`StreamFeeder`]).
 ///
 /// Reads take `&mut self`: one read at a time, as asyncio enforces with
 /// "... called while another coroutine is already waiting for incoming
@@ -128,6 +131,12 @@ impl StreamReader {
     /// The limit given when the stream was made.
     pub fn limit(&self) -> usize {
         self.core.limit
+    }
+
+    /// The feeding end of this reader, for a protocol to keep while a
+    /// task reads (see [`StreamFeeder`]).
+    pub fn feeder(&self) -> StreamFeeder {
+        StreamFeeder::new(self.core.clone())
     }
 
     /// Appends bytes (asyncio: `feed_data`); a waiting read wakes up.

@@ -1,9 +1,11 @@
 //! [`StreamWriter`]: asyncio's `StreamWriter`.
 
-use super::core::{State, StreamCore, connection_lost, copy_io_error};
+use super::core::{State, StreamCore, connection_lost};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
-use crate::net::transport::{ExtraInfo, Transport};
+use crate::net::extra::ExtraInfo;
+use crate::net::io_error::copy_io_error;
+use crate::net::transport::Transport;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -240,7 +242,7 @@ impl StreamWriter {
     pub async fn start_tls(
         &self,
         context: crate::net::tls::TlsContext,
-        options: crate::net::tls::StartTlsOptions,
+        options: crate::net::start_tls::StartTlsOptions,
     ) -> Result<(), Error> {
         self.drain().await?;
         let lp = self.get_loop().ok_or(Error::Closed)?;

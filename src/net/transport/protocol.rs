@@ -1,16 +1,14 @@
-//! asyncio's protocols: the callbacks a transport drives.
+//! asyncio's stream protocols: the callbacks a stream transport drives,
+//! next to the [`Transport`] they receive.
 //!
 //! A loop stores protocols and may later run on another thread, so they
 //! are `Send + 'static`, like everything a loop stores (callbacks, tasks,
-//! watchers; see `ARCHITECTURE.md`, "Ownership"). They
-//! are called on the loop's thread, one callback at a time, never while
-//! evloop holds a lock; a protocol may call its transport from inside any
-//! callback.
+//! watchers; see `ARCHITECTURE.md`, "Ownership"). They are called on the
+//! loop's thread, one callback at a time, never while evloop holds a lock
+//! (see `net::protocol_slot`); a protocol may call its transport from
+//! inside any callback.
 
-use super::datagram::DatagramTransport;
-use super::streams::StreamReaderProtocol;
-use super::transport::Transport;
-use socket2::SockAddr;
+use super::state::Transport;
 use std::any::Any;
 use std::io;
 
@@ -126,44 +124,39 @@ pub trait BufferedProtocol: Any + Send {
     fn resume_writing(&mut self) {}
 }
 
-/// A datagram protocol (asyncio: `asyncio.DatagramProtocol`).
-pub trait DatagramProtocol: Any + Send {
-    /// The endpoint is ready (asyncio: `connection_made`).
-    fn connection_made(&mut self, transport: DatagramTransport) {
-        let _ = transport;
-    }
+/// The protocol behind asyncio's streams (`net::streams`), as the
+/// transport sees it: instead of `get_buffer` / `buffer_updated`, it lends
+/// the unread end of its reader's buffer for the duration of one read, so
+/// that the socket's bytes land in the reader with no copy. Defined here,
+/// implemented by the streams, so that the transport needs nothing of
+/// theirs.
+pub(crate) trait ReaderProtocol: Send {
+    fn connection_made(&mut self, transport: Transport);
 
-    /// A datagram arrived from `addr` (asyncio: `datagram_received`).
-    fn datagram_received(&mut self, data: &[u8], addr: SockAddr) {
-        let _ = (data, addr);
-    }
+    /// Lends the reader's spare room to `recv` (one read of the socket, no
+    /// user code) and keeps what it wrote. Returns the byte count and
+    /// whether `recv` filled all it was lent; `None` if the reader is out
+    /// of reach.
+    fn read_from(
+        &mut self,
+        recv: &mut dyn FnMut(&mut [u8]) -> Option<io::Result<usize>>,
+    ) -> Option<io::Result<(usize, bool)>>;
 
-    /// A send or receive failed (asyncio: `error_received`), e.g. an ICMP
-    /// "port unreachable" reported on a connected endpoint. The endpoint
-    /// stays open.
-    fn error_received(&mut self, error: io::Error) {
-        let _ = error;
-    }
+    fn eof_received(&mut self) -> bool;
 
-    /// The endpoint was closed (asyncio: `connection_lost`).
-    fn connection_lost(&mut self, error: Option<io::Error>) {
-        let _ = error;
-    }
+    fn connection_lost(&mut self, error: Option<io::Error>);
 
-    /// As [`Protocol::pause_writing`] (the send buffer is over its mark).
-    fn pause_writing(&mut self) {}
+    fn pause_writing(&mut self);
 
-    /// As [`Protocol::resume_writing`].
-    fn resume_writing(&mut self) {}
+    fn resume_writing(&mut self);
 }
 
 /// A stream transport's protocol, of any kind.
 pub(crate) enum StreamProtocol {
     Plain(Box<dyn Protocol>),
     Buffered(Box<dyn BufferedProtocol>),
-    /// The protocol behind streams: reads go straight into its reader's
-    /// buffer, which it lends for the duration of one `recv`.
-    Stream(Box<StreamReaderProtocol>),
+    /// The protocol behind streams.
+    Stream(Box<dyn ReaderProtocol>),
 }
 
 impl StreamProtocol {
@@ -202,11 +195,13 @@ impl StreamProtocol {
             StreamProtocol::Stream(p) => p.resume_writing(),
         }
     }
-    pub(crate) fn as_any(&mut self) -> &mut dyn Any {
+    /// The user's protocol, to downcast (`get_protocol`); the streams'
+    /// own protocol is no type a user can name.
+    pub(crate) fn as_any(&mut self) -> Option<&mut dyn Any> {
         match self {
-            StreamProtocol::Plain(p) => p.as_mut() as &mut dyn Any,
-            StreamProtocol::Buffered(p) => p.as_mut() as &mut dyn Any,
-            StreamProtocol::Stream(p) => p.as_mut() as &mut dyn Any,
+            StreamProtocol::Plain(p) => Some(p.as_mut() as &mut dyn Any),
+            StreamProtocol::Buffered(p) => Some(p.as_mut() as &mut dyn Any),
+            StreamProtocol::Stream(_) => None,
         }
     }
 }
