@@ -97,8 +97,12 @@ impl fmt::Debug for TransportInfo {
 
 /// The details of an error reported to the exception handler.
 ///
-/// asyncio passes a dict with `message`, `exception`, `handle`, `task`,
-/// `future`, `transport`, `protocol`; these are its typed fields.
+/// asyncio passes a dict; these are typed fields for the keys evloop
+/// fills: `message`; `exception` as [`panic`](Self::panic) (a panic's
+/// payload) or [`error`](Self::error) (an error value); `handle`;
+/// `task`; `transport` (whose protocol, asyncio's `protocol` key, is
+/// reached through the transport). asyncio's `future` key has no field:
+/// a future's unread failure is reported with its message alone.
 ///
 /// ```
 /// use evloop::EventLoop;
