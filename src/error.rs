@@ -139,7 +139,7 @@ pub enum Error {
     /// TLS failed (asyncio's `ssl.SSLError` family): a certificate that
     /// does not verify, a peer that speaks no TLS or sends garbage, a
     /// protocol violation. The rustls error says which. Displayed as
-    /// "[SSL] " and rustls's message.
+    /// "\[SSL\] " and rustls's message.
     Tls(rustls::Error),
     /// Several attempts failed (asyncio's `ExceptionGroup` from
     /// `create_connection(..., all_errors=True)`): every error, in the

@@ -316,7 +316,7 @@ impl EventLoop {
     /// `fut` is polled on the calling thread, as a task of this loop, so it
     /// need not be `Send`; anything awaitable works, `&task` and `&future`
     /// included. If the loop is stopped first the result is
-    /// [`Error::StoppedBeforeComplete`]. A [`Task`] or [`LoopFuture`] of
+    /// [`Error::StoppedBeforeComplete`]. A [`Task`](crate::Task) or [`LoopFuture`](crate::LoopFuture) of
     /// another loop is refused with [`Error::ForeignFuture`], as asyncio
     /// does (awaiting one from inside a task is fine). A panic in `fut`
     /// propagates to the caller once the loop has been put back in order.

@@ -498,8 +498,8 @@ impl Server {
     }
 
     /// Starts accepting (asyncio: `start_serving`), for a server created
-    /// with `start_serving: false`. Error: [`Error::Runtime`] "server
-    /// <Server sockets=()> is closed" once closed (asyncio fails there
+    /// with `start_serving: false`. Error: [`Error::Runtime`] `"server
+    /// <Server sockets=()> is closed"` once closed (asyncio fails there
     /// with a `TypeError` from deeper down); [`Error::WrongThread`] off
     /// the loop's thread.
     pub async fn start_serving(&self) -> Result<(), Error> {
@@ -511,9 +511,9 @@ impl Server {
     /// `serve_forever`). Returns when [`Server::close`] is called (asyncio
     /// raises `CancelledError` there); if the task awaiting it is
     /// cancelled, the server is closed. Errors, asyncio's `RuntimeError`s
-    /// ([`Error::Runtime`]): "server <Server sockets=(...)> is already
-    /// being awaited on serve_forever()" while another `serve_forever`
-    /// runs, "server <Server sockets=()> is closed" once closed.
+    /// ([`Error::Runtime`]): `"server <Server sockets=(...)> is already
+    /// being awaited on serve_forever()"` while another `serve_forever`
+    /// runs, `"server <Server sockets=()> is closed"` once closed.
     pub async fn serve_forever(&self) -> Result<(), Error> {
         let running = self
             .inner
