@@ -190,6 +190,9 @@ impl WakerList {
 
     /// Takes every waker, to be woken outside the cell.
     pub(crate) fn take_all(&mut self) -> Vec<Waker> {
+        if self.entries.is_empty() {
+            return Vec::new();
+        }
         self.entries.drain(..).map(|(_, w)| w).collect()
     }
 }

@@ -163,7 +163,9 @@ impl Transport {
         let registration = event_loop.register_source(raw)?;
         let shared = event_loop.inner.shared.clone();
         let sock = endpoint.socket();
+        let readiness = registration.io().clone();
         let inner = Arc::new(Inner {
+            readiness,
             peername: sock.and_then(|s| s.peer_addr().ok()),
             sockname: sock.and_then(|s| s.local_addr().ok()),
             fd: raw,

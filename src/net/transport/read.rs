@@ -59,37 +59,35 @@ impl Inner {
             // reader went away, which `reader_gone` handles.
             return;
         }
+        let io = &self.readiness;
         for _ in 0..READS_PER_EVENT {
-            let ready = self.state.with(|s| {
+            // One look at the state: may we read, is a handshake on, is
+            // decrypted plaintext waiting, which kind of protocol reads.
+            let step = self.state.with(|s| {
                 s.read.queued = false;
                 let open = s.conn.is_open() && !s.read.eof;
                 // A TLS handshake reads whatever the protocol's state.
-                match s.handshaking() {
-                    true => open.then_some(true),
-                    false => (open && s.slot.is_made() && !s.read.paused).then_some(false),
+                let handshaking = s.handshaking();
+                if !open || !(handshaking || (s.slot.is_made() && !s.read.paused)) {
+                    return None;
                 }
+                let plaintext = !handshaking
+                    && s.tls
+                        .as_ref()
+                        .is_some_and(|t| t.session.plaintext_pending());
+                let buffered = matches!(
+                    s.slot.peek(),
+                    Some(StreamProtocol::Buffered(_) | StreamProtocol::Stream(_))
+                );
+                Some((handshaking, plaintext, buffered))
             });
-            let Some(Some(handshaking)) = ready else {
+            let Some(Some((handshaking, plaintext, buffered))) = step else {
                 return;
             };
-            let io = self
-                .state
-                .with(|s| s.conn.io().map(|io| io.registration.io().clone()));
-            let Some(Some(io)) = io else { return };
             let event = io.ready_now(Direction::Read);
             // Plaintext TLS already decrypted is read without the socket
             // being readable (it stayed in rustls while reading paused).
-            let decrypted = event.is_none()
-                && !handshaking
-                && self
-                    .state
-                    .with(|s| {
-                        s.tls
-                            .as_ref()
-                            .is_some_and(|t| t.session.plaintext_pending())
-                    })
-                    .unwrap_or(false);
-            if event.is_none() && !decrypted {
+            if event.is_none() && !plaintext {
                 return;
             }
             if handshaking {
@@ -104,15 +102,6 @@ impl Inner {
                     HandshakeStep::Failed => return,
                 }
             }
-            let buffered = self
-                .state
-                .with(|s| {
-                    matches!(
-                        s.slot.peek(),
-                        Some(StreamProtocol::Buffered(_) | StreamProtocol::Stream(_))
-                    )
-                })
-                .unwrap_or(false);
             let read = if buffered {
                 self.read_buffered()
             } else {
@@ -215,7 +204,7 @@ impl Inner {
     /// streams' reader, which lends its buffer: the socket's bytes land in
     /// the protocol's memory.
     fn read_buffered(self: &Arc<Self>) -> Read {
-        let this = self.clone();
+        let this = self;
         let outcome = self.with_protocol("get_buffer", move |p| {
             let mut decrypted = false;
             let mut recv = |buf: &mut [u8]| {

@@ -78,6 +78,9 @@ pub(super) struct Inner {
     pub(super) tls: AtomicBool,
     /// What the TLS handshake negotiated, once it completed.
     pub(super) tls_info: OnceLock<TlsInfo>,
+    /// The registration's readiness, kept outside the state so that the
+    /// read path looks at it without a reference count per read.
+    pub(super) readiness: Arc<crate::readiness::ScheduledIo>,
 }
 
 /// The descriptor and its registration: they exist together, and only

@@ -73,6 +73,10 @@ impl Inner {
     /// Sends what the TLS session has to send outside `write` (handshake
     /// flights, alerts, tickets, key updates).
     pub(super) fn send_tls_output(self: &Arc<Self>) {
+        // A plain connection (every read asks) has nothing to send.
+        if !self.tls.load(Ordering::Acquire) {
+            return;
+        }
         let out = self
             .state
             .with(|s| {

@@ -163,26 +163,31 @@ impl Inner {
         }
     }
 
-    /// The socket is writable: flush the buffer.
+    /// The socket is writable: flush the buffer (with nothing buffered,
+    /// the common case of a transport that writes at once, nothing to
+    /// do).
     pub(super) fn write_ready(self: &Arc<Self>) {
         let outcome = self.state.with(|s| {
             let Some(io) = s.conn.io() else {
-                return Ok(None);
+                return None;
             };
             if s.buffer.is_empty() {
-                return Ok(None);
+                return None;
             }
             let ready = io.registration.io();
             let event = ready.ready_now(Direction::Write);
-            let done = s.buffer.flush(&io.endpoint)?;
+            let done = match s.buffer.flush(&io.endpoint) {
+                Ok(done) => done,
+                Err(e) => return Some(Err(e)),
+            };
             if let (false, Some(ev)) = (done, event) {
                 ready.clear(Direction::Write, ev);
             }
             let owed = self.check_resume(s);
             self.publish(s);
-            Ok(owed)
+            Some(Ok(owed))
         });
-        match outcome {
+        match outcome.flatten() {
             Some(Ok(owed)) => {
                 self.deliver(owed);
                 self.wake_drained();
