@@ -168,9 +168,7 @@ impl Inner {
     /// do).
     pub(super) fn write_ready(self: &Arc<Self>) {
         let outcome = self.state.with(|s| {
-            let Some(io) = s.conn.io() else {
-                return None;
-            };
+            let io = s.conn.io()?;
             if s.buffer.is_empty() {
                 return None;
             }
