@@ -61,6 +61,60 @@ fn tokio_side() -> ServerThread {
     })
 }
 
+/// hyper on `EVLOOP_BENCH_LOOPS` loops (default 2), one thread each, each
+/// with its own listener on one port (SO_REUSEPORT): what
+/// `examples/http_hello.rs` runs.
+fn evloop_loops_side() -> ServerThread {
+    harness::evloop_loops_server(loops(), |lp, port| async move {
+        let listener = TcpListener::bind(
+            &lp,
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            true,
+        )
+        .unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let lp2 = lp.clone();
+        let acceptor = lp
+            .create_task(async move {
+                while let Ok((stream, _)) = listener.accept(&lp2).await {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(HyperTimer)
+                        .serve_connection(stream, hyper::service::service_fn(hello));
+                    let _ = lp2.create_task(async move {
+                        let _ = conn.await;
+                    });
+                }
+            })
+            .unwrap();
+        (
+            addr,
+            Box::new(move || {
+                acceptor.cancel();
+            }) as Box<dyn FnOnce() + Send>,
+        )
+    })
+}
+
+/// hyper on a tokio multi-thread runtime with as many workers.
+fn tokio_mt_side() -> ServerThread {
+    harness::tokio_mt_server(loops(), |conn| async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(conn),
+                hyper::service::service_fn(hello),
+            )
+            .await;
+    })
+}
+
+fn loops() -> usize {
+    std::env::var("EVLOOP_BENCH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
 fn main() {
     harness::run(
         "http_hello",
@@ -68,5 +122,13 @@ fn main() {
         Exchange::HttpGet,
         evloop_side,
         tokio_side,
+    );
+    harness::run(
+        "http_hello_loops",
+        "hyper HTTP/1.1 keep-alive GET on EVLOOP_BENCH_LOOPS (default 2) loops with SO_REUSEPORT \
+         against a tokio multi-thread runtime with as many workers",
+        Exchange::HttpGet,
+        evloop_loops_side,
+        tokio_mt_side,
     );
 }

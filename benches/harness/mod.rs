@@ -60,6 +60,9 @@ impl evloop::Protocol for Echo {
 pub struct ServerThread {
     pub addr: SocketAddr,
     pub cpu: Box<dyn Fn() -> Duration>,
+    /// The server runs on several threads: its CPU is the process's less
+    /// the load generator's (`cpu` is then unused).
+    pub whole_process: bool,
     pub stop: Option<Box<dyn FnOnce()>>,
     pub thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -118,6 +121,7 @@ where
         }),
         stop: Some(Box::new(move || lp.stop())),
         thread: Some(thread),
+        whole_process: false,
     }
 }
 
@@ -174,6 +178,100 @@ where
             let _ = stop_tx.send(());
         })),
         thread: Some(thread),
+        whole_process: false,
+    }
+}
+
+/// A server on `n` evloop loops, one thread each, every loop with its own
+/// listening socket on one port (SO_REUSEPORT; the kernel spreads the
+/// connections): `serve(loop, port)` binds (port 0 for the first loop,
+/// then the port it got) and returns the address and its cleanup.
+pub fn evloop_loops_server<F, Fut>(n: usize, serve: F) -> ServerThread
+where
+    F: Fn(evloop::EventLoop, u16) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)> + 'static,
+{
+    let mut loops = Vec::new();
+    let mut threads = Vec::new();
+    let mut port = 0;
+    let mut addr = None;
+    for i in 0..n {
+        let (tx, rx) = mpsc::channel();
+        let serve = serve.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("server-evloop-{i}"))
+            .spawn(move || {
+                let lp = evloop::EventLoop::new().unwrap();
+                let (addr, cleanup) = lp.run_until_complete(serve(lp.clone(), port)).unwrap();
+                tx.send((addr, lp.clone())).unwrap();
+                lp.run_forever().unwrap();
+                cleanup();
+                lp.set_exception_handler(Some(std::sync::Arc::new(|_, _| {})));
+                lp.close().unwrap();
+            })
+            .unwrap();
+        let (a, lp) = rx.recv().unwrap();
+        port = a.port();
+        addr.get_or_insert(a);
+        loops.push(lp);
+        threads.push(thread);
+    }
+    ServerThread {
+        addr: addr.expect("n > 0"),
+        cpu: Box::new(|| Duration::ZERO),
+        stop: Some(Box::new(move || {
+            for lp in &loops {
+                lp.stop();
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
+        })),
+        thread: None,
+        whole_process: true,
+    }
+}
+
+/// A server on a tokio multi-thread runtime of `workers` threads:
+/// `serve_conn` serves each accepted connection (TCP_NODELAY set) as a
+/// task.
+pub fn tokio_mt_server<F, Fut>(workers: usize, serve_conn: F) -> ServerThread
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let accept = async move {
+            loop {
+                let (conn, _) = listener.accept().await.unwrap();
+                conn.set_nodelay(true).unwrap();
+                tokio::spawn(serve_conn(conn));
+            }
+        };
+        tokio::select! {
+            _ = accept => {}
+            _ = stop_rx => {}
+        }
+    });
+    ServerThread {
+        addr,
+        cpu: Box::new(|| Duration::ZERO),
+        stop: Some(Box::new(move || {
+            let _ = stop_tx.send(());
+            rt.shutdown_timeout(Duration::from_secs(5));
+        })),
+        thread: None,
+        whole_process: true,
     }
 }
 
@@ -223,12 +321,21 @@ async fn exchange(s: &mut Box<dyn Conn>, kind: Exchange, buf: &mut Vec<u8>) {
     }
 }
 
+/// What one measured run of the load generator saw.
+pub struct Run {
+    pub wall: Duration,
+    /// The 99th percentile of the requests' latency (send to full answer).
+    pub p99: Duration,
+    /// The load generator thread's CPU time.
+    pub load_cpu: Duration,
+}
+
 /// A load generator thread with `conns` connections to `addr`: `run(n)`
 /// sends `n` messages in all (each connection waits for its echo before
 /// sending again) and returns how long that took.
 pub struct Load {
     go: mpsc::Sender<Option<usize>>,
-    done: mpsc::Receiver<Duration>,
+    done: mpsc::Receiver<Run>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -267,27 +374,46 @@ impl Load {
                 });
                 while let Ok(Some(total)) = go_rx.recv() {
                     let per = total / conns;
+                    let cpu0 = thread_cpu();
                     let start = Instant::now();
+                    let mut latencies = Vec::with_capacity(per * conns);
                     streams = rt.block_on(async {
                         let tasks: Vec<_> = streams
                             .into_iter()
                             .map(|mut s| {
                                 tokio::spawn(async move {
                                     let mut buf = Vec::new();
+                                    let mut lat = Vec::with_capacity(per);
                                     for _ in 0..per {
+                                        let t0 = Instant::now();
                                         exchange(&mut s, kind, &mut buf).await;
+                                        lat.push(t0.elapsed());
                                     }
-                                    s
+                                    (s, lat)
                                 })
                             })
                             .collect();
                         let mut out = Vec::new();
                         for t in tasks {
-                            out.push(t.await.unwrap());
+                            let (s, lat) = t.await.unwrap();
+                            latencies.extend(lat);
+                            out.push(s);
                         }
                         out
                     });
-                    done_tx.send(start.elapsed()).unwrap();
+                    let wall = start.elapsed();
+                    latencies.sort_unstable();
+                    let p99 = latencies
+                        .get(latencies.len() * 99 / 100)
+                        .copied()
+                        .unwrap_or_default();
+                    done_tx
+                        .send(Run {
+                            wall,
+                            p99,
+                            load_cpu: thread_cpu() - cpu0,
+                        })
+                        .unwrap();
                 }
             })
             .unwrap();
@@ -299,6 +425,12 @@ impl Load {
     }
 
     pub fn run(&self, total: usize) -> Duration {
+        self.run_measured(total).wall
+    }
+
+    /// [`Load::run`], with the 99th percentile of the requests' latency
+    /// and the load generator's own CPU time.
+    pub fn run_measured(&self, total: usize) -> Run {
         self.go.send(Some(total)).unwrap();
         self.done.recv().unwrap()
     }
@@ -320,6 +452,8 @@ pub struct Sample {
     req_per_s: f64,
     /// Server thread CPU per request.
     cpu: Duration,
+    /// 99th percentile of the requests' latency.
+    p99: Duration,
 }
 
 /// Starts a server, connects, warms up, then measures one run of
@@ -329,14 +463,22 @@ pub fn sample(server: fn() -> ServerThread, conns: usize, kind: Exchange) -> Sam
     let load = Load::connect(server.addr, conns, kind);
     load.run(MESSAGES / 10);
     let cpu0 = (server.cpu)();
-    let wall = load.run(MESSAGES);
-    let cpu = (server.cpu)() - cpu0;
+    let process0 = process_cpu();
+    let run = load.run_measured(MESSAGES);
+    // A server of several threads is measured as the process's CPU less
+    // the load generator's (nothing else runs meanwhile).
+    let cpu = if server.whole_process {
+        (process_cpu() - process0).saturating_sub(run.load_cpu)
+    } else {
+        (server.cpu)() - cpu0
+    };
     drop(load);
     drop(server);
     let requests = (MESSAGES / conns * conns) as f64;
     Sample {
-        req_per_s: requests / wall.as_secs_f64(),
+        req_per_s: requests / run.wall.as_secs_f64(),
         cpu: cpu.div_f64(requests),
+        p99: run.p99,
     }
 }
 
@@ -365,17 +507,20 @@ pub fn paired_report(
         .unwrap_or(5);
     println!(
         "\n{title}, {MESSAGES} requests per run; {rounds} paired rounds, sides alternated; \
-         median (min–max). CPU = the server thread's user + system per request."
+         median (min–max). CPU = the server's user + system per request; p99 = the \
+         requests' 99th percentile latency."
     );
     println!(
-        "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8} {:>7}",
+        "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8} {:>7} {:>20} {:>20}",
         "conns",
         "evloop req/s",
         "tokio req/s",
         "evloop cpu/req",
         "tokio cpu/req",
         "req/s ×",
-        "cpu ×"
+        "cpu ×",
+        "evloop p99",
+        "tokio p99"
     );
     for conns in [10usize, 100] {
         if filter.is_some_and(|f| !format!("c{conns}").contains(f)) {
@@ -411,19 +556,27 @@ pub fn paired_report(
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             (m, format!("{:.2} µs ({:.2}–{:.2})", us(m), us(lo), us(hi)))
         };
+        let p99 = |xs: &[Sample]| {
+            let v: Vec<Duration> = xs.iter().map(|s| s.p99).collect();
+            let (lo, hi) = range(&v);
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            format!("{:.0} µs ({:.0}–{:.0})", us(median(v)), us(lo), us(hi))
+        };
         let (er, ers) = rps(&ev);
         let (tr, trs) = rps(&tk);
         let (ec, ecs) = cpu(&ev);
         let (tc, tcs) = cpu(&tk);
         println!(
-            "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8.2} {:>7.2}",
+            "{:<6} {:>26} {:>26} {:>22} {:>22} {:>8.2} {:>7.2} {:>20} {:>20}",
             conns,
             ers,
             trs,
             ecs,
             tcs,
             er / tr,
-            ec.as_secs_f64() / tc.as_secs_f64().max(1e-12)
+            ec.as_secs_f64() / tc.as_secs_f64().max(1e-12),
+            p99(&ev),
+            p99(&tk)
         );
     }
 }
