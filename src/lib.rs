@@ -66,7 +66,9 @@ pub mod loom_api;
 pub use compat::hyper::{HyperExecutor, HyperTimer};
 pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
-pub use event_loop::{DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, WeakEventLoop};
+pub use event_loop::{
+    DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, IdleHook, Stats, WeakEventLoop,
+};
 pub use exception::{ExceptionContext, TaskInfo, default_exception_handler};
 pub use executor::{Executor, Job, ThreadPoolBuilder, ThreadPoolExecutor, default_max_workers};
 pub use future::{FutureAwait, FutureRead, LoopFuture};
