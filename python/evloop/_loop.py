@@ -19,6 +19,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import coroutines, events, futures, tasks
+from asyncio import base_events
 from asyncio.log import logger
 
 from . import _compat
@@ -299,7 +300,7 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
             else:
                 value = repr(value)
             lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
+        base_events.logger.error("\n".join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context):
         """Report an error: ``context`` is a dict with ``message`` and
@@ -313,7 +314,7 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
+                base_events.logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
             handler(self, context)
@@ -331,7 +332,7 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error(
+                base_events.logger.error(
                     "Exception in default exception handler while handling an "
                     "unexpected error in custom exception handler",
                     exc_info=True,
