@@ -15,13 +15,6 @@ mod helpers;
 
 use pyo3::prelude::*;
 
-/// The Rust side's allocator: every `call_soon` allocates a callback cell
-/// and frees it when the callback has run; mimalloc's per-thread free
-/// lists keep that off glibc's arena locks and its trimming (which made
-/// a batch of a million callbacks fault its pages in again each time).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The extension module.
 #[pymodule]
 fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
