@@ -64,7 +64,6 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
         self._signal_handlers = {}
         self._ssock = None
         self._csock = None
-        self._current_handle = None
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):

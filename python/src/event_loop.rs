@@ -47,6 +47,14 @@ pub struct LoopBase {
     deferred: GilCell<VecDeque<Py<Handle>>>,
     /// Running the deferred handles now (no recursion into them).
     draining: GilCell<bool>,
+    /// The handle running now, in debug mode (asyncio's
+    /// `_current_handle`, which the default exception handler reads).
+    current_handle: GilCell<Option<Py<Handle>>>,
+    /// Handles scheduled from threads other than the one running the loop
+    /// (or while it is not running), in order, waiting for `drain_outbox`.
+    outbox: GilCell<Vec<Py<Handle>>>,
+    /// A `drain_outbox` callback is posted and has not started.
+    outbox_posted: GilCell<bool>,
     hook_installed: AtomicBool,
 }
 
@@ -144,6 +152,15 @@ impl LoopBase {
         self.slow_callback_duration.get(py)
     }
 
+    /// Records the handle running now (debug mode); returns the previous.
+    pub(crate) fn set_current_handle(
+        &self,
+        py: Python<'_>,
+        handle: Option<Py<Handle>>,
+    ) -> Option<Py<Handle>> {
+        self.current_handle.replace(py, handle)
+    }
+
     #[inline]
     pub(crate) fn aborting(&self, py: Python<'_>) -> bool {
         self.aborting.get(py)
@@ -207,18 +224,58 @@ impl LoopBase {
         Ok(())
     }
 
-    /// Schedules an evloop callback that runs `handle` (a `Handle`).
-    fn schedule(&self, handle: Py<Handle>) -> PyResult<()> {
+    /// Schedules `handle` to run on the loop's next iteration.
+    ///
+    /// On the thread running the loop, this is one evloop callback pushed
+    /// onto its ready queue. From any other thread (or while the loop is
+    /// not running) the handle joins the outbox, and the first handle of a
+    /// batch posts one evloop callback through the loop's lock-free inbox
+    /// (waking the loop if it sleeps) that runs the whole batch in order.
+    /// Python threads post only while holding the GIL, which already
+    /// orders them; the batch saves each post its own cell, atomics and
+    /// the loop's pointer chase through the inbox.
+    fn schedule(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
+        let running = self.thread_id.load(Ordering::Relaxed);
+        if running != 0 && running == thread_ident() {
+            let ptr = LoopPtr(self);
+            return self
+                .lp
+                .call_soon(move || {
+                    // Safety: evloop runs callbacks only inside
+                    // `_run_forever_core`, on the thread holding the GIL.
+                    let py = unsafe { Python::assume_attached() };
+                    run_handle(py, unsafe { ptr.get() }, handle.bind(py));
+                })
+                .map(drop)
+                .map_err(to_py_err);
+        }
+        self.outbox.with(py, |o| o.push(handle));
+        if self.outbox_posted.replace(py, true) {
+            return Ok(());
+        }
         let ptr = LoopPtr(self);
-        self.lp
-            .call_soon(move || {
-                // Safety: evloop runs callbacks only inside
-                // `_run_forever_core`, on the thread holding the GIL.
-                let py = unsafe { Python::assume_attached() };
-                run_handle(py, unsafe { ptr.get() }, handle.bind(py));
-            })
-            .map(drop)
-            .map_err(to_py_err)
+        let posted = self.lp.call_soon_threadsafe(move || {
+            // Safety: as above.
+            let py = unsafe { Python::assume_attached() };
+            unsafe { ptr.get() }.drain_outbox(py);
+        });
+        if let Err(e) = posted {
+            self.outbox_posted.set(py, false);
+            let handles = self.outbox.take(py);
+            drop(handles);
+            return Err(to_py_err(e));
+        }
+        Ok(())
+    }
+
+    /// Runs the batch of handles posted from other threads (see
+    /// `schedule`); handles posted meanwhile start a new batch.
+    fn drain_outbox(&self, py: Python<'_>) {
+        self.outbox_posted.set(py, false);
+        let batch = self.outbox.take(py);
+        for handle in batch {
+            run_handle(py, self, handle.bind(py));
+        }
     }
 
     /// The idle hook: the GIL is released while the loop spins and sleeps;
@@ -292,7 +349,7 @@ impl LoopBase {
                 tb,
             )?,
         )?;
-        lb.schedule(handle.clone_ref(py))?;
+        lb.schedule(py, handle.clone_ref(py))?;
         Ok(handle)
     }
 }
@@ -383,6 +440,9 @@ impl LoopBase {
             aborting: GilCell::new(false),
             deferred: GilCell::new(VecDeque::new()),
             draining: GilCell::new(false),
+            current_handle: GilCell::new(None),
+            outbox: GilCell::new(Vec::new()),
+            outbox_posted: GilCell::new(false),
             hook_installed: AtomicBool::new(false),
         })
     }
@@ -505,6 +565,13 @@ impl LoopBase {
         }
     }
 
+    /// The handle running now, in debug mode (else `None`).
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.current_handle
+            .with(py, |h| h.as_ref().map(|h| h.clone_ref(py)))
+    }
+
     /// Raises asyncio's error if the loop is closed.
     fn _check_closed(&self) -> PyResult<()> {
         self.check_closed()
@@ -550,8 +617,9 @@ impl LoopBase {
     /// stops watching every fd. The Python `close` adds asyncio's steps.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
         self.lp.close().map_err(to_py_err)?;
-        let deferred = self.deferred.take(py);
-        drop(deferred);
+        let dropped = (self.deferred.take(py), self.outbox.take(py));
+        self.outbox_posted.set(py, false);
+        drop(dropped);
         Ok(())
     }
 
@@ -578,9 +646,9 @@ impl LoopBase {
     }
 
     /// Runs an existing handle on the next iteration (a signal's handler).
-    fn _schedule_handle(&self, handle: Py<Handle>) -> PyResult<()> {
+    fn _schedule_handle(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
         self.check_closed()?;
-        self.schedule(handle)
+        self.schedule(py, handle)
     }
 
     /// A new `asyncio.Future` attached to this loop.
@@ -704,7 +772,8 @@ impl LoopBase {
         // progress.
         unsafe {
             visit.call(self.task_factory.peek())?;
-            for h in self.deferred.peek() {
+            visit.call(self.current_handle.peek())?;
+            for h in self.deferred.peek().iter().chain(self.outbox.peek()) {
                 visit.call(h)?;
             }
         }
@@ -712,7 +781,12 @@ impl LoopBase {
     }
 
     fn __clear__(&self, py: Python<'_>) {
-        let parts = (self.task_factory.take(py), self.deferred.take(py));
+        let parts = (
+            self.task_factory.take(py),
+            self.deferred.take(py),
+            self.current_handle.take(py),
+            self.outbox.take(py),
+        );
         drop(parts);
     }
 }

@@ -423,7 +423,13 @@ pub(crate) fn run_handle(py: Python<'_>, lb: &LoopBase, handle: &Bound<'_, Handl
     if h.is_cancelled() {
         return;
     }
-    let t0 = lb.debug().then(crate::clock::monotonic);
+    let debug = lb.debug();
+    let (t0, outer) = if debug {
+        let outer = lb.set_current_handle(py, Some(handle.clone().unbind()));
+        (crate::clock::monotonic(), outer)
+    } else {
+        (0.0, None)
+    };
     let outcome = match invoke(py, h) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) | Err(err) => report(handle, err),
@@ -431,8 +437,10 @@ pub(crate) fn run_handle(py: Python<'_>, lb: &LoopBase, handle: &Bound<'_, Handl
     if let Err(err) = outcome {
         lb.abort(py, err);
     }
-    if let Some(t0) = t0 {
+    if debug {
         let dt = crate::clock::monotonic() - t0;
+        let this = lb.set_current_handle(py, outer);
+        drop(this);
         if dt >= lb.slow_callback_duration(py) {
             if let Err(err) = helpers::log_slow_callback(py, handle, dt) {
                 lb.abort(py, err);

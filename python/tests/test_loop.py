@@ -505,3 +505,30 @@ def test_asyncio_run_loop_factory():
         return type(asyncio.get_running_loop())
 
     assert asyncio.run(main(), loop_factory=evloop.new_event_loop) is evloop.Loop
+
+
+def test_debug_mode_current_handle_in_reports(loop, caplog):
+    loop.set_debug(True)
+
+    def report():
+        assert loop._current_handle is h
+        loop.call_exception_handler({"message": "reported"})
+
+    h = loop.call_soon(report)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        run_briefly(loop)
+    assert loop._current_handle is None
+    assert "reported" in caplog.text
+    assert "Handle created at (most recent call last):" in caplog.text
+
+
+def test_everything_scheduled_before_a_run_is_ready_in_its_first_iteration(loop):
+    # asyncio keeps such callbacks in its ready queue: one iteration runs
+    # them all, however many (evloop's inbox alone would take a batch of
+    # 1024 an iteration).
+    seen = []
+    for i in range(5000):
+        loop.call_soon(seen.append, i)
+    loop.stop()
+    loop.run_forever()
+    assert seen == list(range(5000))
