@@ -137,8 +137,17 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
             return
         if self.get_debug():
             logger.debug("Close %r", self)
-        for sig in list(self._signal_handlers):
-            self.remove_signal_handler(sig)
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, "
+                "skipping signal handlers removal",
+                ResourceWarning,
+                source=self,
+            )
+            self._signal_handlers.clear()
         self._close_self_pipe()
         self._close_core()
         self._executor_shutdown_called = True
@@ -365,7 +374,8 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
         self._ssock = self._csock = None
 
     def _read_signals(self):
-        while True:
+        # Removing the last handler (a cancelled one, below) closes the pair.
+        while self._ssock is not None:
             try:
                 data = self._ssock.recv(4096)
             except (BlockingIOError, InterruptedError):
@@ -430,4 +440,7 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
                 signal.set_wakeup_fd(-1)
             except (ValueError, OSError) as exc:
                 logger.info("set_wakeup_fd(-1) failed: %s", exc)
+            # No fd left to watch for signals: the loop may sleep on its
+            # cheaper path again.
+            self._close_self_pipe()
         return True
