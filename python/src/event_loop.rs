@@ -50,11 +50,20 @@ pub struct LoopBase {
     /// The handle running now, in debug mode (asyncio's
     /// `_current_handle`, which the default exception handler reads).
     current_handle: GilCell<Option<Py<Handle>>>,
-    /// Handles scheduled from threads other than the one running the loop
-    /// (or while it is not running), in order, waiting for `drain_outbox`.
+    /// The rest of the batch of handles scheduled from threads other than
+    /// the one running the loop (or while it is not running), in order
+    /// (see `schedule`).
     outbox: GilCell<Vec<Py<Handle>>>,
-    /// A `drain_outbox` callback is posted and has not started.
+    /// The outbox's batch callback is posted and has not started.
     outbox_posted: GilCell<bool>,
+    /// The rest of the batch of handles scheduled on the loop's own thread
+    /// during this iteration, in order.
+    local: GilCell<Vec<Py<Handle>>>,
+    /// The local batch's callback is queued and has not started.
+    local_posted: GilCell<bool>,
+    /// An empty batch vector kept for its capacity: a drain swaps it with
+    /// the queue it runs, so that batches of one allocate nothing.
+    spare: GilCell<Vec<Py<Handle>>>,
     hook_installed: AtomicBool,
 }
 
@@ -226,55 +235,87 @@ impl LoopBase {
 
     /// Schedules `handle` to run on the loop's next iteration.
     ///
-    /// On the thread running the loop, this is one evloop callback pushed
-    /// onto its ready queue. From any other thread (or while the loop is
-    /// not running) the handle joins the outbox, and the first handle of a
-    /// batch posts one evloop callback through the loop's lock-free inbox
-    /// (waking the loop if it sleeps) that runs the whole batch in order.
-    /// Python threads post only while holding the GIL, which already
-    /// orders them; the batch saves each post its own cell, atomics and
-    /// the loop's pointer chase through the inbox.
+    /// Handles travel in batches, each batch one evloop callback that runs
+    /// its handles in order:
+    /// - On the thread running the loop, the first handle scheduled in an
+    ///   iteration queues a batch callback on evloop's ready queue, and the
+    ///   iteration's later handles join its batch. The batch holds
+    ///   exactly what this iteration scheduled, and it runs in the next
+    ///   one at the place of its first handle, ahead of that iteration's
+    ///   I/O and timers, as asyncio's ready queue would: the other Python
+    ///   callbacks (timers, fd watchers, the outbox) never enter evloop's
+    ///   ready queue in between.
+    /// - From any other thread (or while the loop is not running) the
+    ///   handle joins the outbox, and the first of a batch posts a batch
+    ///   callback through the loop's lock-free inbox
+    ///   (waking the loop if it sleeps). Python threads post only while
+    ///   holding the GIL, which already orders the posts.
+    ///
+    /// A batch saves each handle evloop's callback cell (an allocation and
+    /// a free) and, across threads, the atomics and the loop's pointer
+    /// chase through the inbox.
     fn schedule(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
         let running = self.thread_id.load(Ordering::Relaxed);
-        if running != 0 && running == thread_ident() {
-            let ptr = LoopPtr(self);
-            return self
-                .lp
-                .call_soon(move || {
-                    // Safety: evloop runs callbacks only inside
-                    // `_run_forever_core`, on the thread holding the GIL.
-                    let py = unsafe { Python::assume_attached() };
-                    run_handle(py, unsafe { ptr.get() }, handle.bind(py));
-                })
-                .map(drop)
-                .map_err(to_py_err);
-        }
-        self.outbox.with(py, |o| o.push(handle));
-        if self.outbox_posted.replace(py, true) {
+        let local = running != 0 && running == thread_ident();
+        let (queue, posted) = if local {
+            (&self.local, &self.local_posted)
+        } else {
+            (&self.outbox, &self.outbox_posted)
+        };
+        if posted.get(py) {
+            queue.with(py, |q| q.push(handle));
             return Ok(());
         }
+        // The batch's first handle travels in its callback (a batch of one,
+        // the common case in a chain of callbacks, then touches no vector).
+        posted.set(py, true);
         let ptr = LoopPtr(self);
-        let posted = self.lp.call_soon_threadsafe(move || {
-            // Safety: as above.
-            let py = unsafe { Python::assume_attached() };
-            unsafe { ptr.get() }.drain_outbox(py);
-        });
-        if let Err(e) = posted {
-            self.outbox_posted.set(py, false);
-            let handles = self.outbox.take(py);
-            drop(handles);
+        let queued = if local {
+            self.lp.call_soon(move || {
+                // Safety: evloop runs callbacks only inside
+                // `_run_forever_core`, on the thread holding the GIL.
+                let py = unsafe { Python::assume_attached() };
+                let lb = unsafe { ptr.get() };
+                lb.drain(py, handle, &lb.local, &lb.local_posted);
+            })
+        } else {
+            self.lp.call_soon_threadsafe(move || {
+                // Safety: as above.
+                let py = unsafe { Python::assume_attached() };
+                let lb = unsafe { ptr.get() };
+                lb.drain(py, handle, &lb.outbox, &lb.outbox_posted);
+            })
+        };
+        if let Err(e) = queued {
+            posted.set(py, false);
             return Err(to_py_err(e));
         }
         Ok(())
     }
 
-    /// Runs the batch of handles posted from other threads (see
-    /// `schedule`); handles posted meanwhile start a new batch.
-    fn drain_outbox(&self, py: Python<'_>) {
-        self.outbox_posted.set(py, false);
-        let batch = self.outbox.take(py);
-        for handle in batch {
+    /// Runs a batch (see `schedule`): its first handle, then the rest in
+    /// order. Handles scheduled meanwhile start a new batch.
+    fn drain(
+        &self,
+        py: Python<'_>,
+        first: Py<Handle>,
+        queue: &GilCell<Vec<Py<Handle>>>,
+        posted: &GilCell<bool>,
+    ) {
+        posted.set(py, false);
+        if queue.with(py, |q| q.is_empty()) {
+            run_handle(py, self, first.bind(py));
+            return;
+        }
+        let mut batch = queue.replace(py, self.spare.take(py));
+        run_handle(py, self, first.bind(py));
+        drop(first);
+        for handle in batch.drain(..) {
             run_handle(py, self, handle.bind(py));
+        }
+        // Kept for the next batch unless a larger one is kept already.
+        if batch.capacity() > self.spare.with(py, |s| s.capacity()) {
+            self.spare.set(py, batch);
         }
     }
 
@@ -443,6 +484,9 @@ impl LoopBase {
             current_handle: GilCell::new(None),
             outbox: GilCell::new(Vec::new()),
             outbox_posted: GilCell::new(false),
+            local: GilCell::new(Vec::new()),
+            local_posted: GilCell::new(false),
+            spare: GilCell::new(Vec::new()),
             hook_installed: AtomicBool::new(false),
         })
     }
@@ -617,8 +661,13 @@ impl LoopBase {
     /// stops watching every fd. The Python `close` adds asyncio's steps.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
         self.lp.close().map_err(to_py_err)?;
-        let dropped = (self.deferred.take(py), self.outbox.take(py));
+        let dropped = (
+            self.deferred.take(py),
+            self.outbox.take(py),
+            self.local.take(py),
+        );
         self.outbox_posted.set(py, false);
+        self.local_posted.set(py, false);
         drop(dropped);
         Ok(())
     }
@@ -773,7 +822,8 @@ impl LoopBase {
         unsafe {
             visit.call(self.task_factory.peek())?;
             visit.call(self.current_handle.peek())?;
-            for h in self.deferred.peek().iter().chain(self.outbox.peek()) {
+            let queued = self.outbox.peek().iter().chain(self.local.peek());
+            for h in self.deferred.peek().iter().chain(queued) {
                 visit.call(h)?;
             }
         }
@@ -786,6 +836,7 @@ impl LoopBase {
             self.deferred.take(py),
             self.current_handle.take(py),
             self.outbox.take(py),
+            self.local.take(py),
         );
         drop(parts);
     }

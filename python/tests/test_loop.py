@@ -532,3 +532,48 @@ def test_everything_scheduled_before_a_run_is_ready_in_its_first_iteration(loop)
     loop.stop()
     loop.run_forever()
     assert seen == list(range(5000))
+
+
+def _mixed_order(lp):
+    """A scenario mixing callbacks, timers and an fd watcher over several
+    iterations; returns the order things ran in."""
+    import socket
+
+    order = []
+    a, b = socket.socketpair()
+
+    def note(tag):
+        order.append(tag)
+
+    def first():
+        note("first")
+        lp.call_soon(note, "soon-1")
+        lp.call_at(lp.time() - 1, note, "timer-past")
+        lp.call_later(0, note, "timer-0")
+        lp.call_soon(second)
+        lp.call_soon_threadsafe(note, "threadsafe-same-thread")
+        lp.call_soon(note, "soon-2")
+
+    def second():
+        note("second")
+        lp.add_writer(a, writable)
+        lp.call_soon(note, "soon-from-second")
+
+    def writable():
+        note("writable")
+        lp.remove_writer(a)
+        lp.call_soon(note, "soon-from-writer")
+        lp.call_soon(lp.stop)
+
+    lp.call_soon(first)
+    try:
+        lp.run_forever()
+    finally:
+        a.close()
+        b.close()
+        lp.close()
+    return order
+
+
+def test_order_matches_asyncio():
+    assert _mixed_order(evloop.new_event_loop()) == _mixed_order(asyncio.SelectorEventLoop())
