@@ -53,6 +53,18 @@ def log_slow_callback(handle, seconds):
     logger.warning("Executing %s took %.3f seconds", describe_handle(handle), seconds)
 
 
+def _create_task_takes_keywords():
+    import inspect
+
+    params = inspect.signature(asyncio.BaseEventLoop.create_task).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+# Whether this Python's loop.create_task passes further keywords (such as
+# eager_start) on to Task or the task factory.
+CREATE_TASK_TAKES_KEYWORDS = _create_task_takes_keywords()
+
+
 def _name_task(task, name):
     if name is None:
         return

@@ -172,6 +172,17 @@ class Loop(LoopBase, asyncio.AbstractEventLoop):
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = enabled
 
+    if _compat.CREATE_TASK_TAKES_KEYWORDS:
+
+        def create_task(self, coro, *, name=None, context=None, **kwargs):
+            """Schedule a coroutine as a task; further keywords go to
+            ``asyncio.Task`` or the task factory, as this Python's asyncio
+            passes them."""
+            if not kwargs:
+                return super().create_task(coro, name=name, context=context)
+            self._check_closed()
+            return _compat.create_task(self, self.get_task_factory(), coro, name, context, kwargs)
+
     # ----- asynchronous generators ------------------------------------------
 
     def _asyncgen_firstiter_hook(self, agen):

@@ -731,8 +731,23 @@ impl LoopBase {
             .with(py, |f| f.as_ref().map(|f| f.clone_ref(py)));
         let has_kwargs = kwargs.is_some_and(|k| !k.is_empty());
         if factory.is_none() && !has_kwargs {
-            static NAMES: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
-            let names = NAMES.get_or_try_init(py, || {
+            // Only the keywords given reach Task's argument parsing.
+            static LOOP: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
+            static ALL: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
+            let name = name.filter(|n| !n.is_none());
+            let context = context.filter(|c| !c.is_none());
+            let task = helpers::task_class(py)?;
+            if name.is_none() && context.is_none() {
+                let names =
+                    LOOP.get_or_try_init(py, || kwnames(py, &["loop"]).map(Bound::unbind))?;
+                return vectorcall(
+                    py,
+                    task,
+                    &[coro.as_ptr(), slf.as_ptr()],
+                    Some(names.bind(py)),
+                );
+            }
+            let names = ALL.get_or_try_init(py, || {
                 kwnames(py, &["loop", "name", "context"]).map(Bound::unbind)
             })?;
             let none = py.None();
@@ -740,7 +755,7 @@ impl LoopBase {
             let context = context.map_or(none.as_ptr(), |c| c.as_ptr());
             return vectorcall(
                 py,
-                helpers::task_class(py)?,
+                task,
                 &[coro.as_ptr(), slf.as_ptr(), name, context],
                 Some(names.bind(py)),
             );
