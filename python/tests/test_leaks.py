@@ -138,3 +138,47 @@ def test_a_million_cancelled_timers_leave_nothing_behind(loop):
     assert traced < 256 * 1024, traced
     # A leak of the Rust side would be ~100 bytes a callback: 100 MB.
     assert rss < 16 * 1024 * 1024, rss
+
+
+def test_destructors_of_dropped_callbacks_may_call_the_loop():
+    """close() drops pending callbacks, timers and watchers; their
+    arguments' destructors run then and may call the loop (no internal
+    lock is held): they get asyncio's closed-loop error, no deadlock."""
+    import socket
+    import threading
+
+    lp = evloop.new_event_loop()
+    errors = []
+
+    class CallsLoop:
+        def __del__(self):
+            for call in (
+                lambda: lp.call_soon(print),
+                lambda: lp.call_soon_threadsafe(print),
+                lambda: lp.call_later(1, print),
+            ):
+                try:
+                    call()
+                except RuntimeError as e:
+                    errors.append(str(e))
+
+    a, b = socket.socketpair()
+    try:
+        lp.call_later(10, lambda obj: None, CallsLoop())
+        lp.add_reader(a, lambda obj: None, CallsLoop())
+
+        def inside():
+            lp.call_soon(lambda obj: None, CallsLoop())  # left in the batch
+            lp.stop()
+
+        lp.call_soon(inside)
+        lp.run_forever()
+        t = threading.Thread(target=lambda: lp.call_soon_threadsafe(lambda obj: None, CallsLoop()))
+        t.start()
+        t.join(30)
+        lp.close()
+        gc.collect()
+    finally:
+        a.close()
+        b.close()
+    assert errors == ["Event loop is closed"] * 12
