@@ -50,6 +50,13 @@ impl<T> GilCell<T> {
         drop(self.replace(py, value));
     }
 
+    /// The value, through exclusive access (no GIL needed: `&mut self`
+    /// proves no other access exists).
+    #[inline]
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
+    }
+
     /// A shared view for `__traverse__`, where the interpreter holds the
     /// GIL but PyO3 gives no token.
     ///

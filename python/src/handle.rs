@@ -215,6 +215,28 @@ impl Handle {
     }
 }
 
+impl Drop for Handle {
+    /// Releases the handle's references directly: a `Handle` is dropped by
+    /// its Python object's deallocation, or by the front-end's own code
+    /// before it became one, both with the GIL held. (PyO3's `Py` drop
+    /// would check the GIL through a thread-local for each field.)
+    fn drop(&mut self) {
+        fn release<T>(field: &mut GilCell<Option<Py<T>>>) {
+            if let Some(obj) = field.get_mut().take() {
+                // Safety: the GIL is held (see above); the reference is
+                // owned and released once.
+                unsafe { ffi::Py_DECREF(obj.into_ptr()) };
+            }
+        }
+        release(&mut self.callback);
+        release(&mut self.args);
+        release(&mut self.context);
+        release(&mut self.loop_);
+        release(&mut self.source_traceback);
+        release(&mut self.repr);
+    }
+}
+
 /// A callback scheduled by `call_later` / `call_at` (asyncio.TimerHandle's
 /// interface): a [`Handle`] with a deadline, `when()`, and ordering by it.
 #[pyclass(module = "evloop", extends = Handle, frozen, weakref)]

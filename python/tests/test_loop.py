@@ -577,3 +577,15 @@ def _mixed_order(lp):
 
 def test_order_matches_asyncio():
     assert _mixed_order(evloop.new_event_loop()) == _mixed_order(asyncio.SelectorEventLoop())
+
+
+def test_debug_from_dev_mode():
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", "import evloop; print(evloop.new_event_loop().get_debug())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "True", out.stderr
