@@ -68,8 +68,8 @@ pub use compat::hyper::{HyperExecutor, HyperTimer};
 pub use concurrent::{ConcurrentAwait, ConcurrentFuture};
 pub use error::{Error, PanicPayload, SharedError, TaskError, panic_message};
 pub use event_loop::{
-    BoxFuture, DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, Stats, TaskFactory, TaskSpec,
-    WeakEventLoop,
+    BoxFuture, DEBUG_ENV, DEFAULT_SPIN, EventLoop, ExceptionHandler, IdleHook, Stats, TaskFactory,
+    TaskSpec, WeakEventLoop,
 };
 pub use exception::{
     ExceptionContext, HandleInfo, TaskInfo, TransportInfo, default_exception_handler,

@@ -39,6 +39,8 @@ pub(crate) struct RunContext {
     pub(crate) root_panic: Cell<Option<PanicPayload>>,
     /// The root future is a handle of another loop.
     pub(crate) foreign_root: Cell<bool>,
+    /// The loop's idle hook, as it was when the run began.
+    pub(crate) idle_hook: Option<super::IdleHook>,
 }
 
 impl RunContext {

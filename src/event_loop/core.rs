@@ -97,6 +97,8 @@ pub(crate) struct Core {
     spin: Spin,
     iterations: Cell<u64>,
     parks: Cell<u64>,
+    /// The last blocking poll was interrupted by a signal (for the idle hook).
+    interrupted: Cell<bool>,
 }
 
 /// The header of the entry step 5 is running; only read while that run
@@ -138,6 +140,7 @@ impl Core {
             spin: Spin::default(),
             iterations: Cell::new(0),
             parks: Cell::new(0),
+            interrupted: Cell::new(false),
         })
     }
 
@@ -367,6 +370,29 @@ impl Core {
     /// check it without blocking if sources are registered. `now`: the
     /// clock as step 1 read it, if it did.
     fn poll_io(&self, ctx: &RunContext, timeout: Option<Duration>, now: Option<Instant>) {
+        match &ctx.idle_hook {
+            // The hook wraps the spin and the sleep (an embedder releases
+            // its lock around both) and learns whether a signal cut the
+            // sleep short.
+            Some(hook) if timeout != Some(Duration::ZERO) => hook(&mut || {
+                self.interrupted.set(false);
+                self.wait_or_poll(ctx, timeout, now, true);
+                self.interrupted.replace(false)
+            }),
+            _ => self.wait_or_poll(ctx, timeout, now, false),
+        }
+    }
+
+    /// `poll_io` itself. `poller_only`: sleep in the poller even without
+    /// sources, where a signal interrupts the sleep (std's futex wait
+    /// resumes after one).
+    fn wait_or_poll(
+        &self,
+        ctx: &RunContext,
+        timeout: Option<Duration>,
+        now: Option<Instant>,
+        poller_only: bool,
+    ) {
         let shared = ctx.shared();
         let has_sources = self.has_sources(ctx);
         if timeout != Some(Duration::ZERO) {
@@ -391,7 +417,7 @@ impl Core {
             // is then a futex wake instead of an eventfd write plus a
             // return from `epoll_wait`. The mode is published before
             // PARKED (see `Shared::parked_on_futex`).
-            let futex = !has_sources;
+            let futex = !has_sources && !poller_only;
             shared.parked_on_futex.store(futex, Ordering::Relaxed);
             // Safety: the running loop is the inbox's only consumer.
             // A source registered from another thread after `has_sources`
@@ -476,7 +502,9 @@ impl Core {
                 return false;
             };
             if let Err(e) = poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    self.interrupted.set(true);
+                } else {
                     crate::util::log_error(format_args!("polling for I/O failed: {e}"));
                 }
                 return false;

@@ -28,6 +28,14 @@ use std::time::{Duration, Instant};
 /// panicking callback or task, any thread for a task result dropped unread.
 pub type ExceptionHandler = Arc<dyn Fn(&EventLoop, &ExceptionContext) + Send + Sync>;
 
+/// A hook around a loop's idle periods (see [`EventLoop::set_idle_hook`]).
+///
+/// It is called with the idle period itself, `wait`, which it must call
+/// exactly once. `wait` spins and then sleeps in the poller until work,
+/// a timer, I/O or a signal ends the idle period, and returns whether
+/// the sleep was interrupted by a signal (`EINTR`).
+pub type IdleHook = Arc<dyn Fn(&mut dyn FnMut() -> bool) + Send + Sync>;
+
 /// The environment variable that switches debug mode on for new loops
 /// (`EVLOOP_DEBUG=1`), as `PYTHONASYNCIODEBUG` does for asyncio.
 pub const DEBUG_ENV: &str = "EVLOOP_DEBUG";
@@ -88,6 +96,8 @@ pub(crate) struct LoopInner {
     /// The per-loop state of the modules above the loop (default
     /// executor, signal handlers, children): closed by `close()`.
     pub(crate) services: crate::services::Services,
+    /// See [`EventLoop::set_idle_hook`]; read once at the start of a run.
+    idle_hook: Mutex<Option<IdleHook>>,
 }
 
 impl Drop for EventLoop {
@@ -211,6 +221,7 @@ impl EventLoop {
                 slot: Mutex::new(Slot::Idle(Box::new(core))),
                 reactor: Reactor::new(registry),
                 services: Default::default(),
+                idle_hook: Mutex::new(None),
             }
         });
         Ok(EventLoop { inner })
@@ -280,6 +291,7 @@ impl EventLoop {
             root: std::cell::Cell::new(root),
             root_panic: std::cell::Cell::new(None),
             foreign_root: std::cell::Cell::new(false),
+            idle_hook: crate::sync::lock(&self.inner.idle_hook).clone(),
         };
         *crate::sync::lock(&self.shared().thread) = Some(std::thread::current());
         // Safety: `ctx` and the core outlive `_entered` (declared after them,
@@ -683,6 +695,44 @@ impl EventLoop {
     /// much CPU each time the loop goes idle.
     pub fn set_spin_before_park(&self, spin: Duration) {
         self.shared().set_spin(spin);
+    }
+
+    /// Wraps each idle period of this loop's runs in `hook`, or removes the
+    /// hook (`None`). Takes effect at the start of the next run.
+    ///
+    /// An idle period is the loop's spin before parking and its sleep in
+    /// the poller; the hook receives it as a closure to call once (see
+    /// [`IdleHook`]), and may do things before and after, on the loop's
+    /// thread: an embedding runtime releases a global lock while the loop
+    /// waits (Python's GIL), and learns from the closure's result that a
+    /// signal interrupted the sleep, to run its own signal handlers. A
+    /// loop with a hook always sleeps in the poller, which a signal
+    /// interrupts, never on a futex (std's futex wait resumes after
+    /// `EINTR`). Polls that do not block are not wrapped. The hook must
+    /// not run the loop.
+    ///
+    /// ```
+    /// use evloop::EventLoop;
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// let lp = EventLoop::new()?;
+    /// let idle = Arc::new(AtomicUsize::new(0));
+    /// let seen = idle.clone();
+    /// lp.set_idle_hook(Some(Arc::new(move |wait: &mut dyn FnMut() -> bool| {
+    ///     seen.fetch_add(1, Ordering::Relaxed);
+    ///     wait();
+    /// })));
+    /// let stopper = lp.clone();
+    /// lp.call_later(Duration::from_millis(5), move || stopper.stop())?;
+    /// lp.run_forever()?;
+    /// assert!(idle.load(Ordering::Relaxed) >= 1);
+    /// # Ok::<(), evloop::Error>(())
+    /// ```
+    pub fn set_idle_hook(&self, hook: Option<IdleHook>) {
+        let old = std::mem::replace(&mut *crate::sync::lock(&self.inner.idle_hook), hook);
+        drop(old);
     }
 
     /// The spin set by [`EventLoop::set_spin_before_park`].

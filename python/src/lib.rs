@@ -1,0 +1,25 @@
+//! `evloop._evloop`: the extension module behind the Python package
+//! `evloop`, a drop-in asyncio event loop on the evloop crate.
+//!
+//! The module holds the Rust half of the loop ([`event_loop::LoopBase`],
+//! which the Python class `evloop.Loop` derives from together with
+//! `asyncio.AbstractEventLoop`) and asyncio's handle types
+//! ([`handle::Handle`], [`handle::TimerHandle`]). Futures and tasks are
+//! asyncio's own C types. See ARCHITECTURE.md, "Python front-end".
+
+mod clock;
+pub mod event_loop;
+mod gil;
+pub mod handle;
+mod helpers;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::LoopBase>()?;
+    m.add_class::<handle::Handle>()?;
+    m.add_class::<handle::TimerHandle>()?;
+    Ok(())
+}
