@@ -529,6 +529,50 @@ fn fd_hop_tokio() -> Runner {
     })
 }
 
+// ----- the same hops through sock_recv / sock_sendall ---------------------------------
+
+/// Two tasks pass a byte through two socket pairs with `sock_recv` and
+/// `sock_sendall`: every receive waits (the byte is not there yet), so
+/// this measures a blocked `sock_*` wait. tokio's side is `fd_hop_tokio`
+/// (its `UnixStream`s stay registered, as evloop now keeps a socket's
+/// registration between waits).
+fn sock_hop_evloop() -> Runner {
+    use std::os::unix::net::UnixStream;
+    let lp = EventLoop::new().unwrap();
+    Box::new(move || {
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let (a_tx, a_rx) = UnixStream::pair().unwrap();
+            let (b_tx, b_rx) = UnixStream::pair().unwrap();
+            for s in [&a_tx, &a_rx, &b_tx, &b_rx] {
+                s.set_nonblocking(true).unwrap();
+            }
+            let lp3 = lp2.clone();
+            let echo = lp2
+                .create_task(async move {
+                    loop {
+                        let byte = lp3.sock_recv(&a_rx, 1).await.unwrap();
+                        if byte.is_empty() {
+                            return;
+                        }
+                        lp3.sock_sendall(&b_tx, &byte).await.unwrap();
+                    }
+                })
+                .unwrap();
+            lp2.sock_sendall(&a_tx, &[1]).await.unwrap();
+            for left in (0..FD_HOPS / 2).rev() {
+                let byte = lp2.sock_recv(&b_rx, 1).await.unwrap();
+                if left > 0 {
+                    lp2.sock_sendall(&a_tx, &byte).await.unwrap();
+                }
+            }
+            drop(a_tx);
+            echo.await.unwrap();
+        })
+        .unwrap();
+    })
+}
+
 // ----- timers ---------------------------------------------------------------------------
 
 /// `n` timers at `delay(i)`, half cancelled, the rest awaited.
@@ -812,6 +856,14 @@ fn cases() -> Vec<Case> {
             ops: FD_HOPS,
             runs: 5,
             evloop: fd_hop_evloop,
+            tokio: fd_hop_tokio,
+        },
+        Case {
+            name: "sock_hop_one_loop",
+            op: "hop",
+            ops: FD_HOPS,
+            runs: 5,
+            evloop: sock_hop_evloop,
             tokio: fd_hop_tokio,
         },
         Case {
