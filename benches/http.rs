@@ -26,27 +26,36 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
 fn evloop_side() -> ServerThread {
     harness::evloop_server(|lp| async move {
         let listener = TcpListener::bind(&lp, "127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let addr = listener.local_addr().unwrap().as_socket().unwrap();
-        let lp2 = lp.clone();
-        let acceptor = lp
-            .create_task(async move {
-                while let Ok((stream, _)) = listener.accept(&lp2).await {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(HyperTimer)
-                        .serve_connection(stream, hyper::service::service_fn(hello));
-                    let _ = lp2.create_task(async move {
-                        let _ = conn.await;
-                    });
-                }
-            })
-            .unwrap();
-        (
-            addr,
-            Box::new(move || {
-                acceptor.cancel();
-            }) as Box<dyn FnOnce() + Send>,
-        )
+        serve_hyper(lp, listener)
     })
+}
+
+/// Serves hyper on `listener`, a task per connection; the address and the
+/// cleanup.
+fn serve_hyper(
+    lp: evloop::EventLoop,
+    listener: TcpListener,
+) -> (std::net::SocketAddr, Box<dyn FnOnce() + Send>) {
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let lp2 = lp.clone();
+    let acceptor = lp
+        .create_task(async move {
+            while let Ok((stream, _)) = listener.accept(&lp2).await {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(HyperTimer)
+                    .serve_connection(stream, hyper::service::service_fn(hello));
+                let _ = lp2.create_task(async move {
+                    let _ = conn.await;
+                });
+            }
+        })
+        .unwrap();
+    (
+        addr,
+        Box::new(move || {
+            acceptor.cancel();
+        }),
+    )
 }
 
 fn tokio_side() -> ServerThread {
@@ -66,32 +75,9 @@ fn tokio_side() -> ServerThread {
 /// `examples/http_hello.rs` runs.
 fn evloop_loops_side() -> ServerThread {
     harness::evloop_loops_server(loops(), |lp, port| async move {
-        let listener = TcpListener::bind(
-            &lp,
-            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            true,
-        )
-        .unwrap();
-        let addr = listener.local_addr().unwrap().as_socket().unwrap();
-        let lp2 = lp.clone();
-        let acceptor = lp
-            .create_task(async move {
-                while let Ok((stream, _)) = listener.accept(&lp2).await {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(HyperTimer)
-                        .serve_connection(stream, hyper::service::service_fn(hello));
-                    let _ = lp2.create_task(async move {
-                        let _ = conn.await;
-                    });
-                }
-            })
-            .unwrap();
-        (
-            addr,
-            Box::new(move || {
-                acceptor.cancel();
-            }) as Box<dyn FnOnce() + Send>,
-        )
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = TcpListener::bind(&lp, addr, true).unwrap();
+        serve_hyper(lp, listener)
     })
 }
 

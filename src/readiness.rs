@@ -157,6 +157,14 @@ struct SharedWaiters {
     list: Mutex<WakerList>,
 }
 
+/// How an operation waits for readiness: in the direction's one waker
+/// slot (the task that owns the direction), or in its shared list with
+/// the caller's entry.
+enum Wait<'a> {
+    Own,
+    Shared(&'a mut Option<u64>),
+}
+
 /// One registration's shared state. Starts with a [`Header`] so it can be
 /// queued on the loop (the callback face).
 #[repr(C)]
@@ -409,38 +417,10 @@ impl ScheduledIo {
         direction: Direction,
         cx: &mut Context<'_>,
         id: &mut Option<u64>,
-        mut op: impl FnMut() -> io::Result<R>,
+        op: impl FnMut() -> io::Result<R>,
         spent: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let ev = match self.poll_ready_shared(direction, cx, id) {
-                Poll::Ready(ev) if ev.is_shutdown() => return Poll::Ready(Err(loop_closed())),
-                Poll::Ready(ev) => ev,
-                Poll::Pending => return Poll::Pending,
-            };
-            match op() {
-                Ok(r) => {
-                    if spent(&r) {
-                        self.clear_spent(direction, ev);
-                    }
-                    return Poll::Ready(Ok(r));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.clear(direction, ev);
-                    if self
-                        .ready_now(direction)
-                        .is_some_and(|now| now.tick == ev.tick)
-                        && self.wait_shared(direction, cx, id, Some(ev.tick)).is_none()
-                    {
-                        // Only a final bit is left and the call would
-                        // block: wait for the next edge (see `poll_op`).
-                        return Poll::Pending;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.poll_op_in(direction, cx, Wait::Shared(id), op, spent)
     }
 
     /// Gives back a [`ScheduledIo::poll_ready_shared`] entry.
@@ -471,11 +451,28 @@ impl ScheduledIo {
         &self,
         direction: Direction,
         cx: &mut Context<'_>,
+        op: impl FnMut() -> io::Result<R>,
+        spent: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        self.poll_op_in(direction, cx, Wait::Own, op, spent)
+    }
+
+    /// The retry loop of [`ScheduledIo::poll_op`] and
+    /// [`ScheduledIo::poll_op_shared`], waiting as `wait` says.
+    fn poll_op_in<R>(
+        &self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        mut wait: Wait<'_>,
         mut op: impl FnMut() -> io::Result<R>,
         spent: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
-            let ev = match self.poll_ready(direction, cx) {
+            let ready = match &mut wait {
+                Wait::Own => self.poll_ready(direction, cx),
+                Wait::Shared(id) => self.poll_ready_shared(direction, cx, id),
+            };
+            let ev = match ready {
                 Poll::Ready(ev) if ev.is_shutdown() => return Poll::Ready(Err(loop_closed())),
                 Poll::Ready(ev) => ev,
                 Poll::Pending => return Poll::Pending,
@@ -496,8 +493,16 @@ impl ScheduledIo {
                         // than retry forever. Registered first, then checked
                         // again: an edge that came in between woke whoever
                         // was registered before, not us.
-                        self.register(direction, cx.waker());
-                        if self.ready_now(direction).is_some_and(only_final) {
+                        let no_new_edge = match &mut wait {
+                            Wait::Own => {
+                                self.register(direction, cx.waker());
+                                self.ready_now(direction).is_some_and(only_final)
+                            }
+                            Wait::Shared(id) => {
+                                self.wait_shared(direction, cx, id, Some(ev.tick)).is_none()
+                            }
+                        };
+                        if no_new_edge {
                             return Poll::Pending;
                         }
                     }

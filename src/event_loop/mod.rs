@@ -517,19 +517,8 @@ impl EventLoop {
         &self,
         fd: RawFd,
     ) -> Result<crate::readiness::Registration, Error> {
-        let shared = &self.inner.shared;
-        context::with_run(shared, fd, |ctx, fd| {
-            let sched: Arc<dyn crate::sched::Schedule> = shared.clone();
-            ctx.core().io.borrow_mut().register(fd, sched)
-        })
-        .map_err(|_| {
-            if self.is_closed() {
-                Error::Closed
-            } else {
-                Error::WrongThread
-            }
-        })?
-        .map_err(Error::Io)
+        let sched: Arc<dyn crate::sched::Schedule> = self.inner.shared.clone();
+        self.with_io_set(|io| io.register(fd, sched))
     }
 
     /// The registration of a socket the loop does not own, kept for the
@@ -540,9 +529,17 @@ impl EventLoop {
         fd: RawFd,
         cookie: u64,
     ) -> Result<Arc<crate::readiness::ScheduledIo>, Error> {
-        let shared = &self.inner.shared;
-        context::with_run(shared, fd, |ctx, fd| {
-            ctx.core().io.borrow_mut().borrow_socket(fd, cookie)
+        self.with_io_set(|io| io.borrow_socket(fd, cookie))
+    }
+
+    /// Runs `f` on the readiness layer's set, on the loop's thread:
+    /// [`Error::Closed`] on a closed loop, [`Error::WrongThread`] elsewhere.
+    fn with_io_set<R>(
+        &self,
+        f: impl FnOnce(&mut crate::readiness::IoSet) -> std::io::Result<R>,
+    ) -> Result<R, Error> {
+        context::with_run(&self.inner.shared, f, |ctx, f| {
+            f(&mut ctx.core().io.borrow_mut())
         })
         .map_err(|_| {
             if self.is_closed() {
