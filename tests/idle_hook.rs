@@ -89,6 +89,14 @@ fn hook_wraps_idle_periods_not_busy_iterations() {
 
 extern "C" fn noop_handler(_: libc::c_int) {}
 
+/// Runs a no-op on `lp` every `period`, re-arming itself, so no sleep of
+/// the loop's lasts longer than that.
+fn tick_every(lp: &EventLoop, period: Duration) {
+    let again = lp.clone();
+    // Fails only once the loop is closed, which ends the ticking.
+    let _ = lp.call_later(period, move || tick_every(&again, period));
+}
+
 #[test]
 fn wait_reports_a_signal_that_interrupted_the_sleep() {
     // A handler without SA_RESTART for SIGUSR1: delivered to the loop's
@@ -105,35 +113,47 @@ fn wait_reports_a_signal_that_interrupted_the_sleep() {
     }
     let lp = EventLoop::new().unwrap();
     let interrupted = Arc::new(AtomicBool::new(false));
+    let (sleeping_tx, sleeping_rx) = mpsc::channel();
     let (seen, stopper) = (interrupted.clone(), lp.clone());
     lp.set_idle_hook(Some(Arc::new(move |wait: &mut dyn FnMut() -> bool| {
+        // Tells the test the loop is about to sleep: its cue to signal.
+        let _ = sleeping_tx.send(());
         if wait() {
             seen.store(true, Ordering::SeqCst);
             stopper.stop();
         }
     })));
+    // A signal that lands between the cue and the poller's sleep
+    // interrupts nothing; this tick ends every sleep, so such a miss costs
+    // one more cue instead of a sleep that never ends.
+    tick_every(&lp, Duration::from_millis(1));
     let (tid_tx, tid_rx) = mpsc::channel();
     let runner = {
         let lp = lp.clone();
         std::thread::spawn(move || {
             tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
-            // Nothing to do: the loop sleeps until the signal ends a sleep.
             lp.run_forever().unwrap();
+            // Drops the hook and its sender: the test's cue channel ends.
+            lp.set_idle_hook(None);
         })
     };
     let tid = tid_rx.recv().unwrap();
-    // Signal until one lands while the loop sleeps (a signal delivered
-    // while it is awake interrupts nothing); bounded, so a hook that never
-    // hears of one fails instead of hanging.
+    // Signal on each cue until the loop stops; bounded, so a hook that
+    // never hears of an interrupted sleep fails instead of hanging.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !interrupted.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < deadline,
-            "the hook never saw an interrupted sleep"
-        );
-        unsafe { libc::pthread_kill(tid, libc::SIGUSR1) };
-        std::thread::sleep(Duration::from_millis(2));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match sleeping_rx.recv_timeout(left) {
+            Ok(()) => unsafe {
+                libc::pthread_kill(tid, libc::SIGUSR1);
+            },
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the hook never saw an interrupted sleep")
+            }
+        }
     }
+    assert!(interrupted.load(Ordering::SeqCst));
     runner.join().unwrap();
     assert!(!lp.is_running());
     lp.close().unwrap();
