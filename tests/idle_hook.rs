@@ -2,10 +2,15 @@
 //! when a signal interrupted the sleep, and a hooked loop (which sleeps in
 //! the poller, never on a futex) still wakes for posts from other threads.
 
+mod common;
+
+use common::within;
 use evloop::{EventLoop, IdleHook};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// A hook that counts idle periods and records what `wait` returned.
 fn counting_hook() -> (IdleHook, Arc<AtomicUsize>, Arc<Mutex<Vec<bool>>>) {
@@ -22,69 +27,71 @@ fn counting_hook() -> (IdleHook, Arc<AtomicUsize>, Arc<Mutex<Vec<bool>>>) {
 
 #[test]
 fn hook_wraps_idle_periods_not_busy_iterations() {
-    let lp = EventLoop::new().unwrap();
-    let (hook, count, results) = counting_hook();
-    lp.set_idle_hook(Some(hook));
+    within(LIMIT, || {
+        let lp = EventLoop::new().unwrap();
+        let (hook, count, results) = counting_hook();
+        lp.set_idle_hook(Some(hook));
 
-    // A chain of 100 callbacks, each scheduling the next: every iteration
-    // has work ready, so the loop never idles between the first and the
-    // last. (The first arrives through the inbox, posted from outside the
-    // run, which the loop may notice while idle.)
-    struct Chain {
-        lp: EventLoop,
-        count: Arc<AtomicUsize>,
-        at_start: usize,
-        idle_during: Arc<Mutex<Option<usize>>>,
-    }
-    fn chain(c: Chain, left: u32) {
-        if left == 0 {
-            let idle = c.count.load(Ordering::SeqCst) - c.at_start;
-            *c.idle_during.lock().unwrap() = Some(idle);
-            c.lp.stop();
-            return;
+        // A chain of 100 callbacks, each scheduling the next: every iteration
+        // has work ready, so the loop never idles between the first and the
+        // last. (The first arrives through the inbox, posted from outside the
+        // run, which the loop may notice while idle.)
+        struct Chain {
+            lp: EventLoop,
+            count: Arc<AtomicUsize>,
+            at_start: usize,
+            idle_during: Arc<Mutex<Option<usize>>>,
         }
-        let lp = c.lp.clone();
-        lp.call_soon(move || chain(c, left - 1)).unwrap();
-    }
-    let idle_during = Arc::new(Mutex::new(None));
-    let (first, c, d) = (lp.clone(), count.clone(), idle_during.clone());
-    lp.call_soon(move || {
-        let at_start = c.load(Ordering::SeqCst);
-        let state = Chain {
-            lp: first,
-            count: c,
-            at_start,
-            idle_during: d,
-        };
-        chain(state, 100)
-    })
-    .unwrap();
-    lp.run_forever().unwrap();
-    assert_eq!(*idle_during.lock().unwrap(), Some(0));
-
-    // A timer in the future: the loop idles until it fires, inside the hook.
-    let stopper = lp.clone();
-    lp.call_later(Duration::from_millis(20), move || stopper.stop())
+        fn chain(c: Chain, left: u32) {
+            if left == 0 {
+                let idle = c.count.load(Ordering::SeqCst) - c.at_start;
+                *c.idle_during.lock().unwrap() = Some(idle);
+                c.lp.stop();
+                return;
+            }
+            let lp = c.lp.clone();
+            lp.call_soon(move || chain(c, left - 1)).unwrap();
+        }
+        let idle_during = Arc::new(Mutex::new(None));
+        let (first, c, d) = (lp.clone(), count.clone(), idle_during.clone());
+        lp.call_soon(move || {
+            let at_start = c.load(Ordering::SeqCst);
+            let state = Chain {
+                lp: first,
+                count: c,
+                at_start,
+                idle_during: d,
+            };
+            chain(state, 100)
+        })
         .unwrap();
-    lp.run_forever().unwrap();
-    assert!(count.load(Ordering::SeqCst) >= 1);
-    assert!(
-        results
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|&interrupted| !interrupted)
-    );
+        lp.run_forever().unwrap();
+        assert_eq!(*idle_during.lock().unwrap(), Some(0));
 
-    // Removed: the next run idles without it.
-    lp.set_idle_hook(None);
-    let before = count.load(Ordering::SeqCst);
-    let stopper = lp.clone();
-    lp.call_later(Duration::from_millis(5), move || stopper.stop())
-        .unwrap();
-    lp.run_forever().unwrap();
-    assert_eq!(count.load(Ordering::SeqCst), before);
-    lp.close().unwrap();
+        // A timer in the future: the loop idles until it fires, inside the hook.
+        let stopper = lp.clone();
+        lp.call_later(Duration::from_millis(20), move || stopper.stop())
+            .unwrap();
+        lp.run_forever().unwrap();
+        assert!(count.load(Ordering::SeqCst) >= 1);
+        assert!(
+            results
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|&interrupted| !interrupted)
+        );
+
+        // Removed: the next run idles without it.
+        lp.set_idle_hook(None);
+        let before = count.load(Ordering::SeqCst);
+        let stopper = lp.clone();
+        lp.call_later(Duration::from_millis(5), move || stopper.stop())
+            .unwrap();
+        lp.run_forever().unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), before);
+        lp.close().unwrap();
+    });
 }
 
 extern "C" fn noop_handler(_: libc::c_int) {}

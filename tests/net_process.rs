@@ -268,7 +268,9 @@ fn close_releases_the_loops_own_descriptors_while_handles_remain() {
                 Err(evloop::Error::Closed)
             ));
             assert!(task.cancelled());
-            assert!(fut.set_result(1).is_err() || fut.done());
+            // Completing needs no loop when nothing awaits the future.
+            fut.set_result(1).unwrap();
+            assert!(fut.done());
             drop((clone, handle, task, fut, lp));
             assert_eq!(open_fds(), before);
         },

@@ -282,7 +282,9 @@ def main():
     for r in range(args.rounds):
         for name, fn, n in shapes:
             floors.setdefault(name, []).append(floor(name, n))
-            for lname, factory in loops:
+            # Rotated each round, so no loop always runs first or last.
+            k = r % len(loops)
+            for lname, factory in loops[k:] + loops[:k]:
                 results.setdefault((name, lname), []).append(measure(factory, fn, n))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import evloop
-from conftest import run_briefly
+from conftest import run_briefly, run_forever_bounded
 
 TIMEOUT = 30
 
@@ -99,8 +99,6 @@ def test_add_signal_handler_one_callback_per_signal(loop):
     try:
         for _ in range(3):
             os.kill(os.getpid(), signal.SIGUSR1)
-        guard = loop.call_later(TIMEOUT, loop.stop)
-
         def check():
             if len(seen) >= 3:
                 loop.stop()
@@ -108,8 +106,7 @@ def test_add_signal_handler_one_callback_per_signal(loop):
                 loop.call_later(0.001, check)
 
         loop.call_soon(check)
-        loop.run_forever()
-        guard.cancel()
+        run_forever_bounded(loop)
         assert seen == ["usr1"] * 3
     finally:
         assert loop.remove_signal_handler(signal.SIGUSR1) is True
@@ -181,11 +178,16 @@ def _interrupt(mode):
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Bounds the read of "ready": a child that hangs first is killed, and
+    # readline returns "" instead of blocking.
+    killer = threading.Timer(TIMEOUT, proc.kill)
+    killer.start()
     try:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=TIMEOUT)
     finally:
+        killer.cancel()
         proc.kill()
         proc.wait()
     return proc.returncode, err.strip().splitlines()[-1]

@@ -6,9 +6,7 @@ import threading
 import time
 
 import evloop
-
-# Every wait below is bounded; a hang fails the test instead.
-TIMEOUT = 30
+from conftest import TIMEOUT, run_forever_bounded
 
 
 def test_gil_released_while_the_loop_sleeps(loop):
@@ -61,9 +59,7 @@ def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop):
     t.start()
     # Nothing scheduled but a marker: the loop sleeps until the post.
     loop.call_soon(started.set)
-    guard = loop.call_later(TIMEOUT, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_forever_bounded(loop)
     t.join(TIMEOUT)
     assert woken.is_set()
     assert result == [t.ident]
@@ -86,9 +82,7 @@ def test_many_threads_post_to_one_loop(loop):
 
     threads = [threading.Thread(target=post, args=(k,)) for k in range(n_threads)]
     loop.call_soon(lambda: [t.start() for t in threads])
-    guard = loop.call_later(TIMEOUT, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_forever_bounded(loop)
     for t in threads:
         t.join(TIMEOUT)
     assert len(got) == n_threads * per_thread
@@ -149,6 +143,7 @@ def test_loop_created_on_one_thread_runs_on_another(loop):
     t = threading.Thread(target=runner)
     t.start()
     t.join(TIMEOUT)
+    assert not t.is_alive()
     assert out == [t.ident]
 
 
@@ -164,15 +159,12 @@ def test_run_in_executor_many_jobs(loop):
 def test_stop_from_another_thread(loop):
     def stopper():
         assert running.wait(TIMEOUT)
-        time.sleep(0.01)  # not a race decider: stop() works at any time
         loop.stop()
 
     running = threading.Event()
     t = threading.Thread(target=stopper)
     loop.call_soon(running.set)
     t.start()
-    guard = loop.call_later(TIMEOUT, loop.stop)
-    loop.run_forever()
-    guard.cancel()
+    run_forever_bounded(loop)
     t.join(TIMEOUT)
     assert not loop.is_running()

@@ -169,6 +169,12 @@ pub fn run_in_child(
     };
     let out = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
+    // libtest prints this before the body starts: without it the name
+    // matched no test, and an exit status of 0 would prove nothing.
+    assert!(
+        out.contains("running 1 test"),
+        "the child ran no test named {name}:\n{out}"
+    );
     Some((status, out))
 }
 
