@@ -15,8 +15,10 @@ mod helpers;
 
 use pyo3::prelude::*;
 
-/// The extension module.
-#[pymodule]
+/// The extension module. It declares that it needs the GIL: `GilCell`'s
+/// safety rests on the GIL serialising every access, so a free-threaded
+/// interpreter must keep the GIL on while this module is loaded.
+#[pymodule(gil_used = true)]
 fn _evloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopBase>()?;
     m.add_class::<handle::Handle>()?;
