@@ -4,10 +4,11 @@
 //! It owns one [`evloop::EventLoop`] and implements the hot paths:
 //! scheduling (`call_soon`, `call_later`, `call_at`,
 //! `call_soon_threadsafe`), the clock, running and stopping, `create_future`
-//! / `create_task`, and fd watching. Each scheduled Python callback is one
-//! evloop callback that holds a `Py<Handle>` and runs it with the GIL held
-//! (the loop's thread holds the GIL for its whole run; the idle hook
-//! installed here gives it up while the loop waits).
+//! / `create_task`, and fd watching. Python callbacks scheduled in one
+//! iteration are queued as `Py<Handle>`s behind one evloop callback, which
+//! runs the batch with the GIL held (see `schedule`; the loop's thread
+//! holds the GIL for its whole run, and the idle hook installed here gives
+//! it up while the loop waits).
 
 use crate::clock;
 use crate::gil::GilCell;
@@ -113,34 +114,15 @@ fn thread_ident() -> u64 {
     unsafe { ffi::PyThread_get_thread_ident() as u64 }
 }
 
-/// asyncio's `selectors._fileobj_to_fd`: an int, or an object's `fileno()`.
+/// asyncio's `selectors._fileobj_to_fd`: an int, or an object's `fileno()`
+/// (that case through `selectors` itself, so its rules and messages hold).
 fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
     let fd: i64 = if obj.is_instance_of::<PyInt>() {
         obj.extract()?
     } else {
-        let bad = || {
-            PyValueError::new_err(format!(
-                "Invalid file object: {}",
-                obj.repr().map(|r| r.to_string()).unwrap_or_default()
-            ))
-        };
-        let fileno = obj.call_method0("fileno").map_err(|e| {
-            let py = obj.py();
-            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
-                || e.is_instance_of::<PyTypeError>(py)
-                || e.is_instance_of::<PyValueError>(py)
-            {
-                bad()
-            } else {
-                e
-            }
-        })?;
-        fileno
-            .call_method0("__index__")
-            .or_else(|_| fileno.call_method0("__int__"))
-            .map_err(|_| bad())?
-            .extract()
-            .map_err(|_| bad())?
+        helpers::fileobj_to_fd_fn(obj.py())?
+            .call1((obj,))?
+            .extract()?
     };
     if fd < 0 {
         return Err(PyValueError::new_err(format!(
@@ -303,20 +285,22 @@ impl LoopBase {
         posted: &GilCell<bool>,
     ) {
         posted.set(py, false);
+        // Bound, so each drop is a plain decref (a `Py` drop checks a
+        // thread-local for the GIL first).
+        let first = first.into_bound(py);
         if queue.with(py, |q| q.is_empty()) {
-            run_handle(py, self, first.bind(py));
+            run_handle(py, self, &first);
             return;
         }
         let mut batch = queue.replace(py, self.spare.take(py));
-        run_handle(py, self, first.bind(py));
+        run_handle(py, self, &first);
         drop(first);
         for handle in batch.drain(..) {
-            run_handle(py, self, handle.bind(py));
+            run_handle(py, self, &handle.into_bound(py));
         }
-        // Kept for the next batch unless a larger one is kept already.
-        if batch.capacity() > self.spare.with(py, |s| s.capacity()) {
-            self.spare.set(py, batch);
-        }
+        // Kept for the next batch (drains never nest: the spare taken
+        // above is still the empty one left there).
+        self.spare.set(py, batch);
     }
 
     /// The idle hook: the GIL is released while the loop spins and sleeps;
@@ -376,7 +360,8 @@ impl LoopBase {
             if method == "call_soon" {
                 lb.check_thread()?;
             }
-            check_callback(py, &callback, method)?;
+            // `evloop.Loop._check_callback`, as asyncio calls its own.
+            slf.call_method1("_check_callback", (callback.bind(py), method))?;
         }
         let tb = lb.source_traceback(py)?;
         let handle = Py::new(
@@ -393,29 +378,6 @@ impl LoopBase {
         lb.schedule(py, handle.clone_ref(py))?;
         Ok(handle)
     }
-}
-
-/// asyncio's `_check_callback` (debug mode): coroutines and non-callables
-/// are refused with asyncio's messages.
-fn check_callback(py: Python<'_>, callback: &Py<PyAny>, method: &str) -> PyResult<()> {
-    let coroutines = py.import("asyncio.coroutines")?;
-    let cb = callback.bind(py);
-    if coroutines.call_method1("iscoroutine", (cb,))?.is_truthy()?
-        || coroutines
-            .call_method1("iscoroutinefunction", (cb,))?
-            .is_truthy()?
-    {
-        return Err(PyTypeError::new_err(format!(
-            "coroutines cannot be used with {method}()"
-        )));
-    }
-    if !cb.is_callable() {
-        return Err(PyTypeError::new_err(format!(
-            "a callable object was expected by {method}(), got {}",
-            cb.repr()?
-        )));
-    }
-    Ok(())
 }
 
 /// `float(x)` for `call_later`'s delay and `call_at`'s deadline, with the
@@ -714,14 +676,14 @@ impl LoopBase {
     }
 
     /// Schedules a coroutine as an `asyncio.Task` (or what the task factory
-    /// makes), with asyncio's `name=` and `context=`.
-    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
+    /// makes), with asyncio's `name=` and `context=`. (On Pythons whose
+    /// `create_task` forwards further keywords, `evloop.Loop` wraps this.)
+    #[pyo3(signature = (coro, *, name=None, context=None))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
         name: Option<&Bound<'py, PyAny>>,
         context: Option<&Bound<'py, PyAny>>,
-        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let lb = slf.get();
@@ -729,45 +691,47 @@ impl LoopBase {
         let factory = lb
             .task_factory
             .with(py, |f| f.as_ref().map(|f| f.clone_ref(py)));
-        let has_kwargs = kwargs.is_some_and(|k| !k.is_empty());
-        if factory.is_none() && !has_kwargs {
-            // Only the keywords given reach Task's argument parsing.
-            static LOOP: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
-            static ALL: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
-            let name = name.filter(|n| !n.is_none());
-            let context = context.filter(|c| !c.is_none());
-            let task = helpers::task_class(py)?;
+        let name = name.filter(|n| !n.is_none());
+        let context = context.filter(|c| !c.is_none());
+        if let Some(factory) = factory {
             if name.is_none() && context.is_none() {
-                let names =
-                    LOOP.get_or_try_init(py, || kwnames(py, &["loop"]).map(Bound::unbind))?;
-                return vectorcall(
-                    py,
-                    task,
-                    &[coro.as_ptr(), slf.as_ptr()],
-                    Some(names.bind(py)),
-                );
+                // What every Python's asyncio reduces to here.
+                return factory.bind(py).call1((slf, coro));
             }
-            let names = ALL.get_or_try_init(py, || {
-                kwnames(py, &["loop", "name", "context"]).map(Bound::unbind)
-            })?;
-            let none = py.None();
-            let name = name.map_or(none.as_ptr(), |n| n.as_ptr());
-            let context = context.map_or(none.as_ptr(), |c| c.as_ptr());
+            return helpers::create_task_fn(py)?.call1((
+                slf,
+                factory,
+                coro,
+                name,
+                context,
+                PyDict::new(py),
+            ));
+        }
+        // Only the keywords given reach Task's argument parsing.
+        static LOOP: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
+        static ALL: pyo3::sync::PyOnceLock<Py<PyTuple>> = pyo3::sync::PyOnceLock::new();
+        let task = helpers::task_class(py)?;
+        if name.is_none() && context.is_none() {
+            let names = LOOP.get_or_try_init(py, || kwnames(py, &["loop"]).map(Bound::unbind))?;
             return vectorcall(
                 py,
                 task,
-                &[coro.as_ptr(), slf.as_ptr(), name, context],
+                &[coro.as_ptr(), slf.as_ptr()],
                 Some(names.bind(py)),
             );
         }
-        helpers::create_task_fn(py)?.call1((
-            slf,
-            factory,
-            coro,
-            name,
-            context,
-            kwargs.cloned().unwrap_or_else(|| PyDict::new(py)),
-        ))
+        let names = ALL.get_or_try_init(py, || {
+            kwnames(py, &["loop", "name", "context"]).map(Bound::unbind)
+        })?;
+        let none = py.None();
+        let name = name.map_or(none.as_ptr(), |n| n.as_ptr());
+        let context = context.map_or(none.as_ptr(), |c| c.as_ptr());
+        vectorcall(
+            py,
+            task,
+            &[coro.as_ptr(), slf.as_ptr(), name, context],
+            Some(names.bind(py)),
+        )
     }
 
     /// Sets the factory `create_task` uses (`factory(loop, coro)`), or
@@ -871,7 +835,8 @@ impl LoopBase {
         lb.check_closed()?;
         if lb.debug() {
             lb.check_thread()?;
-            check_callback(py, &callback, method)?;
+            // `evloop.Loop._check_callback`, as asyncio calls its own.
+            slf.call_method1("_check_callback", (callback.bind(py), method))?;
         }
         let tb = lb.source_traceback(py)?;
         let base = Handle::new(
@@ -893,7 +858,8 @@ impl LoopBase {
             .call_at(clock::to_instant(when), move || {
                 // Safety: as in `schedule`.
                 let py = unsafe { Python::assume_attached() };
-                run_handle(py, unsafe { ptr.get() }, run.bind(py).as_super());
+                let run = run.into_bound(py);
+                run_handle(py, unsafe { ptr.get() }, run.as_super());
             })
             .map_err(to_py_err)?;
         handle.get().timer.set(py, Some(timer));

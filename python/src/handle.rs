@@ -1,9 +1,9 @@
 //! `Handle` and `TimerHandle`: asyncio's callback handles, and running one.
 //!
 //! A handle holds the callable, its arguments, the `contextvars.Context`
-//! it runs in and the loop. The evloop callback scheduled for it holds
-//! only a `Py<Handle>` (see `event_loop::schedule`); running that callback
-//! runs the handle with [`run_handle`], which enters the context, calls the
+//! it runs in and the loop. The loop queues a `Py<Handle>` behind the
+//! evloop callback that runs the iteration's batch (see
+//! `event_loop::schedule`), which runs each handle with [`run_handle`], which enters the context, calls the
 //! callable through vectorcall, and hands an exception to the loop's
 //! `call_exception_handler` with asyncio's context dict, or, for
 //! `KeyboardInterrupt` and `SystemExit` (and anything escaping the
@@ -107,10 +107,15 @@ impl Handle {
         if h.cancelled.swap(true, Ordering::Relaxed) {
             return Ok(false);
         }
-        let debug = match Self::clone_field(&h.loop_, py) {
-            Some(lp) => lp.bind(py).call_method0("get_debug")?.is_truthy()?,
-            None => false,
-        };
+        // Every handle is made by a `LoopBase`: its flag is read directly,
+        // as `run_handle` does, not through a Python call per cancel.
+        let debug = h.loop_.with(py, |lp| {
+            lp.as_ref().is_some_and(|lp| {
+                lp.bind(py)
+                    .cast::<LoopBase>()
+                    .is_ok_and(|lb| lb.get().debug())
+            })
+        });
         if debug {
             // Kept before the callback goes, so later reports name it.
             let repr = slf.repr()?;
@@ -174,10 +179,7 @@ impl Handle {
     /// Runs the callback now, as asyncio's `Handle._run()` (an exception
     /// goes to the loop's exception handler).
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        match invoke(slf.py(), slf.get())? {
-            Ok(()) => Ok(()),
-            Err(err) => report(slf, err),
-        }
+        invoke(slf.py(), slf.get()).or_else(|err| report(slf, err))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -290,9 +292,10 @@ impl TimerHandle {
         Handle::info(base, Some(slf.get().when))
     }
 
-    fn __hash__(&self) -> isize {
-        let h = self.when.to_bits();
-        (h ^ (h >> 32)) as isize
+    /// asyncio's `hash(self._when)`: Python's float hash, so equal
+    /// deadlines (0.0 and -0.0, 1.0 and 1) hash alike.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        pyo3::types::PyFloat::new(py, self.when).hash()
     }
 
     fn __richcmp__(
@@ -351,24 +354,27 @@ pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()).map(Bound::unbind) }
 }
 
-/// Calls the handle's callback inside its context. `Ok(Err(e))`: the
-/// callback raised `e`; `Err(e)`: the context could not be entered.
+/// Calls the handle's callback inside its context; `Err(e)`: the callback
+/// raised `e`, or the context could not be entered or left.
 #[inline]
-fn invoke(py: Python<'_>, h: &Handle) -> PyResult<Result<(), PyErr>> {
+fn invoke(py: Python<'_>, h: &Handle) -> PyResult<()> {
     // Own references for the call: the callback may cancel its own
     // handle, which drops the handle's.
+    // Bound, so that their drops are plain decrefs.
     let Some(callback) = Handle::clone_field(&h.callback, py) else {
-        return Ok(Ok(()));
+        return Ok(());
     };
-    let args = Handle::clone_field(&h.args, py);
+    let callback = callback.into_bound(py);
+    let args = Handle::clone_field(&h.args, py).map(|a| a.into_bound(py));
     let Some(context) = Handle::clone_field(&h.context, py) else {
-        return Ok(Ok(()));
+        return Ok(());
     };
+    let context = context.into_bound(py);
     // Safety: GIL held; every pointer is an owned, live reference for the
     // duration of the calls; the tuple's items are read while it is alive.
     unsafe {
         if ffi::PyContext_Enter(context.as_ptr()) < 0 {
-            return Ok(Err(PyErr::fetch(py)));
+            return Err(PyErr::fetch(py));
         }
         let (items, n) = match &args {
             Some(t) => {
@@ -384,11 +390,11 @@ fn invoke(py: Python<'_>, h: &Handle) -> PyResult<Result<(), PyErr>> {
             if !result.is_null() {
                 ffi::Py_DECREF(result);
             }
-            return Ok(Err(PyErr::fetch(py)));
+            return Err(PyErr::fetch(py));
         }
         ffi::Py_DECREF(result);
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// What asyncio's `Handle._run` does with an exception from the callback:
@@ -452,11 +458,7 @@ pub(crate) fn run_handle(py: Python<'_>, lb: &LoopBase, handle: &Bound<'_, Handl
     } else {
         (0.0, None)
     };
-    let outcome = match invoke(py, h) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) | Err(err) => report(handle, err),
-    };
-    if let Err(err) = outcome {
+    if let Err(err) = invoke(py, h).or_else(|err| report(handle, err)) {
         lb.abort(py, err);
     }
     if debug {

@@ -1,6 +1,6 @@
 //! Python objects the front-end calls, looked up once per interpreter:
-//! asyncio's `Future` and `Task` (the C implementations), and the helpers
-//! in `evloop._compat` (formatting and stack extraction, the one place
+//! asyncio's `Future` and `Task` (the C implementations), `selectors`'
+//! file-object check, and the helpers in `evloop._compat` (formatting and stack extraction, the one place
 //! that knows which Python version runs).
 
 use crate::handle::Handle;
@@ -31,6 +31,7 @@ cached!(
 cached!(extract_stack_fn, "evloop._compat", "extract_stack");
 cached!(log_slow_callback_fn, "evloop._compat", "log_slow_callback");
 cached!(create_task_fn, "evloop._compat", "create_task");
+cached!(fileobj_to_fd_fn, "selectors", "_fileobj_to_fd");
 
 /// asyncio's `format_helpers._format_callback_source(callback, args)`.
 pub(crate) fn format_callback_source(

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 import evloop
+from evloop import _compat
 from conftest import TIMEOUT, run_briefly, run_forever_bounded
 
 
@@ -81,6 +82,9 @@ def test_call_later_and_call_at_order_and_when(loop):
     assert t2.when() == t1.when() + 0.01
     assert isinstance(t0, evloop.TimerHandle) and isinstance(t0, evloop.Handle)
     assert t0 < t1 < t2 and t2 > t1 and t1 <= t1 and t1 == t1
+    zero = loop.call_at(-0.0, print)
+    assert hash(t1) == hash(t1.when()) and hash(zero) == hash(0)
+    zero.cancel()
     loop.call_later(0.03, loop.stop)
     loop.run_forever()
     assert seen == [0, 1, 2]
@@ -118,6 +122,22 @@ def test_bad_arguments_get_asyncio_errors(loop):
         loop.add_reader(-1, print)
     with pytest.raises(ValueError, match="Invalid file object"):
         loop.add_reader(object(), print)
+
+    # selectors' rules for fileno(): int() of what it returns; an error
+    # other than AttributeError/TypeError/ValueError passes through.
+    class Fileno:
+        def __init__(self, value):
+            self.value = value
+
+        def fileno(self):
+            if isinstance(self.value, BaseException):
+                raise self.value
+            return self.value
+
+    with pytest.raises(OSError, match="gone"):
+        loop.add_reader(Fileno(OSError("gone")), print)
+    with pytest.raises(ValueError, match="Invalid file descriptor: -2"):
+        loop.add_reader(Fileno("-2"), print)
 
 
 def test_context_argument_and_copies(loop):
@@ -390,9 +410,18 @@ def test_create_task_name_context_and_factory(loop):
     task = loop.create_task(read(), name="named")
     assert task.get_name() == "named"
     assert loop.run_until_complete(task) == "unset"
+    # Without a name or context the factory gets (loop, coro) alone.
+    assert loop.run_until_complete(loop.create_task(read())) == "unset"
+    assert made[-1] == {}
     loop.set_task_factory(None)
     assert loop.get_task_factory() is None
     assert made
+    if not _compat.CREATE_TASK_TAKES_KEYWORDS:
+        # This Python's create_task takes no further keywords.
+        coro = read()
+        with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+            loop.create_task(coro, foo=1)
+        coro.close()
 
 
 def test_create_future_is_asyncio_future(loop):
